@@ -1,0 +1,28 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod action;
+pub mod device;
+pub mod error;
+pub mod frame;
+pub mod model;
+pub mod session_file;
+pub mod spec;
+pub mod worker;
+
+#[cfg(feature = "bevy")]
+pub mod plugin;
+
+pub use error::{Error, Result};
+
+/// The types most games need: `use bevy_nacre::prelude::*;`.
+pub mod prelude {
+    pub use crate::action::{Action, Controls};
+    pub use crate::frame::{AudioChunk, Frame};
+    pub use crate::model::{Prompt, Session, StepInput, StepOutput, WorldModel};
+    pub use crate::spec::{ActionChannel, ActionKind, AudioFormat, ControlKind, ControlSpec, ModelSpec};
+    pub use crate::worker::{Pacing, WorkerConfig};
+    #[cfg(feature = "bevy")]
+    pub use crate::plugin::prelude::*;
+}
