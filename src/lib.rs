@@ -1,12 +1,14 @@
 #![doc = include_str!("../README.md")]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod action;
 pub mod device;
+pub mod diamond;
 pub mod error;
 pub mod frame;
 pub mod model;
+pub mod nn;
 pub mod session_file;
 pub mod spec;
 pub mod worker;

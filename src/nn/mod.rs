@@ -1,0 +1,12 @@
+//! Reusable neural-network building blocks with fast CPU kernels, operating on candle tensors:
+//! a convolution without im2col ([`conv`]), fused group norm and SiLU ([`norm`]), and the safe
+//! strided matrix product they are built on ([`gemm`]). On GPU devices each falls back to
+//! candle's own ops.
+
+pub mod conv;
+pub mod cpu;
+pub mod gemm;
+pub mod norm;
+
+pub use conv::{ConvAlgorithm, FastConv2d, conv2d, conv2d_flops};
+pub use norm::{Activation, group_norm_affine, silu};
