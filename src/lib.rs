@@ -3,14 +3,20 @@
 #![warn(missing_docs)]
 
 pub mod action;
+pub mod dataset;
+pub mod default_model;
 pub mod device;
 pub mod diamond;
+pub mod dsp;
 pub mod error;
 pub mod frame;
 pub mod model;
 pub mod nn;
+pub mod reference;
 pub mod session_file;
 pub mod spec;
+pub mod timing;
+pub mod train;
 pub mod worker;
 
 #[cfg(feature = "bevy")]

@@ -2,6 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+mod datagen;
+mod sheet;
+
 /// Tools for bevy_nacre world models.
 #[derive(Parser)]
 #[command(name = "nacre", version, about)]
@@ -14,11 +17,20 @@ struct Cli {
 enum Command {
     /// Print what this build supports: version, device, CPU threads.
     Info,
+    /// Record a dataset from the reference world (resumable: run it again after an interruption).
+    Datagen(datagen::DatagenArgs),
+    /// Verify a dataset: checksums, shapes, indices; names the file behind every problem.
+    DatasetCheck(datagen::CheckArgs),
+    /// Render a contact sheet of the reference world (biomes, times of day, weathers) as a PNG.
+    ReferenceSheet(sheet::SheetArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result: bevy_nacre::Result<()> = match cli.command {
+        Command::Datagen(args) => datagen::run_datagen(&args),
+        Command::DatasetCheck(args) => datagen::run_check(&args),
+        Command::ReferenceSheet(args) => sheet::run(&args),
         Command::Info => {
             let chosen = bevy_nacre::device::choose_device(Default::default());
             println!("bevy_nacre {}", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,154 @@
+//! Configuration of the default model, stored as `config.json` next to its weights.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Every size and constant of the default model. Training writes it next to the weights; loading
+/// reads it back, and the weights must match it tensor by tensor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Format of this file, for clear errors when it changes.
+    pub format_version: u32,
+    /// Model name recorded in saved sessions.
+    pub name: String,
+    /// Weights version recorded in saved sessions; training sets it to a hash of the run.
+    pub version: String,
+    /// Output width (pixels).
+    pub width: usize,
+    /// Output height (pixels).
+    pub height: usize,
+    /// Side of the square pixel patch that one token stands for.
+    pub patch: usize,
+    /// Channels of the latent of one token.
+    pub latent_channels: usize,
+    /// Width of the transformer.
+    pub dim: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// MLP hidden width as a multiple of `dim`.
+    pub mlp_ratio: usize,
+    /// Transformer blocks of the frame encoder.
+    pub encoder_layers: usize,
+    /// Transformer blocks of the frame decoder.
+    pub decoder_layers: usize,
+    /// Transformer blocks of the dynamics.
+    pub dynamics_layers: usize,
+    /// Past latent frames the dynamics sees.
+    pub context: usize,
+    /// Largest context-noise level used in training (noise augmentation).
+    pub train_noise_max: f32,
+    /// Context-noise level used when generating (the "stabilisation level").
+    pub inference_noise: f32,
+    /// Frames per second of the world it was trained on.
+    pub fps: f32,
+    /// Audio sample rate.
+    pub sample_rate: u32,
+    /// Audio samples per frame (`sample_rate / fps`).
+    pub samples_per_frame: usize,
+    /// Frequency bands of the generated sound's spectrum.
+    pub audio_bands: usize,
+    /// Spectra per frame (each covers `samples_per_frame / audio_subframes` samples).
+    pub audio_subframes: usize,
+}
+
+/// Version of [`Config`] this build reads.
+pub const CONFIG_FORMAT: u32 = 1;
+
+impl Default for Config {
+    /// The shipped configuration: 128×128 output, 8×8 patches (a 16×16 token grid), width 128.
+    fn default() -> Self {
+        Self {
+            format_version: CONFIG_FORMAT,
+            name: "nacre-default".into(),
+            version: "untrained".into(),
+            width: 128,
+            height: 128,
+            patch: 8,
+            latent_channels: 16,
+            dim: 128,
+            heads: 4,
+            mlp_ratio: 4,
+            encoder_layers: 2,
+            decoder_layers: 3,
+            dynamics_layers: 4,
+            context: 2,
+            train_noise_max: 0.7,
+            inference_noise: 0.1,
+            fps: 20.0,
+            sample_rate: 16_000,
+            samples_per_frame: 800,
+            audio_bands: 24,
+            audio_subframes: 4,
+        }
+    }
+}
+
+impl Config {
+    /// A very small configuration for tests: 32×32 output, 8×8 patches, width 32.
+    pub fn tiny() -> Self {
+        Self {
+            width: 32,
+            height: 32,
+            dim: 32,
+            heads: 2,
+            mlp_ratio: 2,
+            encoder_layers: 1,
+            decoder_layers: 1,
+            dynamics_layers: 1,
+            latent_channels: 8,
+            ..Self::default()
+        }
+    }
+
+    /// Tokens per frame.
+    pub fn tokens(&self) -> usize {
+        (self.width / self.patch) * (self.height / self.patch)
+    }
+
+    /// Values in one pixel patch (RGB).
+    pub fn patch_values(&self) -> usize {
+        self.patch * self.patch * 3
+    }
+
+    /// Checks that the sizes fit together.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Other(format!("invalid model config: {m}")));
+        if self.format_version != CONFIG_FORMAT {
+            return bad(format!(
+                "format_version {} (this build reads {CONFIG_FORMAT})",
+                self.format_version
+            ));
+        }
+        if self.patch == 0 || self.width % self.patch != 0 || self.height % self.patch != 0 {
+            return bad(format!(
+                "{}x{} is not a multiple of the patch size {}",
+                self.width, self.height, self.patch
+            ));
+        }
+        if self.heads == 0 || self.dim % self.heads != 0 {
+            return bad(format!("dim {} is not divisible by {} heads", self.dim, self.heads));
+        }
+        if self.context == 0 {
+            return bad("context must be at least 1".into());
+        }
+        if self.audio_subframes == 0 || self.samples_per_frame % self.audio_subframes != 0 {
+            return bad(format!(
+                "{} samples per frame do not split into {} subframes",
+                self.samples_per_frame, self.audio_subframes
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let cfg: Config = serde_json::from_str(&text)
+            .map_err(|e| Error::bad_file(path, format!("not a valid model config: {e}")))?;
+        cfg.validate()
+            .map_err(|e| Error::bad_file(path, e.to_string()))?;
+        Ok(cfg)
+    }
+}

@@ -1,0 +1,399 @@
+//! The default model as a [`WorldModel`]: weights loaded once, a session per view holding only
+//! its last `context` latent frames, its random state and its sound synthesiser's overlap, so
+//! every step costs the same however long the session runs.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::conditions::{condition_len, encode_condition};
+use super::config::Config;
+use super::network::Networks;
+use super::weights::load_networks;
+use crate::dsp::{BandSpectrum, NoiseSynth};
+use crate::error::{Error, Result};
+use crate::frame::{AudioChunk, Frame};
+use crate::model::{BatchItem, Prompt, Session, StepInput, StepOutput, StepTimings, WorldModel};
+use crate::spec::{AudioFormat, ModelSpec};
+
+/// Makes the start frames of a session that was given none (the default model renders the
+/// reference world at the prompt's seed).
+pub type StartFrames = dyn Fn(&Prompt, &ModelSpec, usize) -> Result<Vec<Frame>> + Send + Sync;
+
+/// What all sessions of one loaded model share.
+pub struct Shared {
+    /// Configuration.
+    pub cfg: Config,
+    /// The spec the model declares.
+    pub spec: ModelSpec,
+    /// The networks.
+    pub nets: Networks,
+    /// The device the networks live on.
+    pub device: Device,
+    spectrum: BandSpectrum,
+    start_frames: Option<Box<StartFrames>>,
+}
+
+/// The default world model.
+#[derive(Clone)]
+pub struct DefaultModel {
+    shared: Arc<Shared>,
+}
+
+impl DefaultModel {
+    /// Builds the model from networks and the spec whose actions and controls it was trained on.
+    pub fn new(cfg: Config, spec: ModelSpec, nets: Networks, device: Device) -> Result<Self> {
+        cfg.validate()?;
+        let spec = ModelSpec {
+            name: cfg.name.clone(),
+            version: cfg.version.clone(),
+            width: cfg.width as u32,
+            height: cfg.height as u32,
+            fps: cfg.fps,
+            audio: AudioFormat {
+                sample_rate: cfg.sample_rate,
+                channels: 1,
+                samples_per_frame: cfg.samples_per_frame as u32,
+            },
+            context_frames: cfg.context,
+            ..spec
+        };
+        let spectrum = BandSpectrum::new(
+            cfg.sample_rate,
+            cfg.samples_per_frame,
+            cfg.audio_subframes,
+            cfg.audio_bands,
+        );
+        Ok(Self {
+            shared: Arc::new(Shared {
+                cfg,
+                spec,
+                nets,
+                device,
+                spectrum,
+                start_frames: None,
+            }),
+        })
+    }
+
+    /// Loads `config.json` and `model.safetensors` from `dir`; `spec` gives the action and
+    /// control layout (see [`crate::default_model::spec_for`]).
+    pub fn load(dir: &Path, spec: ModelSpec, device: &Device) -> Result<Self> {
+        let cfg = Config::load(&dir.join("config.json"))?;
+        let nets = load_networks(
+            &dir.join("model.safetensors"),
+            &cfg,
+            condition_len(&spec),
+            device,
+        )?;
+        Self::new(cfg, spec, nets, device.clone())
+    }
+
+    /// Sets what makes start frames when a prompt has none.
+    pub fn with_start_frames(
+        self,
+        f: impl Fn(&Prompt, &ModelSpec, usize) -> Result<Vec<Frame>> + Send + Sync + 'static,
+    ) -> Self {
+        let shared = Arc::try_unwrap(self.shared).unwrap_or_else(|_| {
+            panic!("with_start_frames must be called before the model is shared")
+        });
+        Self {
+            shared: Arc::new(Shared {
+                start_frames: Some(Box::new(f)),
+                ..shared
+            }),
+        }
+    }
+
+    /// The shared parts (configuration, networks).
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Encodes RGBA frames into latents `(n, tokens, C)`.
+    pub fn encode_frames(&self, frames: &[Frame]) -> Result<Tensor> {
+        let s = &self.shared;
+        let (w, h) = (s.cfg.width, s.cfg.height);
+        let mut pixels = Vec::with_capacity(frames.len() * 3 * w * h);
+        for f in frames {
+            if f.width as usize != w || f.height as usize != h || !f.is_well_formed() {
+                return Err(Error::Other(format!(
+                    "start frame is {}x{}, the model needs {w}x{h}",
+                    f.width, f.height
+                )));
+            }
+            for c in 0..3 {
+                pixels.extend(f.rgba.iter().skip(c).step_by(4).map(|&v| v as f32 / 127.5 - 1.0));
+            }
+        }
+        let x = Tensor::from_vec(pixels, (frames.len(), 3, h, w), &s.device)?;
+        Ok(s.nets.encoder.forward(&x)?)
+    }
+}
+
+/// Converts decoder output `(batch, 3, H, W)` in [-1, 1] to RGBA8 frames.
+pub fn pixels_to_frames(x: &Tensor) -> Result<Vec<Frame>> {
+    let (b, _, h, w) = x.dims4()?;
+    let bytes: Vec<u8> = ((x.clamp(-1.0, 1.0)? + 1.0)? * 127.5)?
+        .round()?
+        .permute((0, 2, 3, 1))?
+        .to_dtype(DType::U8)?
+        .flatten_all()?
+        .to_vec1()?;
+    Ok((0..b)
+        .map(|i| {
+            let rgb = &bytes[i * h * w * 3..(i + 1) * h * w * 3];
+            Frame::from_rgb(w as u32, h as u32, rgb)
+        })
+        .collect())
+}
+
+/// A deterministic random stream (SplitMix64 with Box–Muller), part of a session's state.
+#[derive(Clone, Debug)]
+pub struct NoiseRng {
+    state: u64,
+    spare: Option<f32>,
+}
+
+impl NoiseRng {
+    /// A stream from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            state: seed ^ 0x9E37_79B9_7F4A_7C15,
+            spare: None,
+        }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    pub fn uniform(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 + 1.0) / (1u64 << 24) as f32
+    }
+
+    /// Standard normal.
+    pub fn normal(&mut self) -> f32 {
+        if let Some(s) = self.spare.take() {
+            return s;
+        }
+        let (u, v) = (self.uniform(), self.uniform());
+        let r = (-2.0 * u.ln()).sqrt();
+        let a = std::f32::consts::TAU * v;
+        self.spare = Some(r * a.sin());
+        r * a.cos()
+    }
+}
+
+/// One running world of the default model.
+pub struct DefaultSession {
+    shared: Arc<Shared>,
+    /// Latent frames, oldest first: `context × tokens × C` values.
+    context: Vec<f32>,
+    rng: NoiseRng,
+    synth: NoiseSynth,
+    index: u64,
+}
+
+const STATE_MAGIC: &[u8; 4] = b"NDM1";
+
+impl DefaultSession {
+    fn new(shared: Arc<Shared>, context: Vec<f32>, seed: u64) -> Self {
+        let synth = NoiseSynth::new(shared.spectrum.clone());
+        Self {
+            shared,
+            context,
+            rng: NoiseRng::new(seed),
+            synth,
+            index: 0,
+        }
+    }
+}
+
+impl Session for DefaultSession {
+    fn step(&mut self, input: &StepInput) -> Result<StepOutput> {
+        let shared = self.shared.clone();
+        let mut outputs = step_sessions(&shared, &mut [self], &[input])?;
+        Ok(outputs.remove(0))
+    }
+
+    fn save(&self) -> Result<Vec<u8>> {
+        let mut out = STATE_MAGIC.to_vec();
+        out.extend_from_slice(&self.index.to_le_bytes());
+        out.extend_from_slice(&self.rng.state.to_le_bytes());
+        out.extend_from_slice(&self.rng.spare.map_or(f32::NAN, |s| s).to_le_bytes());
+        for v in self.context.iter().chain(self.synth.tail()) {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        Ok(out)
+    }
+
+    fn frame_index(&self) -> u64 {
+        self.index
+    }
+}
+
+/// Steps several sessions of one model in one batch.
+fn step_sessions(
+    shared: &Shared,
+    sessions: &mut [&mut DefaultSession],
+    inputs: &[&StepInput],
+) -> Result<Vec<StepOutput>> {
+    let began = Instant::now();
+    let cfg = &shared.cfg;
+    let b = sessions.len();
+    let (k, t, c) = (cfg.context, cfg.tokens(), cfg.latent_channels);
+    let noise_level = cfg.inference_noise;
+    let relative_noise = noise_level / cfg.train_noise_max.max(f32::EPSILON);
+    let mut context = Vec::with_capacity(b * k * t * c);
+    let mut condition = Vec::new();
+    for (s, input) in sessions.iter_mut().zip(inputs) {
+        // Context noise at the stabilisation level the model was trained to see.
+        for &v in &s.context {
+            context.push(v + noise_level * s.rng.normal());
+        }
+        encode_condition(
+            &shared.spec,
+            &input.action.values,
+            &input.controls.values,
+            relative_noise,
+            &mut condition,
+        );
+    }
+    let dev = &shared.device;
+    let context_t = Tensor::from_vec(context, (b, k, t, c), dev)?;
+    let cond_len = condition.len() / b;
+    let condition_t = Tensor::from_vec(condition, (b, cond_len), dev)?;
+    let (next, hidden, cond) = shared.nets.dynamics.forward(&context_t, &condition_t)?;
+    let video_began = Instant::now();
+    let frames = pixels_to_frames(&shared.nets.decoder.forward(&next)?)?;
+    let video = video_began.elapsed();
+    let audio_began = Instant::now();
+    let spectra: Vec<f32> = shared
+        .nets
+        .audio
+        .forward(&hidden, &cond)?
+        .flatten_all()?
+        .to_vec1()?;
+    let next: Vec<f32> = next.flatten_all()?.to_vec1()?;
+    if next.iter().any(|v| !v.is_finite()) || spectra.iter().any(|v| !v.is_finite()) {
+        return Err(Error::BadOutput(
+            "the network produced NaN or infinite values".into(),
+        ));
+    }
+    let per_spectrum = spectra.len() / b;
+    let mut outputs = Vec::with_capacity(b);
+    for (i, (s, frame)) in sessions.iter_mut().zip(frames).enumerate() {
+        // Slide the context window: drop the oldest latent, append the new one.
+        s.context.drain(..t * c);
+        s.context.extend_from_slice(&next[i * t * c..(i + 1) * t * c]);
+        let rng = &mut s.rng;
+        let samples = s
+            .synth
+            .synthesize(&spectra[i * per_spectrum..(i + 1) * per_spectrum], || rng.normal());
+        s.index += 1;
+        outputs.push(StepOutput {
+            frame,
+            audio: AudioChunk {
+                sample_rate: cfg.sample_rate,
+                channels: 1,
+                samples,
+            },
+            timings: StepTimings {
+                compute: began.elapsed(),
+                stages: vec![("decode", video), ("audio", audio_began.elapsed())],
+            },
+        });
+    }
+    Ok(outputs)
+}
+
+impl WorldModel for DefaultModel {
+    fn spec(&self) -> &ModelSpec {
+        &self.shared.spec
+    }
+
+    fn start(&self, prompt: &Prompt) -> Result<Box<dyn Session>> {
+        let k = self.shared.cfg.context;
+        let mut frames = if prompt.start_frames.is_empty() {
+            match &self.shared.start_frames {
+                Some(f) => f(prompt, &self.shared.spec, k)?,
+                None => {
+                    return Err(Error::Other(
+                        "this model needs start frames in the prompt".into(),
+                    ));
+                }
+            }
+        } else {
+            prompt.start_frames.clone()
+        };
+        // Use the newest `k` frames; repeat the oldest if there are fewer.
+        if frames.len() > k {
+            frames.drain(..frames.len() - k);
+        }
+        while frames.len() < k {
+            frames.insert(0, frames[0].clone());
+        }
+        let latents: Vec<f32> = self.encode_frames(&frames)?.flatten_all()?.to_vec1()?;
+        Ok(Box::new(DefaultSession::new(
+            self.shared.clone(),
+            latents,
+            prompt.seed,
+        )))
+    }
+
+    fn restore(&self, state: &[u8]) -> Result<Box<dyn Session>> {
+        let cfg = &self.shared.cfg;
+        let values = cfg.context * cfg.tokens() * cfg.latent_channels;
+        let tail = cfg.samples_per_frame / cfg.audio_subframes;
+        let expected = 4 + 8 + 8 + 4 + 4 * (values + tail);
+        if state.len() != expected || &state[..4] != STATE_MAGIC {
+            return Err(Error::BadSessionState(format!(
+                "default-model state should be {expected} bytes starting with {:?}, got {} bytes",
+                std::str::from_utf8(STATE_MAGIC).unwrap(),
+                state.len()
+            )));
+        }
+        let u64_at = |i: usize| u64::from_le_bytes(state[i..i + 8].try_into().unwrap());
+        let f32_at = |i: usize| f32::from_le_bytes(state[i..i + 4].try_into().unwrap());
+        let floats: Vec<f32> = (24..state.len()).step_by(4).map(f32_at).collect();
+        let mut session = DefaultSession::new(self.shared.clone(), floats[..values].to_vec(), 0);
+        session.index = u64_at(4);
+        session.rng.state = u64_at(12);
+        let spare = f32_at(20);
+        session.rng.spare = spare.is_finite().then_some(spare);
+        session.synth.set_tail(&floats[values..]);
+        Ok(Box::new(session))
+    }
+
+    fn step_batch(&self, batch: &mut [BatchItem<'_>]) -> Vec<Result<StepOutput>> {
+        let inputs: Vec<&StepInput> = batch.iter().map(|item| item.input).collect();
+        let mut sessions: Vec<&mut DefaultSession> = Vec::with_capacity(batch.len());
+        for item in batch.iter_mut() {
+            let any: &mut dyn std::any::Any = &mut **item.session;
+            match any.downcast_mut::<DefaultSession>() {
+                Some(s) => sessions.push(s),
+                None => {
+                    return batch
+                        .iter()
+                        .map(|_| Err(Error::Other("session of another model in batch".into())))
+                        .collect();
+                }
+            }
+        }
+        match step_sessions(&self.shared, &mut sessions, &inputs) {
+            Ok(outputs) => outputs.into_iter().map(Ok).collect(),
+            Err(e) => {
+                let msg = e.to_string();
+                inputs.iter().map(|_| Err(Error::Other(msg.clone()))).collect()
+            }
+        }
+    }
+}

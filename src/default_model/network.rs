@@ -1,0 +1,284 @@
+//! The default model's networks: a frame encoder and decoder between pixels and a grid of latent
+//! tokens, the dynamics that predicts the next latent frame from the last few, the action and the
+//! director controls, and the audio head that predicts the frame's sound spectrum.
+//!
+//! ```text
+//! pixels (3×H×W) ─patchify─▶ tokens (T×p²·3) ─Encoder─▶ latent (T×C)
+//! latents t-k+1..t (+ noise σ) ─Dynamics(action, controls, σ)─▶ latent t+1, hidden
+//! latent t+1 ─Decoder─▶ tokens ─unpatchify─▶ pixels t+1
+//! hidden, condition ─AudioHead─▶ log band energies of frame t+1's sound
+//! ```
+
+use candle_core::{D, DType, Module, Result, Tensor};
+use candle_nn::{LayerNorm, Linear, VarBuilder, layer_norm, linear};
+
+use super::blocks::{Block, block_flops};
+use super::config::Config;
+
+/// Pixels `(batch, 3, H, W)` to patch tokens `(batch, tokens, patch²·3)`.
+pub fn patchify(x: &Tensor, patch: usize) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let (hp, wp) = (h / patch, w / patch);
+    x.reshape((b, c, hp, patch, wp, patch))?
+        .permute((0, 2, 4, 3, 5, 1))?
+        .reshape((b, hp * wp, patch * patch * c))
+}
+
+/// Patch tokens `(batch, tokens, patch²·3)` back to pixels `(batch, 3, H, W)`.
+pub fn unpatchify(t: &Tensor, patch: usize, height: usize, width: usize) -> Result<Tensor> {
+    let (b, _, _) = t.dims3()?;
+    let (hp, wp) = (height / patch, width / patch);
+    t.reshape((b, hp, wp, patch, patch, 3))?
+        .permute((0, 5, 1, 3, 2, 4))?
+        .reshape((b, 3, height, width))
+}
+
+fn positions(cfg: &Config, vb: &VarBuilder) -> Result<Tensor> {
+    vb.get_with_hints(
+        (1, cfg.tokens(), cfg.dim),
+        "pos",
+        candle_nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        },
+    )
+}
+
+/// Pixels to latent tokens.
+#[derive(Clone, Debug)]
+pub struct Encoder {
+    embed: Linear,
+    pos: Tensor,
+    blocks: Vec<Block>,
+    norm: LayerNorm,
+    out: Linear,
+    patch: usize,
+}
+
+impl Encoder {
+    /// Weights under `vb`: `embed`, `pos`, `blocks.N`, `norm`, `out`.
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let blocks = (0..cfg.encoder_layers)
+            .map(|i| Block::new(cfg.dim, cfg.heads, cfg.mlp_ratio, 0, vb.pp(format!("blocks.{i}"))))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            embed: linear(cfg.patch_values(), cfg.dim, vb.pp("embed"))?,
+            pos: positions(cfg, &vb)?,
+            blocks,
+            norm: layer_norm(cfg.dim, 1e-6, vb.pp("norm"))?,
+            out: linear(cfg.dim, cfg.latent_channels, vb.pp("out"))?,
+            patch: cfg.patch,
+        })
+    }
+
+    /// `pixels`: `(batch, 3, H, W)` in [-1, 1]. Returns `(batch, tokens, C)`, each token
+    /// normalised to zero mean and unit variance so noise levels mean the same everywhere.
+    pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+        let mut x = self
+            .embed
+            .forward(&patchify(pixels, self.patch)?)?
+            .broadcast_add(&self.pos)?;
+        for block in &self.blocks {
+            x = block.forward(&x, None)?;
+        }
+        let z = self.out.forward(&self.norm.forward(&x)?)?;
+        normalize_tokens(&z)
+    }
+}
+
+/// Zero mean, unit variance over each token's channels.
+pub fn normalize_tokens(z: &Tensor) -> Result<Tensor> {
+    let mean = z.mean_keepdim(D::Minus1)?;
+    let centred = z.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    centred.broadcast_div(&(var + 1e-5)?.sqrt()?)
+}
+
+/// Latent tokens to pixels.
+#[derive(Clone, Debug)]
+pub struct Decoder {
+    embed: Linear,
+    pos: Tensor,
+    blocks: Vec<Block>,
+    norm: LayerNorm,
+    out: Linear,
+    patch: usize,
+    height: usize,
+    width: usize,
+}
+
+impl Decoder {
+    /// Weights under `vb`: `embed`, `pos`, `blocks.N`, `norm`, `out`.
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let blocks = (0..cfg.decoder_layers)
+            .map(|i| Block::new(cfg.dim, cfg.heads, cfg.mlp_ratio, 0, vb.pp(format!("blocks.{i}"))))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            embed: linear(cfg.latent_channels, cfg.dim, vb.pp("embed"))?,
+            pos: positions(cfg, &vb)?,
+            blocks,
+            norm: layer_norm(cfg.dim, 1e-6, vb.pp("norm"))?,
+            out: linear(cfg.dim, cfg.patch_values(), vb.pp("out"))?,
+            patch: cfg.patch,
+            height: cfg.height,
+            width: cfg.width,
+        })
+    }
+
+    /// `latent`: `(batch, tokens, C)`. Returns pixels `(batch, 3, H, W)`, roughly in [-1, 1].
+    pub fn forward(&self, latent: &Tensor) -> Result<Tensor> {
+        let mut x = self.embed.forward(latent)?.broadcast_add(&self.pos)?;
+        for block in &self.blocks {
+            x = block.forward(&x, None)?;
+        }
+        let patches = self.out.forward(&self.norm.forward(&x)?)?;
+        unpatchify(&patches, self.patch, self.height, self.width)
+    }
+}
+
+/// Embeds the per-step condition (action, controls, context-noise level) into one vector.
+#[derive(Clone, Debug)]
+pub struct ConditionEmbedding {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl ConditionEmbedding {
+    /// Weights: `fc1` (inputs → dim), `fc2` (dim → dim).
+    pub fn new(inputs: usize, dim: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            fc1: linear(inputs, dim, vb.pp("fc1"))?,
+            fc2: linear(dim, dim, vb.pp("fc2"))?,
+        })
+    }
+}
+
+impl Module for ConditionEmbedding {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.fc2.forward(&candle_nn::ops::silu(&self.fc1.forward(x)?)?)
+    }
+}
+
+/// Predicts the next latent frame.
+#[derive(Clone, Debug)]
+pub struct Dynamics {
+    embed: Linear,
+    pos: Tensor,
+    cond: ConditionEmbedding,
+    blocks: Vec<Block>,
+    norm: LayerNorm,
+    out: Linear,
+}
+
+impl Dynamics {
+    /// Weights under `vb`: `embed`, `pos`, `cond`, `blocks.N`, `norm`, `out` (zero-initialised,
+    /// so an untrained model predicts "nothing changes").
+    pub fn new(cfg: &Config, cond_inputs: usize, vb: VarBuilder) -> Result<Self> {
+        let blocks = (0..cfg.dynamics_layers)
+            .map(|i| {
+                Block::new(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dim, vb.pp(format!("blocks.{i}")))
+            })
+            .collect::<Result<_>>()?;
+        let out_vb = vb.pp("out");
+        let zero = candle_nn::Init::Const(0.0);
+        let out = Linear::new(
+            out_vb.get_with_hints((cfg.latent_channels, cfg.dim), "weight", zero)?,
+            Some(out_vb.get_with_hints(cfg.latent_channels, "bias", zero)?),
+        );
+        Ok(Self {
+            embed: linear(cfg.context * cfg.latent_channels, cfg.dim, vb.pp("embed"))?,
+            pos: positions(cfg, &vb)?,
+            cond: ConditionEmbedding::new(cond_inputs, cfg.dim, vb.pp("cond"))?,
+            blocks,
+            norm: layer_norm(cfg.dim, 1e-6, vb.pp("norm"))?,
+            out,
+        })
+    }
+
+    /// `context`: `(batch, k, tokens, C)`, oldest first; `condition`: `(batch, cond_inputs)`.
+    /// Returns the next latent `(batch, tokens, C)` and the pooled hidden state `(batch, dim)`
+    /// and the embedded condition `(batch, dim)` for the audio head.
+    pub fn forward(&self, context: &Tensor, condition: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, k, t, c) = context.dims4()?;
+        let stacked = context.permute((0, 2, 1, 3))?.reshape((b, t, k * c))?;
+        let cond = self.cond.forward(condition)?;
+        let mut x = self.embed.forward(&stacked)?.broadcast_add(&self.pos)?;
+        for block in &self.blocks {
+            x = block.forward(&x, Some(&cond))?;
+        }
+        let x = self.norm.forward(&x)?;
+        let last = context.narrow(1, k - 1, 1)?.squeeze(1)?;
+        let next = normalize_tokens(&(last + self.out.forward(&x)?)?)?;
+        Ok((next, x.mean(1)?, cond))
+    }
+}
+
+/// Predicts the log energy of each frequency band of each audio subframe of the next frame.
+#[derive(Clone, Debug)]
+pub struct AudioHead {
+    fc1: Linear,
+    fc2: Linear,
+    fc3: Linear,
+}
+
+impl AudioHead {
+    /// Weights: `fc1` (2·dim → dim), `fc2` (dim → dim), `fc3` (dim → bands·subframes).
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            fc1: linear(2 * cfg.dim, cfg.dim, vb.pp("fc1"))?,
+            fc2: linear(cfg.dim, cfg.dim, vb.pp("fc2"))?,
+            fc3: linear(cfg.dim, cfg.audio_bands * cfg.audio_subframes, vb.pp("fc3"))?,
+        })
+    }
+
+    /// `hidden`, `cond`: `(batch, dim)`. Returns `(batch, subframes·bands)`.
+    pub fn forward(&self, hidden: &Tensor, cond: &Tensor) -> Result<Tensor> {
+        let x = Tensor::cat(&[hidden, cond], D::Minus1)?;
+        let x = candle_nn::ops::silu(&self.fc1.forward(&x)?)?;
+        let x = candle_nn::ops::silu(&self.fc2.forward(&x)?)?;
+        self.fc3.forward(&x)
+    }
+}
+
+/// All networks of the default model, with the weight names of the shipped safetensors file.
+#[derive(Clone, Debug)]
+pub struct Networks {
+    /// `encoder.*`
+    pub encoder: Encoder,
+    /// `decoder.*`
+    pub decoder: Decoder,
+    /// `dynamics.*`
+    pub dynamics: Dynamics,
+    /// `audio.*`
+    pub audio: AudioHead,
+}
+
+impl Networks {
+    /// Builds (or loads, depending on `vb`) every network.
+    pub fn new(cfg: &Config, cond_inputs: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            encoder: Encoder::new(cfg, vb.pp("encoder"))?,
+            decoder: Decoder::new(cfg, vb.pp("decoder"))?,
+            dynamics: Dynamics::new(cfg, cond_inputs, vb.pp("dynamics"))?,
+            audio: AudioHead::new(cfg, vb.pp("audio"))?,
+        })
+    }
+}
+
+/// FLOPs of one generated frame: dynamics, decoder and audio head (the encoder runs only on
+/// start frames).
+pub fn flops_per_frame(cfg: &Config, cond_inputs: usize) -> u64 {
+    let (t, d) = (cfg.tokens() as u64, cfg.dim as u64);
+    let c = cfg.latent_channels as u64;
+    let blocks = |n: usize, cond: usize| n as u64 * block_flops(cfg.tokens(), cfg.dim, cfg.mlp_ratio, cond);
+    let dynamics = 2 * t * cfg.context as u64 * c * d
+        + 2 * (cond_inputs as u64 * d + d * d)
+        + blocks(cfg.dynamics_layers, cfg.dim)
+        + 2 * t * d * c;
+    let decoder = 2 * t * c * d + blocks(cfg.decoder_layers, 0) + 2 * t * d * cfg.patch_values() as u64;
+    let audio = 2 * (2 * d * d + d * d + d * (cfg.audio_bands * cfg.audio_subframes) as u64);
+    dynamics + decoder + audio
+}
+
+/// The dtype all networks use.
+pub const DTYPE: DType = DType::F32;

@@ -1,0 +1,188 @@
+//! Training data in memory: every frame of a dataset as bytes, the per-row conditions, the
+//! sound targets as band spectra, and where each episode starts, with batch sampling.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use crate::dataset::Dataset;
+use crate::default_model::conditions::{condition_len, encode_condition};
+use crate::default_model::config::Config;
+use crate::default_model::model::NoiseRng;
+use crate::dsp::BandSpectrum;
+use crate::error::{Error, Result};
+use crate::spec::ModelSpec;
+
+/// A dataset loaded for training.
+pub struct TrainingData {
+    /// Frame width and height.
+    pub width: usize,
+    /// Frame height.
+    pub height: usize,
+    /// RGB8 frames, `[N, H, W, 3]`.
+    pub frames: Vec<u8>,
+    /// Actions, `[N, A]`.
+    pub actions: Vec<f32>,
+    /// Controls, `[N, C]`.
+    pub controls: Vec<f32>,
+    /// Log band energies of each row's sound, `[N, subframes·bands]`.
+    pub audio: Vec<f32>,
+    /// Per episode: first row and length.
+    pub episodes: Vec<(usize, usize)>,
+    /// The spec of the world the data came from.
+    pub spec: ModelSpec,
+}
+
+impl TrainingData {
+    /// Loads a dataset (verifying every shard) and analyses its sound for `cfg`.
+    pub fn load(dir: &Path, cfg: &Config) -> Result<Self> {
+        let ds = Dataset::open(dir)?;
+        let m = ds.manifest();
+        let dims = m.dims;
+        if dims.width as usize != cfg.width || dims.height as usize != cfg.height {
+            return Err(Error::bad_file(
+                dir.join(crate::dataset::MANIFEST_FILE),
+                format!(
+                    "dataset frames are {}x{}, the model config needs {}x{}",
+                    dims.width, dims.height, cfg.width, cfg.height
+                ),
+            ));
+        }
+        if dims.audio_samples != cfg.samples_per_frame {
+            return Err(Error::bad_file(
+                dir.join(crate::dataset::MANIFEST_FILE),
+                format!(
+                    "dataset has {} audio samples per frame, the model config needs {}",
+                    dims.audio_samples, cfg.samples_per_frame
+                ),
+            ));
+        }
+        let spectrum = BandSpectrum::new(
+            cfg.sample_rate,
+            cfg.samples_per_frame,
+            cfg.audio_subframes,
+            cfg.audio_bands,
+        );
+        let mut data = TrainingData {
+            width: cfg.width,
+            height: cfg.height,
+            frames: Vec::new(),
+            actions: Vec::new(),
+            controls: Vec::new(),
+            audio: Vec::new(),
+            episodes: Vec::new(),
+            spec: m.model.clone(),
+        };
+        for episode in ds.episodes() {
+            let e = episode?;
+            let rows = e.data.len();
+            data.episodes.push((data.frame_count(), rows));
+            data.frames.extend_from_slice(&e.data.frames);
+            data.actions.extend_from_slice(&e.data.actions);
+            data.controls.extend_from_slice(&e.data.controls);
+            let mut chunk = vec![0.0f32; cfg.samples_per_frame];
+            for pcm in e.data.audio.chunks_exact(cfg.samples_per_frame) {
+                for (c, s) in chunk.iter_mut().zip(pcm) {
+                    *c = *s as f32 / 32768.0;
+                }
+                data.audio.extend(spectrum.analyze(&chunk));
+            }
+        }
+        if data.episodes.is_empty() {
+            return Err(Error::bad_file(dir, "dataset has no episodes"));
+        }
+        Ok(data)
+    }
+
+    /// Rows in total.
+    pub fn frame_count(&self) -> usize {
+        self.frames.len() / (self.width * self.height * 3)
+    }
+
+    /// Frames at `rows` as a `(len, 3, H, W)` tensor in [-1, 1].
+    pub fn pixels(&self, rows: &[usize], device: &Device) -> Result<Tensor> {
+        let px = self.width * self.height;
+        let mut out = vec![0f32; rows.len() * 3 * px];
+        for (i, &r) in rows.iter().enumerate() {
+            let src = &self.frames[r * px * 3..(r + 1) * px * 3];
+            let dst = &mut out[i * 3 * px..(i + 1) * 3 * px];
+            for p in 0..px {
+                for c in 0..3 {
+                    dst[c * px + p] = src[p * 3 + c] as f32 / 127.5 - 1.0;
+                }
+            }
+        }
+        Ok(Tensor::from_vec(
+            out,
+            (rows.len(), 3, self.height, self.width),
+            device,
+        )?)
+    }
+
+    /// The condition vectors of `rows` at context-noise `noise` (one per row).
+    pub fn conditions(&self, rows: &[usize], noise: &[f32], device: &Device) -> Result<Tensor> {
+        let (a, c) = (self.spec.actions.len(), self.spec.controls.len());
+        let mut out = Vec::new();
+        for (&r, &n) in rows.iter().zip(noise) {
+            encode_condition(
+                &self.spec,
+                &self.actions[r * a..(r + 1) * a],
+                &self.controls[r * c..(r + 1) * c],
+                n,
+                &mut out,
+            );
+        }
+        Ok(Tensor::from_vec(
+            out,
+            (rows.len(), condition_len(&self.spec)),
+            device,
+        )?)
+    }
+
+    /// Sound targets of `rows`, `(len, subframes·bands)`.
+    pub fn audio_targets(&self, rows: &[usize], device: &Device) -> Result<Tensor> {
+        let per = self.audio.len() / self.frame_count();
+        let mut out = Vec::with_capacity(rows.len() * per);
+        for &r in rows {
+            out.extend_from_slice(&self.audio[r * per..(r + 1) * per]);
+        }
+        Ok(Tensor::from_vec(out, (rows.len(), per), device)?)
+    }
+
+    /// `count` random rows.
+    pub fn random_rows(&self, count: usize, rng: &mut NoiseRng) -> Vec<usize> {
+        let n = self.frame_count();
+        (0..count)
+            .map(|_| ((rng.uniform() * n as f32) as usize).min(n - 1))
+            .collect()
+    }
+
+    /// `count` random windows of `len` consecutive rows inside one episode; returns each
+    /// window's first row. Episodes shorter than `len` are never chosen.
+    pub fn random_windows(&self, count: usize, len: usize, rng: &mut NoiseRng) -> Result<Vec<usize>> {
+        let usable: Vec<(usize, usize)> = self
+            .episodes
+            .iter()
+            .filter(|(_, l)| *l >= len)
+            .map(|&(s, l)| (s, l - len + 1))
+            .collect();
+        let total: usize = usable.iter().map(|(_, n)| n).sum();
+        if total == 0 {
+            return Err(Error::Other(format!(
+                "no episode has the {len} frames a training window needs"
+            )));
+        }
+        Ok((0..count)
+            .map(|_| {
+                let mut pick = ((rng.uniform() * total as f32) as usize).min(total - 1);
+                for &(start, n) in &usable {
+                    if pick < n {
+                        return start + pick;
+                    }
+                    pick -= n;
+                }
+                unreachable!("pick is below the total")
+            })
+            .collect())
+    }
+}

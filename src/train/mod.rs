@@ -1,0 +1,636 @@
+//! Training the default model from a `nacre datagen` dataset, in three stages:
+//!
+//! 1. **autoencoder**: encoder and decoder learn to compress frames to latent tokens and back;
+//! 2. **dynamics**: with the encoder frozen and every frame's latent computed once, the dynamics
+//!    and the audio head learn to predict the next latent and its sound from the last `context`
+//!    latents, the action and the controls. Context latents get Gaussian noise of a random level
+//!    (given to the network as an input), and the loss is taken over `unroll` steps in which the
+//!    model's own predictions become its context: both keep long rollouts from drifting;
+//! 3. **decoder**: the decoder is fine-tuned to turn the dynamics' predicted latents (rather
+//!    than only encoded ones) into the true frames.
+//!
+//! A checkpoint (weights, optimizer moments, position, config) is written atomically every
+//! `checkpoint_every` steps and when training is stopped; `resume` continues from it exactly.
+
+pub mod data;
+pub mod optim;
+pub mod plot;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+use crate::default_model::conditions::condition_len;
+use crate::default_model::config::Config;
+use crate::default_model::model::NoiseRng;
+use crate::default_model::network::{DTYPE, Networks};
+use crate::default_model::weights::{save_tensors, save_varmap};
+use crate::error::{Error, Result};
+use crate::session_file::write_atomic;
+use data::TrainingData;
+use optim::{AdamW, AdamWParams};
+
+/// Steps, batch size and learning rate of one stage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Samples per step.
+    pub batch: usize,
+    /// Peak learning rate (after warm-up; cosine decay to a tenth).
+    pub lr: f64,
+}
+
+/// Everything a training run needs besides the data (`--config FILE`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The model to train.
+    pub model: Config,
+    /// Seed of initialisation, batch sampling and noise.
+    pub seed: u64,
+    /// CPU threads (0 = all cores).
+    pub threads: usize,
+    /// Stage 1.
+    pub autoencoder: StageConfig,
+    /// Stage 2.
+    pub dynamics: StageConfig,
+    /// Steps of self-rollout per dynamics sample.
+    pub unroll: usize,
+    /// Weight of the sound loss next to the latent loss.
+    pub audio_weight: f64,
+    /// Stage 3.
+    pub decoder: StageConfig,
+    /// Steps between checkpoints.
+    pub checkpoint_every: u64,
+    /// Steps between log lines.
+    pub log_every: u64,
+}
+
+impl TrainConfig {
+    /// A configuration that trains [`Config::tiny`] for a handful of steps (for tests).
+    pub fn tiny() -> Self {
+        let stage = |steps| StageConfig {
+            steps,
+            batch: 4,
+            lr: 2e-3,
+        };
+        Self {
+            model: Config::tiny(),
+            seed: 1,
+            threads: 1,
+            autoencoder: stage(30),
+            dynamics: stage(20),
+            unroll: 2,
+            audio_weight: 0.05,
+            decoder: stage(10),
+            checkpoint_every: 25,
+            log_every: 5,
+        }
+    }
+
+    /// Reads a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let cfg: TrainConfig = serde_json::from_str(&text)
+            .map_err(|e| Error::bad_file(path, format!("not a valid training config: {e}")))?;
+        cfg.model
+            .validate()
+            .map_err(|e| Error::bad_file(path, e.to_string()))?;
+        Ok(cfg)
+    }
+
+    fn stage(&self, stage: Stage) -> &StageConfig {
+        match stage {
+            Stage::Autoencoder => &self.autoencoder,
+            Stage::Dynamics => &self.dynamics,
+            Stage::Decoder => &self.decoder,
+        }
+    }
+
+    /// Steps over all stages.
+    pub fn total_steps(&self) -> u64 {
+        self.autoencoder.steps + self.dynamics.steps + self.decoder.steps
+    }
+}
+
+/// The three stages, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Encoder and decoder.
+    Autoencoder,
+    /// Dynamics and audio head.
+    Dynamics,
+    /// Decoder fine-tuning on predicted latents.
+    Decoder,
+}
+
+impl Stage {
+    const ALL: [Stage; 3] = [Stage::Autoencoder, Stage::Dynamics, Stage::Decoder];
+
+    /// Name used in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Autoencoder => "autoencoder",
+            Stage::Dynamics => "dynamics",
+            Stage::Decoder => "decoder",
+        }
+    }
+
+    fn trains(self, var: &str) -> bool {
+        match self {
+            Stage::Autoencoder => var.starts_with("encoder.") || var.starts_with("decoder."),
+            Stage::Dynamics => var.starts_with("dynamics.") || var.starts_with("audio."),
+            Stage::Decoder => var.starts_with("decoder."),
+        }
+    }
+}
+
+/// Where a run stands; saved in every checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Current stage.
+    pub stage: Stage,
+    /// Steps done in the current stage.
+    pub step: u64,
+    /// Seconds of training so far, over all sessions.
+    pub elapsed_s: f64,
+}
+
+/// What a progress callback sees after each step.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// Current stage.
+    pub stage: Stage,
+    /// Steps done over all stages.
+    pub done: u64,
+    /// Steps over all stages.
+    pub total: u64,
+    /// Loss of the last step.
+    pub loss: f64,
+    /// Samples per second over the last log interval.
+    pub samples_per_s: f64,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// All stages done; the final weights are in the output folder.
+    Finished,
+    /// Stopped on request; a checkpoint was written and `resume` continues.
+    Interrupted,
+}
+
+/// Files of a checkpoint folder.
+const CHECKPOINT_DIR: &str = "checkpoint";
+const STATE_FILE: &str = "train_state.json";
+const TRAIN_CONFIG_FILE: &str = "train_config.json";
+/// The training log, one line per `log_every` steps.
+pub const LOG_FILE: &str = "train_log.csv";
+/// The loss curve.
+pub const PLOT_FILE: &str = "loss.png";
+
+struct Run<'a> {
+    cfg: &'a TrainConfig,
+    data: TrainingData,
+    varmap: VarMap,
+    nets: Networks,
+    device: Device,
+    latents: Option<Vec<f32>>,
+    rng: NoiseRng,
+}
+
+/// Trains the default model on the dataset in `data_dir`, writing checkpoints, the log, the
+/// loss curve and finally `model.safetensors` and `config.json` into `out`. Stops cleanly
+/// (with a checkpoint) when `stop` becomes true.
+pub fn train(
+    data_dir: &Path,
+    cfg: &TrainConfig,
+    out: &Path,
+    resume: bool,
+    stop: &AtomicBool,
+    progress: &mut (dyn FnMut(&Progress) + Send),
+) -> Result<Outcome> {
+    cfg.model.validate()?;
+    let threads = if cfg.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        cfg.threads
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Other(format!("thread pool: {e}")))?;
+    pool.install(|| train_in_pool(data_dir, cfg, out, resume, stop, progress))
+}
+
+fn train_in_pool(
+    data_dir: &Path,
+    cfg: &TrainConfig,
+    out: &Path,
+    resume: bool,
+    stop: &AtomicBool,
+    progress: &mut (dyn FnMut(&Progress) + Send),
+) -> Result<Outcome> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let device = Device::Cpu;
+    let data = TrainingData::load(data_dir, &cfg.model)?;
+    let cond_len = condition_len(&data.spec);
+    let varmap = VarMap::new();
+    // candle initialises weights from its own generator; seed it for a reproducible start.
+    device.set_seed(cfg.seed)?;
+    let nets = Networks::new(&cfg.model, cond_len, VarBuilder::from_varmap(&varmap, DTYPE, &device))?;
+    let ckpt = out.join(CHECKPOINT_DIR);
+    let mut state = TrainState {
+        stage: Stage::Autoencoder,
+        step: 0,
+        elapsed_s: 0.0,
+    };
+    let mut optimizer_state = None;
+    if resume {
+        let (s, opt) = load_checkpoint(&ckpt, cfg, &varmap, cond_len)?;
+        state = s;
+        optimizer_state = Some(opt);
+    } else if ckpt.join(STATE_FILE).exists() {
+        return Err(Error::Other(format!(
+            "{} already holds a checkpoint; pass --resume to continue it or choose another --out",
+            out.display()
+        )));
+    }
+    let mut run = Run {
+        cfg,
+        data,
+        varmap,
+        nets,
+        device,
+        latents: None,
+        rng: NoiseRng::new(cfg.seed),
+    };
+    let mut log = open_log(out, resume)?;
+    let mut curves = read_curves(&out.join(LOG_FILE));
+    let started = Instant::now();
+    let elapsed_before = state.elapsed_s;
+    let done_before: u64 = Stage::ALL
+        .iter()
+        .take_while(|s| **s != state.stage)
+        .map(|s| cfg.stage(*s).steps)
+        .sum();
+    let mut done = done_before + state.step;
+
+    let first_stage = state.stage;
+    for stage in Stage::ALL.into_iter().skip_while(|s| *s != first_stage) {
+        let sc = cfg.stage(stage);
+        if stage != Stage::Autoencoder && run.latents.is_none() {
+            run.latents = Some(run.encode_all()?);
+        }
+        let vars: Vec<(String, Var)> = run
+            .varmap
+            .data()
+            .lock()
+            .expect("varmap lock")
+            .iter()
+            .filter(|(k, _)| stage.trains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut opt = AdamW::new(
+            vars,
+            AdamWParams {
+                lr: sc.lr,
+                ..AdamWParams::default()
+            },
+        )?;
+        if let Some(s) = optimizer_state.take() {
+            opt.load_state(&s)?;
+        }
+        let mut interval = (Instant::now(), 0u64);
+        while state.step < sc.steps {
+            if stop.load(Ordering::SeqCst) {
+                state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+                save_checkpoint(&ckpt, cfg, &state, &run.varmap, &opt)?;
+                return Ok(Outcome::Interrupted);
+            }
+            // The batch for step `s` depends only on the seed, the stage and `s`, so a resumed
+            // run sees exactly the batches it would have seen.
+            run.rng = NoiseRng::new(
+                cfg.seed ^ ((stage as u64 + 1) << 56) ^ state.step.wrapping_mul(0x9E37_79B9),
+            );
+            opt.params.lr = learning_rate(sc, state.step);
+            let (loss, parts) = match stage {
+                Stage::Autoencoder => run.autoencoder_loss(sc.batch)?,
+                Stage::Dynamics => run.dynamics_loss(sc.batch)?,
+                Stage::Decoder => run.decoder_loss(sc.batch)?,
+            };
+            let loss_value = loss.to_scalar::<f32>()? as f64;
+            if !loss_value.is_finite() {
+                return Err(Error::Other(format!(
+                    "{} loss became {loss_value} at step {}; lower the learning rate",
+                    stage.name(),
+                    state.step
+                )));
+            }
+            let grads = loss.backward()?;
+            opt.step(&grads)?;
+            state.step += 1;
+            done += 1;
+            interval.1 += sc.batch as u64;
+            let samples_per_s = interval.1 as f64 / interval.0.elapsed().as_secs_f64().max(1e-9);
+            progress(&Progress {
+                stage,
+                done,
+                total: cfg.total_steps(),
+                loss: loss_value,
+                samples_per_s,
+            });
+            if state.step % cfg.log_every == 0 || state.step == sc.steps {
+                let elapsed = elapsed_before + started.elapsed().as_secs_f64();
+                writeln!(
+                    log,
+                    "{done},{},{},{loss_value:.6},{},{:.6e},{samples_per_s:.2},{elapsed:.1}",
+                    stage.name(),
+                    state.step,
+                    parts
+                        .iter()
+                        .map(|(n, v)| format!("{n}={v:.5}"))
+                        .collect::<Vec<_>>()
+                        .join(";"),
+                    opt.params.lr,
+                )
+                .map_err(|e| Error::io(out.join(LOG_FILE), e))?;
+                log.flush().map_err(|e| Error::io(out.join(LOG_FILE), e))?;
+                curves
+                    .entry(stage.name().to_string())
+                    .or_default()
+                    .push((done as f64, loss_value));
+                interval = (Instant::now(), 0);
+            }
+            if state.step % cfg.checkpoint_every == 0 && state.step < sc.steps {
+                state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+                save_checkpoint(&ckpt, cfg, &state, &run.varmap, &opt)?;
+                plot_curves(out, &curves)?;
+            }
+        }
+        // The next stage starts at its step 0 with a fresh optimizer.
+        if let Some(next) = Stage::ALL.iter().skip_while(|s| **s != stage).nth(1) {
+            state.stage = *next;
+            state.step = 0;
+            state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+            let fresh = AdamW::new(Vec::new(), AdamWParams::default())?;
+            save_checkpoint(&ckpt, cfg, &state, &run.varmap, &fresh)?;
+        }
+    }
+    plot_curves(out, &curves)?;
+    let mut model_cfg = cfg.model.clone();
+    if model_cfg.version == "untrained" {
+        model_cfg.version = format!("seed{}-steps{}", cfg.seed, cfg.total_steps());
+    }
+    save_varmap(&run.varmap, &out.join("model.safetensors"))?;
+    write_atomic(
+        &out.join("config.json"),
+        serde_json::to_string_pretty(&model_cfg)
+            .expect("config serialises")
+            .as_bytes(),
+    )?;
+    Ok(Outcome::Finished)
+}
+
+/// Warm-up over the first tenth (at most 200 steps), then cosine decay to a tenth of the peak.
+fn learning_rate(sc: &StageConfig, step: u64) -> f64 {
+    let warmup = (sc.steps / 10).clamp(1, 200);
+    if step < warmup {
+        return sc.lr * (step + 1) as f64 / warmup as f64;
+    }
+    let t = (step - warmup) as f64 / (sc.steps - warmup).max(1) as f64;
+    sc.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+}
+
+fn mse(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    (a - b)?.sqr()?.mean_all()
+}
+
+impl Run<'_> {
+    fn normal_tensor(&mut self, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| self.rng.normal()).collect();
+        Ok(Tensor::from_vec(v, shape, &self.device)?)
+    }
+
+    fn autoencoder_loss(&mut self, batch: usize) -> Result<(Tensor, Vec<(&'static str, f64)>)> {
+        let rows = self.data.random_rows(batch, &mut self.rng);
+        let x = self.data.pixels(&rows, &self.device)?;
+        let z = self.nets.encoder.forward(&x)?;
+        let loss = mse(&self.nets.decoder.forward(&z)?, &x)?;
+        let v = loss.to_scalar::<f32>()? as f64;
+        Ok((loss, vec![("pixel", v)]))
+    }
+
+    /// Latents of every row, computed with the current encoder in batches of 32.
+    fn encode_all(&self) -> Result<Vec<f32>> {
+        let n = self.data.frame_count();
+        let mut out = Vec::with_capacity(n * self.cfg.model.tokens() * self.cfg.model.latent_channels);
+        for start in (0..n).step_by(32) {
+            let rows: Vec<usize> = (start..(start + 32).min(n)).collect();
+            let x = self.data.pixels(&rows, &self.device)?;
+            let z = self.nets.encoder.forward(&x)?.detach();
+            out.extend(z.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(out)
+    }
+
+    fn latents_at(&self, rows: &[usize]) -> Result<Tensor> {
+        let m = &self.cfg.model;
+        let per = m.tokens() * m.latent_channels;
+        let cache = self.latents.as_ref().expect("latents computed");
+        let mut v = Vec::with_capacity(rows.len() * per);
+        for &r in rows {
+            v.extend_from_slice(&cache[r * per..(r + 1) * per]);
+        }
+        Ok(Tensor::from_vec(
+            v,
+            (rows.len(), m.tokens(), m.latent_channels),
+            &self.device,
+        )?)
+    }
+
+    /// Rolls the dynamics forward `unroll` steps from true context latents with context noise
+    /// `sigma` (one level per sample). Returns per step: the rows predicted, the predicted
+    /// latents, and the audio prediction.
+    fn rollout(
+        &mut self,
+        batch: usize,
+        sigma: &[f32],
+        grad: bool,
+    ) -> Result<Vec<(Vec<usize>, Tensor, Tensor)>> {
+        let m = &self.cfg.model;
+        let (k, unroll) = (m.context, self.cfg.unroll.max(1));
+        let starts = self.data.random_windows(batch, k + unroll, &mut self.rng)?;
+        let mut context: Vec<Tensor> = (0..k)
+            .map(|j| {
+                let rows: Vec<usize> = starts.iter().map(|s| s + j).collect();
+                self.latents_at(&rows)
+            })
+            .collect::<Result<_>>()?;
+        let sigma_t = Tensor::from_vec(sigma.to_vec(), (batch, 1, 1, 1), &self.device)?;
+        let relative: Vec<f32> = sigma.iter().map(|s| s / m.train_noise_max).collect();
+        let mut steps = Vec::with_capacity(unroll);
+        for r in 0..unroll {
+            let rows: Vec<usize> = starts.iter().map(|s| s + k + r).collect();
+            let stacked = Tensor::stack(&context, 1)?;
+            let noise = self.normal_tensor(stacked.dims())?;
+            let noisy = (stacked + noise.broadcast_mul(&sigma_t)?)?;
+            let cond = self.data.conditions(&rows, &relative, &self.device)?;
+            let (next, hidden, cond_emb) = self.nets.dynamics.forward(&noisy, &cond)?;
+            let audio = self.nets.audio.forward(&hidden, &cond_emb)?;
+            let next = if grad { next } else { next.detach() };
+            context.remove(0);
+            context.push(next.clone());
+            steps.push((rows, next, audio));
+        }
+        Ok(steps)
+    }
+
+    fn dynamics_loss(&mut self, batch: usize) -> Result<(Tensor, Vec<(&'static str, f64)>)> {
+        let max = self.cfg.model.train_noise_max;
+        let inference = self.cfg.model.inference_noise;
+        // Mostly random levels, a quarter exactly at the level used when generating.
+        let sigma: Vec<f32> = (0..batch)
+            .map(|i| if i % 4 == 0 { inference } else { self.rng.uniform() * max })
+            .collect();
+        let steps = self.rollout(batch, &sigma, true)?;
+        let mut latent = Tensor::zeros((), DTYPE, &self.device)?;
+        let mut audio = Tensor::zeros((), DTYPE, &self.device)?;
+        for (rows, next, audio_pred) in &steps {
+            latent = (latent + mse(next, &self.latents_at(rows)?)?)?;
+            let target = self.data.audio_targets(rows, &self.device)?;
+            audio = (audio + mse(audio_pred, &target)?)?;
+        }
+        let n = steps.len() as f64;
+        let (latent, audio) = ((latent / n)?, (audio / n)?);
+        let loss = (&latent + (&audio * self.cfg.audio_weight)?)?;
+        let parts = vec![
+            ("latent", latent.to_scalar::<f32>()? as f64),
+            ("audio", audio.to_scalar::<f32>()? as f64),
+        ];
+        Ok((loss, parts))
+    }
+
+    fn decoder_loss(&mut self, batch: usize) -> Result<(Tensor, Vec<(&'static str, f64)>)> {
+        let sigma = vec![self.cfg.model.inference_noise; batch];
+        let steps = self.rollout(batch, &sigma, false)?;
+        let (rows, predicted, _) = steps.last().expect("at least one step");
+        let truth = self.data.pixels(rows, &self.device)?;
+        let from_predicted = mse(&self.nets.decoder.forward(predicted)?, &truth)?;
+        let from_encoded = mse(&self.nets.decoder.forward(&self.latents_at(rows)?)?, &truth)?;
+        let loss = ((&from_predicted + &from_encoded)? * 0.5)?;
+        let parts = vec![
+            ("predicted", from_predicted.to_scalar::<f32>()? as f64),
+            ("encoded", from_encoded.to_scalar::<f32>()? as f64),
+        ];
+        Ok((loss, parts))
+    }
+}
+
+fn save_checkpoint(
+    dir: &Path,
+    cfg: &TrainConfig,
+    state: &TrainState,
+    varmap: &VarMap,
+    opt: &AdamW,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    save_varmap(varmap, &dir.join("model.safetensors"))?;
+    save_tensors(&opt.state()?, &dir.join("optimizer.safetensors"))?;
+    write_atomic(
+        &dir.join(TRAIN_CONFIG_FILE),
+        serde_json::to_string_pretty(cfg).expect("serialises").as_bytes(),
+    )?;
+    write_atomic(
+        &dir.join("config.json"),
+        serde_json::to_string_pretty(&cfg.model).expect("serialises").as_bytes(),
+    )?;
+    // The state goes last: a checkpoint counts only once its state file names it.
+    write_atomic(
+        &dir.join(STATE_FILE),
+        serde_json::to_string_pretty(state).expect("serialises").as_bytes(),
+    )
+}
+
+fn load_checkpoint(
+    dir: &Path,
+    cfg: &TrainConfig,
+    varmap: &VarMap,
+    cond_len: usize,
+) -> Result<(TrainState, HashMap<String, Tensor>)> {
+    let state_path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
+    let state: TrainState = serde_json::from_str(&text)
+        .map_err(|e| Error::bad_file(&state_path, format!("not a training state: {e}")))?;
+    let saved_cfg = TrainConfig::load(&dir.join(TRAIN_CONFIG_FILE))?;
+    if &saved_cfg != cfg {
+        return Err(Error::bad_file(
+            dir.join(TRAIN_CONFIG_FILE),
+            "the checkpoint was made with a different training config; resume with the same --config",
+        ));
+    }
+    let weights = dir.join("model.safetensors");
+    let tensors =
+        crate::default_model::weights::read_checked(&weights, &cfg.model, cond_len, &Device::Cpu)?;
+    {
+        let data = varmap.data().lock().expect("varmap lock");
+        for (name, var) in data.iter() {
+            var.set(&tensors[name])?;
+        }
+    }
+    let opt_path = dir.join("optimizer.safetensors");
+    let opt = candle_core::safetensors::load(&opt_path, &Device::Cpu)
+        .map_err(|e| Error::bad_file(&opt_path, e.to_string()))?;
+    Ok((state, opt))
+}
+
+fn open_log(out: &Path, resume: bool) -> Result<std::fs::File> {
+    let path = out.join(LOG_FILE);
+    let fresh = !resume || !path.exists();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(!fresh)
+        .write(true)
+        .truncate(fresh)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    if fresh {
+        writeln!(f, "step,stage,stage_step,loss,parts,lr,samples_per_s,elapsed_s")
+            .map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(f)
+}
+
+/// Loss curves from an existing log (so a resumed run's plot covers the whole run).
+fn read_curves(path: &Path) -> HashMap<String, Vec<(f64, f64)>> {
+    let mut curves: HashMap<String, Vec<(f64, f64)>> = HashMap::new();
+    if let Ok(text) = std::fs::read_to_string(path) {
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            if let (Some(step), Some(stage), Some(loss)) = (f.first(), f.get(1), f.get(3)) {
+                if let (Ok(s), Ok(l)) = (step.parse(), loss.parse()) {
+                    curves.entry(stage.to_string()).or_default().push((s, l));
+                }
+            }
+        }
+    }
+    curves
+}
+
+fn plot_curves(out: &Path, curves: &HashMap<String, Vec<(f64, f64)>>) -> Result<()> {
+    let series: Vec<(String, Vec<(f64, f64)>)> = Stage::ALL
+        .iter()
+        .filter_map(|s| curves.get(s.name()).map(|c| (s.name().to_string(), c.clone())))
+        .collect();
+    plot::save_loss_plot(&out.join(PLOT_FILE), &series)
+}
