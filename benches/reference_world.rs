@@ -1,0 +1,61 @@
+//! Reference-world speed: frames per second of one session (physics + rendering + sound) on one
+//! thread, at 64×64 and 128×128, driven by a player-like trajectory (walking, turning, director
+//! changes). Run with `cargo bench --no-default-features --bench reference_world`.
+//!
+//! Prints the median per-frame rate (`bevy_nacre::timing::time_runs`) and the mean rate over the
+//! whole run, which also pays for generating new land as the player explores.
+
+use std::time::Instant;
+
+use bevy_nacre::model::{Prompt, WorldModel};
+use bevy_nacre::reference::ReferenceWorld;
+use bevy_nacre::reference::trajectory::{Trajectory, TrajectoryConfig};
+use bevy_nacre::timing::time_runs;
+
+fn bench(width: u32, height: u32, frames: usize) {
+    let world = ReferenceWorld::new(width, height);
+    let spec = world.spec().clone();
+    let mut trajectory = Trajectory::new(7, spec.default_controls(), TrajectoryConfig::default());
+    let mut session = world
+        .start_session(&Prompt {
+            seed: 7,
+            start_frames: Vec::new(),
+            controls: Some(trajectory.start_controls().clone()),
+        })
+        .expect("session starts");
+    let mut video = 0.0;
+    let mut audio = 0.0;
+    let started = Instant::now();
+    let mut count = 0usize;
+    let stats = time_runs(20, frames, || {
+        let input = trajectory.next(&mut session);
+        let out = session.step_world(&input).expect("step");
+        for (name, d) in &out.timings.stages {
+            match *name {
+                "video" => video += d.as_secs_f64(),
+                "audio" => audio += d.as_secs_f64(),
+                _ => {}
+            }
+        }
+        count += 1;
+        std::hint::black_box(out);
+    });
+    let mean = started.elapsed().as_secs_f64() / count as f64;
+    println!(
+        "reference world {width}x{height}: median {:.0} frames/s ({stats}); mean over {count} frames incl. {} new chunks of land {:.0} frames/s; video {:.3} ms, audio {:.3} ms per frame",
+        1.0 / stats.median.as_secs_f64(),
+        session.terrain().chunks_generated,
+        1.0 / mean,
+        video / count as f64 * 1e3,
+        audio / count as f64 * 1e3,
+    );
+}
+
+fn main() {
+    println!(
+        "one thread; {} logical CPUs on this machine",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    bench(64, 64, 2000);
+    bench(128, 128, 1000);
+}

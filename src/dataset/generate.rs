@@ -1,0 +1,526 @@
+//! `nacre datagen`: records episodes of the reference world driven by player-like trajectories
+//! into shards, in parallel, resumably.
+//!
+//! A shard holds whole episodes: shard `s` holds episodes `s·K .. s·K + K`. Each episode's
+//! content depends only on the dataset seed and its index, so shards can be made in any order
+//! on any number of threads and always come out byte-identical. The manifest is rewritten
+//! atomically after every finished shard; on restart, listed shards are verified (size and
+//! SHA-256), broken or missing ones are made again, and leftover temporary files are removed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use super::manifest::{FORMAT, FORMAT_VERSION, GeneratorInfo, MANIFEST_FILE, Manifest, ShardEntry};
+use super::sha256_hex;
+use super::shard::{Dims, ShardData, ShardMeta};
+use crate::error::{Error, Result};
+use crate::model::{Prompt, WorldModel};
+use crate::reference::noise::mix64;
+use crate::reference::trajectory::{Trajectory, TrajectoryConfig};
+use crate::reference::{MODEL_VERSION, ReferenceWorld};
+
+/// What `nacre datagen` should make.
+#[derive(Clone, Debug)]
+pub struct DatagenOptions {
+    /// Dataset folder (created if missing; resumed if it holds a manifest).
+    pub out: PathBuf,
+    /// Episodes in total.
+    pub episodes: u64,
+    /// Frames per episode.
+    pub frames_per_episode: u32,
+    /// Frame width.
+    pub width: u32,
+    /// Frame height.
+    pub height: u32,
+    /// Dataset seed.
+    pub seed: u64,
+    /// Episodes per shard; `None` picks about 64 MiB of frames per shard (or keeps the value of
+    /// the dataset being resumed).
+    pub episodes_per_shard: Option<u32>,
+    /// Worker threads (each makes whole shards).
+    pub threads: usize,
+    /// Average director changes per minute in the trajectories.
+    pub director_changes_per_minute: f32,
+    /// Stop after starting this many new shards (simulates an interruption; for tests).
+    pub stop_after_shards: Option<usize>,
+    /// Set to stop after the shards in progress (e.g. by Ctrl-C).
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl DatagenOptions {
+    /// Options with the defaults for everything but the essentials.
+    pub fn new(
+        out: impl Into<PathBuf>,
+        episodes: u64,
+        frames_per_episode: u32,
+        width: u32,
+        height: u32,
+        seed: u64,
+    ) -> Self {
+        Self {
+            out: out.into(),
+            episodes,
+            frames_per_episode,
+            width,
+            height,
+            seed,
+            episodes_per_shard: None,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            director_changes_per_minute: TrajectoryConfig::default().director_changes_per_minute,
+            stop_after_shards: None,
+            stop: None,
+        }
+    }
+}
+
+/// What a datagen run did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DatagenReport {
+    /// Shards the finished dataset has.
+    pub shards_total: u64,
+    /// Shards found intact and kept.
+    pub shards_kept: u64,
+    /// Shards written by this run.
+    pub shards_written: u64,
+    /// Frames written by this run.
+    pub frames_written: u64,
+    /// Whether the dataset is now complete.
+    pub complete: bool,
+    /// Things found and repaired (broken shards, leftover temporary files).
+    pub notes: Vec<String>,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+/// File name of shard `index`.
+pub fn shard_file_name(index: u64) -> String {
+    format!("shard-{index:05}.safetensors")
+}
+
+/// Episodes per shard that make about 64 MiB of frames (at least 1).
+pub fn default_episodes_per_shard(frames_per_episode: u32, width: u32, height: u32) -> u32 {
+    let episode_bytes = frames_per_episode as u64 * width as u64 * height as u64 * 3;
+    ((64u64 << 20) / episode_bytes.max(1)).clamp(1, 4096) as u32
+}
+
+/// The seed of episode `episode` in a dataset with seed `seed`.
+pub fn episode_seed(seed: u64, episode: u64) -> u64 {
+    mix64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ mix64(episode.wrapping_add(1)))
+}
+
+/// Records one episode: a player-like trajectory through a fresh session. `on_frames` is called
+/// with the number of frames finished since its last call.
+pub fn record_episode(
+    world: &ReferenceWorld,
+    seed: u64,
+    episode: u64,
+    frames: u32,
+    config: &TrajectoryConfig,
+    on_frames: &dyn Fn(u64),
+) -> Result<ShardData> {
+    let spec = world.spec();
+    let dims = Dims::from_spec(spec);
+    let es = episode_seed(seed, episode);
+    let mut trajectory = Trajectory::new(es, spec.default_controls(), config.clone());
+    let mut session = world.start_session(&Prompt {
+        seed: es,
+        start_frames: Vec::new(),
+        controls: Some(trajectory.start_controls().clone()),
+    })?;
+    let n = frames as usize;
+    let mut data = ShardData::new(dims);
+    data.frames.reserve(n * dims.frame_bytes());
+    data.audio.reserve(n * dims.audio_samples);
+    let mut pending = 0;
+    for f in 0..frames {
+        let input = trajectory.next(&mut session);
+        let out = session.step_world(&input)?;
+        for px in out.frame.rgba.chunks_exact(4) {
+            data.frames.extend_from_slice(&px[..3]);
+        }
+        data.actions
+            .extend_from_slice(&spec.sanitize_action(&input.action)?.values);
+        data.controls.extend_from_slice(&session.controls().values);
+        data.audio.extend(
+            out.audio
+                .samples
+                .iter()
+                .map(|s| (s.clamp(-1.0, 1.0) * 32767.0).round() as i16),
+        );
+        data.pose.extend_from_slice(&session.pose());
+        data.episode.push(episode as i64);
+        data.frame.push(f as i64);
+        pending += 1;
+        if pending == 20 {
+            on_frames(pending);
+            pending = 0;
+        }
+    }
+    on_frames(pending);
+    Ok(data)
+}
+
+fn is_temp_file(name: &str) -> bool {
+    name.starts_with('.') && name.contains(".tmp")
+}
+
+/// Verifies a listed shard file against its entry (size, then SHA-256).
+fn verify_entry(dir: &Path, entry: &ShardEntry) -> std::result::Result<(), String> {
+    let path = dir.join(&entry.file);
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() as u64 != entry.bytes {
+        return Err(format!(
+            "{}: {} bytes, manifest says {}",
+            path.display(),
+            bytes.len(),
+            entry.bytes
+        ));
+    }
+    let sum = sha256_hex(&bytes);
+    if sum != entry.sha256 {
+        return Err(format!(
+            "{}: SHA-256 {sum} does not match the manifest",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Makes (or finishes) a dataset. `progress(done, total)` is called with frame counts as work
+/// completes, from any thread.
+pub fn generate(
+    opts: &DatagenOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<DatagenReport> {
+    let started = Instant::now();
+    let dir = &opts.out;
+    if opts.episodes == 0 || opts.frames_per_episode == 0 {
+        return Err(Error::Other(
+            "datagen needs at least one episode of at least one frame".into(),
+        ));
+    }
+    if !(1..=4096).contains(&opts.width) || !(1..=4096).contains(&opts.height) {
+        return Err(Error::Other(format!(
+            "resolution {}x{} is out of range (1 to 4096 per side)",
+            opts.width, opts.height
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let world = ReferenceWorld::new(opts.width, opts.height);
+    let spec = world.spec().clone();
+    let dims = Dims::from_spec(&spec);
+    let mut report = DatagenReport::default();
+
+    // Continue an existing dataset, or start a new one.
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let existing = if manifest_path.exists() {
+        Some(Manifest::read(dir)?)
+    } else {
+        None
+    };
+    let episodes_per_shard = match (&existing, opts.episodes_per_shard) {
+        (_, Some(k)) => k.max(1),
+        (Some(m), None) => m.generator.episodes_per_shard,
+        (None, None) => {
+            default_episodes_per_shard(opts.frames_per_episode, opts.width, opts.height)
+        }
+    };
+    let generator = GeneratorInfo {
+        world: "reference".into(),
+        world_version: MODEL_VERSION.into(),
+        seed: opts.seed,
+        episodes: opts.episodes,
+        frames_per_episode: opts.frames_per_episode,
+        episodes_per_shard,
+        director_changes_per_minute: opts.director_changes_per_minute,
+    };
+    let mut kept: Vec<ShardEntry> = Vec::new();
+    if let Some(m) = &existing {
+        let g = &m.generator;
+        let mismatch = |what: &str, was: String, now: String| {
+            Error::bad_file(
+                &manifest_path,
+                format!(
+                    "this dataset was made with {what} {was}, not {now}; use another --out folder to make a different dataset"
+                ),
+            )
+        };
+        if m.model != spec {
+            return Err(mismatch(
+                "model",
+                format!(
+                    "'{}' v{} at {}x{}",
+                    m.model.name, m.model.version, m.model.width, m.model.height
+                ),
+                format!(
+                    "'{}' v{} at {}x{}",
+                    spec.name, spec.version, spec.width, spec.height
+                ),
+            ));
+        }
+        if g.seed != opts.seed {
+            return Err(mismatch(
+                "--seed",
+                g.seed.to_string(),
+                opts.seed.to_string(),
+            ));
+        }
+        if g.frames_per_episode != opts.frames_per_episode {
+            return Err(mismatch(
+                "--frames-per-episode",
+                g.frames_per_episode.to_string(),
+                opts.frames_per_episode.to_string(),
+            ));
+        }
+        if g.episodes_per_shard != episodes_per_shard {
+            return Err(mismatch(
+                "--episodes-per-shard",
+                g.episodes_per_shard.to_string(),
+                episodes_per_shard.to_string(),
+            ));
+        }
+        if g.director_changes_per_minute != opts.director_changes_per_minute {
+            return Err(mismatch(
+                "director changes per minute",
+                g.director_changes_per_minute.to_string(),
+                opts.director_changes_per_minute.to_string(),
+            ));
+        }
+        let held = m
+            .shards
+            .iter()
+            .map(|s| s.first_episode + s.episodes)
+            .max()
+            .unwrap_or(0);
+        if held > opts.episodes {
+            return Err(Error::bad_file(
+                &manifest_path,
+                format!(
+                    "the dataset already holds {held} episodes; --episodes {} would drop some",
+                    opts.episodes
+                ),
+            ));
+        }
+        kept = m.shards.clone();
+    }
+
+    // Remove temporary files a killed run left behind.
+    let listing = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in listing {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if is_temp_file(&name) {
+            let p = entry.path();
+            std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            report
+                .notes
+                .push(format!("removed leftover temporary file {}", p.display()));
+        }
+    }
+
+    let k = episodes_per_shard as u64;
+    let total_shards = opts.episodes.div_ceil(k);
+    let expected = |s: u64| -> (u64, u64) {
+        let first = s * k;
+        (first, k.min(opts.episodes - first))
+    };
+    // Keep listed shards that are where they should be and intact.
+    kept.retain(|e| {
+        let (first, count) = expected(e.index);
+        let fits = e.index < total_shards
+            && e.first_episode == first
+            && e.episodes == count
+            && e.frames == count * opts.frames_per_episode as u64
+            && e.file == shard_file_name(e.index);
+        if !fits {
+            report.notes.push(format!(
+                "shard {} is remade: it holds episodes {}..{}, the dataset now needs {}..{}",
+                e.file,
+                e.first_episode,
+                e.first_episode + e.episodes,
+                first,
+                first + count
+            ));
+            return false;
+        }
+        match verify_entry(dir, e) {
+            Ok(()) => true,
+            Err(why) => {
+                report
+                    .notes
+                    .push(format!("shard is remade because it is damaged: {why}"));
+                false
+            }
+        }
+    });
+    kept.sort_by_key(|e| e.index);
+    kept.dedup_by_key(|e| e.index);
+    report.shards_kept = kept.len() as u64;
+    report.shards_total = total_shards;
+    let mut manifest = Manifest {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        model: spec.clone(),
+        dims,
+        generator,
+        shards: kept,
+        complete: false,
+    };
+    manifest.complete = manifest.shards.len() as u64 == total_shards;
+    manifest.write(dir)?;
+
+    let todo: Vec<u64> = (0..total_shards)
+        .filter(|s| {
+            manifest
+                .shards
+                .binary_search_by_key(s, |e| e.index)
+                .is_err()
+        })
+        .collect();
+    let total_frames = opts.episodes * opts.frames_per_episode as u64;
+    let done = AtomicU64::new(manifest.frames_present());
+    progress(done.load(Ordering::Relaxed), total_frames);
+    if todo.is_empty() {
+        report.complete = true;
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+
+    let config = TrajectoryConfig {
+        director_changes_per_minute: opts.director_changes_per_minute,
+        random_start_controls: true,
+    };
+    let next = AtomicUsize::new(0);
+    let started_shards = AtomicUsize::new(0);
+    let stop_local = AtomicBool::new(false);
+    let should_stop = || {
+        stop_local.load(Ordering::SeqCst)
+            || opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    };
+    let threads = opts.threads.clamp(1, todo.len());
+    let (tx, rx) = crossbeam_channel::unbounded::<Result<ShardEntry>>();
+    let mut first_error = None;
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let (todo, next, started_shards, world, config, done) =
+                (&todo, &next, &started_shards, &world, &config, &done);
+            let should_stop = &should_stop;
+            scope.spawn(move || {
+                loop {
+                    if should_stop() {
+                        break;
+                    }
+                    if let Some(limit) = opts.stop_after_shards
+                        && started_shards.fetch_add(1, Ordering::SeqCst) >= limit
+                    {
+                        break;
+                    }
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(&s) = todo.get(i) else { break };
+                    let result = make_shard(
+                        dir,
+                        world,
+                        opts,
+                        s,
+                        k,
+                        config,
+                        &|n| {
+                            let d = done.fetch_add(n, Ordering::Relaxed) + n;
+                            progress(d, total_frames);
+                        },
+                        should_stop,
+                    );
+                    let failed = result.is_err();
+                    if tx.send(result).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for result in rx.iter() {
+            match result {
+                Ok(entry) => {
+                    report.shards_written += 1;
+                    report.frames_written += entry.frames;
+                    let pos = manifest
+                        .shards
+                        .binary_search_by_key(&entry.index, |e| e.index)
+                        .unwrap_or_else(|p| p);
+                    manifest.shards.insert(pos, entry);
+                    manifest.complete = manifest.shards.len() as u64 == total_shards;
+                    if let Err(e) = manifest.write(dir) {
+                        first_error.get_or_insert(e);
+                        stop_local.store(true, Ordering::SeqCst);
+                    }
+                }
+                Err(e) => {
+                    if !matches!(&e, Error::Other(m) if m == INTERRUPTED) {
+                        first_error.get_or_insert(e);
+                    }
+                    stop_local.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+    });
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    report.complete = manifest.complete;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+const INTERRUPTED: &str = "interrupted";
+
+/// Records and writes shard `s` (episodes `s·k ..`), returning its manifest entry.
+#[allow(clippy::too_many_arguments)]
+fn make_shard(
+    dir: &Path,
+    world: &ReferenceWorld,
+    opts: &DatagenOptions,
+    s: u64,
+    k: u64,
+    config: &TrajectoryConfig,
+    on_frames: &dyn Fn(u64),
+    should_stop: &dyn Fn() -> bool,
+) -> Result<ShardEntry> {
+    let first = s * k;
+    let count = k.min(opts.episodes - first);
+    let mut data = ShardData::new(Dims::from_spec(world.spec()));
+    for e in first..first + count {
+        if should_stop() {
+            return Err(Error::Other(INTERRUPTED.into()));
+        }
+        let ep = record_episode(
+            world,
+            opts.seed,
+            e,
+            opts.frames_per_episode,
+            config,
+            on_frames,
+        )?;
+        data.append(&ep);
+    }
+    let meta = ShardMeta {
+        format_version: FORMAT_VERSION,
+        index: s,
+        first_episode: first,
+        episodes: count,
+    };
+    let bytes = data.to_safetensors(&meta)?;
+    let file = shard_file_name(s);
+    crate::session_file::write_atomic(&dir.join(&file), &bytes)?;
+    Ok(ShardEntry {
+        index: s,
+        file,
+        first_episode: first,
+        episodes: count,
+        frames: data.len() as u64,
+        bytes: bytes.len() as u64,
+        sha256: sha256_hex(&bytes),
+    })
+}
