@@ -116,7 +116,7 @@ impl Lighting {
             smoothstep(0.05, 0.45, sun[1]),
         );
         let moon_vis = smoothstep(-0.02, 0.2, moon[1]) * (1.0 - daylight) * (1.0 - 0.75 * cloud);
-        let moon_col = [0.24, 0.29, 0.40];
+        let moon_col = [0.19, 0.23, 0.33];
         let direct = add(
             scale(sun_col, 0.95 * sun_strength),
             scale(moon_col, moon_vis),
@@ -269,7 +269,8 @@ mod tests {
         let night = Lighting::new(&WeatherState::settled(Weather::Clear, 0.0));
         let lum = |c: [f32; 3]| c[0] + c[1] + c[2];
         assert!(lum(noon.ambient) > 3.0 * lum(night.ambient));
-        assert!(lum(noon.direct) > 4.0 * lum(night.direct));
+        assert!(lum(noon.direct) > 3.0 * lum(night.direct));
+        assert!(lum(noon.zenith) > 5.0 * lum(night.zenith));
         assert!(noon.sun_dir[1] > 0.5 && night.sun_dir[1] < -0.5);
         let dawn = sun_direction(6.0);
         assert!(dawn[0] > 0.99 && dawn[1].abs() < 1e-3);
