@@ -127,7 +127,7 @@ impl Lighting {
         ambient = mix(ambient, [0.45, 0.32, 0.28], twilight * 0.35);
         ambient = scale(ambient, (1.0 + 0.35 * cloud * daylight) * storm_dark);
 
-        let fog_density = 0.0032 + 0.028 * w.fog + 0.006 * w.rain + 0.010 * w.snow + 0.002 * cloud;
+        let fog_density = 0.0032 + 0.045 * w.fog + 0.006 * w.rain + 0.010 * w.snow + 0.002 * cloud;
         let fog_grey = add(
             scale([0.70, 0.71, 0.73], daylight),
             scale([0.045, 0.05, 0.06], 1.0 - daylight),
