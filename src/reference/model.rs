@@ -120,10 +120,10 @@ fn start_place(seed: u64, pref: Option<Biome>) -> (f32, f32, f32) {
     let mut x = rng.range(-20_000.0, 20_000.0).round();
     let mut z = rng.range(-20_000.0, 20_000.0).round();
     let yaw = rng.range(0.0, std::f32::consts::TAU);
-    if let Some(b) = pref {
-        if let Some(p) = find_biome(&g, b, x, z, 0.7) {
-            (x, z) = p;
-        }
+    if let Some(b) = pref
+        && let Some(p) = find_biome(&g, b, x, z, 0.7)
+    {
+        (x, z) = p;
     }
     // Step out of water onto land.
     'search: for ring in 0..60 {

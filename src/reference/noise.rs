@@ -63,19 +63,22 @@ fn fade(t: f32) -> f32 {
     t * t * t * (t * (t * 6.0 - 15.0) + 10.0)
 }
 
+/// Gradient directions: four axes and four diagonals.
+const GRAD: [(f32, f32); 8] = [
+    (1.0, 1.0),
+    (1.0, -1.0),
+    (-1.0, 1.0),
+    (-1.0, -1.0),
+    (1.0, 0.0),
+    (-1.0, 0.0),
+    (0.0, 1.0),
+    (0.0, -1.0),
+];
+
 #[inline]
 fn grad(h: u32, x: f32, y: f32) -> f32 {
-    // Eight directions, unit length along the axes and sqrt(2) along the diagonals.
-    match h & 7 {
-        0 => x + y,
-        1 => x - y,
-        2 => -x + y,
-        3 => -x - y,
-        4 => x,
-        5 => -x,
-        6 => y,
-        _ => -y,
-    }
+    let (gx, gy) = GRAD[(h & 7) as usize];
+    gx * x + gy * y
 }
 
 /// 2D gradient noise in about `[-1, 1]`, smooth, zero at lattice points, period-free.
@@ -150,7 +153,7 @@ pub struct TileNoise {
 impl TileNoise {
     /// Builds a `size`×`size` (power of two) tileable fractal value-noise texture.
     pub fn new(seed: u32, size: usize, base_period: usize, octaves: u32) -> Self {
-        assert!(size.is_power_of_two() && base_period > 0 && size % base_period == 0);
+        assert!(size.is_power_of_two() && base_period > 0 && size.is_multiple_of(base_period));
         let mut data = vec![0.0f32; size * size];
         let mut amp = 1.0;
         let mut norm = 0.0;
@@ -259,7 +262,7 @@ impl Rng {
     /// An integer in `0..n` (`n > 0`).
     #[inline]
     pub fn below(&mut self, n: u32) -> u32 {
-        ((self.next_u64() >> 32) * n as u64 >> 32) as u32
+        (((self.next_u64() >> 32) * n as u64) >> 32) as u32
     }
 }
 

@@ -393,7 +393,7 @@ impl Renderer {
                                 || o.kind == SpriteKind::Rock)
                         {
                             // Snow settles on the upper side of every texel row pattern.
-                            let s = snow * 0.6 * (v % 3 == 0) as u8 as f32;
+                            let s = snow * 0.6 * v.is_multiple_of(3) as u8 as f32;
                             c = [
                                 c[0] + (0.92 - c[0]) * s,
                                 c[1] + (0.94 - c[1]) * s,
@@ -404,8 +404,8 @@ impl Renderer {
                             c[k] *= lit[k];
                         }
                     }
-                    for k in 0..3 {
-                        c[k] += (l.fog_color[k] - c[k]) * fog;
+                    for (ck, fk) in c.iter_mut().zip(l.fog_color) {
+                        *ck += (fk - *ck) * fog;
                     }
                     if opacity < 1.0 {
                         blend(out, i, c, opacity);

@@ -234,7 +234,7 @@ impl Sky {
             let qy = (d[1] * 90.0).floor() as i32;
             let qz = (d[2] * 90.0).floor() as i32;
             let h = hash2(hash2(7, qx, qy), qz, 3);
-            if h % 211 == 0 {
+            if h.is_multiple_of(211) {
                 let b = (0.4 + 0.6 * unit(h)) * l.night_sky * smoothstep(0.03, 0.2, elev);
                 c = add(c, [b * 0.9, b * 0.9, b]);
             }

@@ -408,7 +408,7 @@ fn shape(kind: SpriteKind, u: f32, v: f32, speck: f32, mottle: f32) -> Option<([
                 let c = scale3([0.64, 0.61, 0.56], side_light(u, 0.5, half) * brick * grain);
                 return Some((c, false));
             }
-            let battlement = v >= 0.84 && v < 0.88 && (u - 0.5).abs() < 0.25;
+            let battlement = (0.84..0.88).contains(&v) && (u - 0.5).abs() < 0.25;
             if battlement {
                 return Some((scale3([0.55, 0.53, 0.5], grain), false));
             }

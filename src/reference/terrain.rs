@@ -656,7 +656,10 @@ pub fn generate_chunk(g: &TerrainGen, cx: i32, cz: i32, prefs: &[[u8; 3]; 3]) ->
             let (x, z) = (x0 + i as f32, z0 + j as f32);
             let (c, surface) = g.albedo(x, z, h, n[1], &weights[j * N + i]);
             let to8 = |v: f32| (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
-            let toi8 = |v: f32| (v.clamp(-1.0, 1.0) * 127.0).round() as i8;
+            let toi8 = |v: f32| {
+                let x = v.clamp(-1.0, 1.0) * 127.0;
+                (x + 0.5 * x.signum()) as i8
+            };
             texels[j * N + i] = Texel {
                 h,
                 rgb: [to8(c[0]), to8(c[1]), to8(c[2])],

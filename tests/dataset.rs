@@ -1,0 +1,382 @@
+//! Datasets: round trip, corruption reported with the file name, resumable generation, and the
+//! `nacre datagen` / `nacre dataset-check` commands.
+
+use std::path::{Path, PathBuf};
+
+use bevy_nacre::dataset::{
+    DatagenOptions, Dataset, MANIFEST_FILE, Manifest, check_dataset, generate, record_episode,
+    shard_file_name,
+};
+use bevy_nacre::reference::ReferenceWorld;
+use bevy_nacre::reference::trajectory::TrajectoryConfig;
+
+/// A fresh, empty folder under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let p =
+            std::env::temp_dir().join(format!("nacre-dataset-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn options(dir: &Path) -> DatagenOptions {
+    let mut o = DatagenOptions::new(dir, 5, 12, 16, 12, 77);
+    o.episodes_per_shard = Some(2);
+    o.threads = 2;
+    o
+}
+
+fn no_progress(_: u64, _: u64) {}
+
+fn shard_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let m = Manifest::read(dir).unwrap();
+    m.shards
+        .iter()
+        .map(|s| (s.file.clone(), std::fs::read(dir.join(&s.file)).unwrap()))
+        .collect()
+}
+
+#[test]
+fn round_trip_and_streaming_read() {
+    let tmp = TempDir::new("roundtrip");
+    let opts = options(tmp.path());
+    let report = generate(&opts, &no_progress).unwrap();
+    assert!(report.complete);
+    assert_eq!(report.shards_total, 3);
+    assert_eq!(report.shards_written, 3);
+    assert_eq!(report.frames_written, 5 * 12);
+
+    let ds = Dataset::open(tmp.path()).unwrap();
+    let m = ds.manifest();
+    assert_eq!(m.shards.len(), 3);
+    assert_eq!(m.shards[2].episodes, 1);
+    assert!(m.complete);
+    assert_eq!(
+        (m.dims.width, m.dims.height, m.dims.audio_samples),
+        (16, 12, 800)
+    );
+
+    // Streaming episode by episode gives exactly what recording the episode directly gives.
+    let world = ReferenceWorld::new(16, 12);
+    let config = TrajectoryConfig {
+        director_changes_per_minute: opts.director_changes_per_minute,
+        random_start_controls: true,
+    };
+    let mut seen = 0;
+    for (i, ep) in ds.episodes().enumerate() {
+        let ep = ep.unwrap();
+        assert_eq!(ep.index, i as u64);
+        assert_eq!(ep.data.len(), 12);
+        assert_eq!(ep.data.frame, (0..12).collect::<Vec<i64>>());
+        let direct = record_episode(&world, 77, i as u64, 12, &config, &|_| {}).unwrap();
+        assert!(
+            ep.data == direct,
+            "episode {i} differs from a direct recording"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 5);
+    // Shards load one at a time and hold whole episodes.
+    let sizes: Vec<usize> = ds.shards().map(|s| s.unwrap().episodes().len()).collect();
+    assert_eq!(sizes, vec![2, 2, 1]);
+
+    let check = check_dataset(tmp.path());
+    assert!(check.is_ok(), "{:?}", check.problems);
+    assert_eq!((check.shards_ok, check.episodes, check.frames), (3, 5, 60));
+
+    // The data is not trivial: frames vary and sound is not silent.
+    let first = ds.episodes().next().unwrap().unwrap();
+    let fb = first.data.dims.frame_bytes();
+    assert_ne!(first.data.frames[..fb], first.data.frames[fb * 11..fb * 12]);
+    assert!(first.data.audio.iter().any(|&s| s.unsigned_abs() > 50));
+}
+
+#[test]
+fn generation_is_deterministic_across_threads_and_shard_order() {
+    let a = TempDir::new("det-a");
+    let b = TempDir::new("det-b");
+    let mut oa = options(a.path());
+    oa.threads = 1;
+    let mut ob = options(b.path());
+    ob.threads = 3;
+    generate(&oa, &no_progress).unwrap();
+    generate(&ob, &no_progress).unwrap();
+    assert_eq!(shard_bytes(a.path()), shard_bytes(b.path()));
+    assert_eq!(
+        Manifest::read(a.path()).unwrap(),
+        Manifest::read(b.path()).unwrap()
+    );
+}
+
+#[test]
+fn a_flipped_byte_is_reported_with_the_file_name() {
+    let tmp = TempDir::new("flip");
+    generate(&options(tmp.path()), &no_progress).unwrap();
+    let victim = tmp.path().join(shard_file_name(1));
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let at = bytes.len() - 1000;
+    bytes[at] ^= 0x01;
+    std::fs::write(&victim, &bytes).unwrap();
+
+    let report = check_dataset(tmp.path());
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    let p = &report.problems[0];
+    assert_eq!(p.file, victim);
+    assert!(p.to_string().contains("shard-00001.safetensors"), "{p}");
+    assert!(p.message.contains("SHA-256"), "{p}");
+    assert_eq!(report.shards_ok, 2);
+
+    // Reading reports the same file.
+    let ds = Dataset::open(tmp.path()).unwrap();
+    let errors: Vec<String> = ds
+        .shards()
+        .filter_map(|s| s.err())
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].contains("shard-00001.safetensors"),
+        "{}",
+        errors[0]
+    );
+
+    // A resumed datagen notices and remakes the damaged shard.
+    let report = generate(&options(tmp.path()), &no_progress).unwrap();
+    assert_eq!(report.shards_written, 1);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("shard-00001.safetensors")),
+        "{:?}",
+        report.notes
+    );
+    assert!(check_dataset(tmp.path()).is_ok());
+}
+
+#[test]
+fn a_truncated_manifest_is_reported_with_the_file_name() {
+    let tmp = TempDir::new("truncated");
+    generate(&options(tmp.path()), &no_progress).unwrap();
+    let path = tmp.path().join(MANIFEST_FILE);
+    let text = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &text[..text.len() / 2]).unwrap();
+
+    let report = check_dataset(tmp.path());
+    assert_eq!(report.problems.len(), 1);
+    assert_eq!(report.problems[0].file, path);
+    assert!(report.problems[0].to_string().contains("manifest.json"));
+    assert!(
+        report.problems[0].message.contains("truncated"),
+        "{}",
+        report.problems[0]
+    );
+    let err = Dataset::open(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains("manifest.json"), "{err}");
+    // Datagen refuses to guess either.
+    let err = generate(&options(tmp.path()), &no_progress)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("manifest.json"), "{err}");
+}
+
+#[test]
+fn a_shard_with_wrong_shapes_is_reported() {
+    let tmp = TempDir::new("shapes");
+    generate(&options(tmp.path()), &no_progress).unwrap();
+    // Replace shard 0 by a valid safetensors file of another resolution, and fix its checksum
+    // in the manifest, so only the shape check can catch it.
+    let other = TempDir::new("shapes-other");
+    let mut o = options(other.path());
+    o.width = 8;
+    generate(&o, &no_progress).unwrap();
+    let src = std::fs::read(other.path().join(shard_file_name(0))).unwrap();
+    std::fs::write(tmp.path().join(shard_file_name(0)), &src).unwrap();
+    let mut m = Manifest::read(tmp.path()).unwrap();
+    m.shards[0].bytes = src.len() as u64;
+    m.shards[0].sha256 = bevy_nacre::dataset::sha256_hex(&src);
+    m.write(tmp.path()).unwrap();
+    let report = check_dataset(tmp.path());
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert!(
+        report.problems[0]
+            .to_string()
+            .contains("shard-00000.safetensors")
+    );
+    assert!(
+        report.problems[0].message.contains("shape"),
+        "{}",
+        report.problems[0]
+    );
+}
+
+#[test]
+fn an_interrupted_datagen_resumes_without_duplicates_or_gaps() {
+    let reference = TempDir::new("resume-ref");
+    generate(&options(reference.path()), &no_progress).unwrap();
+
+    let tmp = TempDir::new("resume");
+    let mut first = options(tmp.path());
+    first.stop_after_shards = Some(1);
+    let report = generate(&first, &no_progress).unwrap();
+    assert!(!report.complete);
+    assert_eq!(report.shards_written, 1);
+    let m = Manifest::read(tmp.path()).unwrap();
+    assert_eq!(m.shards.len(), 1);
+    assert!(!m.complete);
+    let check = check_dataset(tmp.path());
+    assert!(
+        check
+            .problems
+            .iter()
+            .any(|p| p.message.contains("incomplete")),
+        "{:?}",
+        check.problems
+    );
+
+    // What a kill can leave behind: a temporary file and a finished shard the manifest never got.
+    std::fs::write(
+        tmp.path().join(".shard-00002.safetensors.tmp4242"),
+        b"partial",
+    )
+    .unwrap();
+    let unlisted = m.shards[0].index + 1;
+    std::fs::write(tmp.path().join(shard_file_name(unlisted)), b"half a shard").unwrap();
+
+    let report = generate(&options(tmp.path()), &no_progress).unwrap();
+    assert!(report.complete);
+    assert_eq!(report.shards_kept, 1);
+    assert_eq!(report.shards_written, 2);
+    assert!(
+        report.notes.iter().any(|n| n.contains("tmp4242")),
+        "{:?}",
+        report.notes
+    );
+    assert!(!tmp.path().join(".shard-00002.safetensors.tmp4242").exists());
+
+    // Identical to an uninterrupted run.
+    assert_eq!(shard_bytes(tmp.path()), shard_bytes(reference.path()));
+    assert_eq!(
+        Manifest::read(tmp.path()).unwrap(),
+        Manifest::read(reference.path()).unwrap()
+    );
+    let check = check_dataset(tmp.path());
+    assert!(check.is_ok(), "{:?}", check.problems);
+    assert!(check.notes.is_empty(), "{:?}", check.notes);
+
+    // Running again does nothing; asking for more episodes extends the dataset.
+    let report = generate(&options(tmp.path()), &no_progress).unwrap();
+    assert_eq!(report.shards_written, 0);
+    let mut more = options(tmp.path());
+    more.episodes = 7;
+    let report = generate(&more, &no_progress).unwrap();
+    // Shard 2 held 1 episode and now holds 2; shard 3 is new.
+    assert_eq!(report.shards_written, 2);
+    let ds = Dataset::open(tmp.path()).unwrap();
+    let idx: Vec<u64> = ds.episodes().map(|e| e.unwrap().index).collect();
+    assert_eq!(idx, (0..7).collect::<Vec<u64>>());
+    assert!(check_dataset(tmp.path()).is_ok());
+
+    // Other parameters are refused, naming the manifest.
+    let mut other = options(tmp.path());
+    other.episodes = 7;
+    other.seed = 78;
+    let err = generate(&other, &no_progress).unwrap_err().to_string();
+    assert!(
+        err.contains("manifest.json") && err.contains("seed"),
+        "{err}"
+    );
+}
+
+/// The command line: datagen, a kill part-way, datagen again, dataset-check.
+#[test]
+fn command_line_resumes_after_a_kill_and_checks() {
+    let exe = env!("CARGO_BIN_EXE_nacre");
+    let tmp = TempDir::new("cli");
+    let out = tmp.path().join("data");
+    let args = |episodes: &str| {
+        vec![
+            "datagen".to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "--episodes".into(),
+            episodes.into(),
+            "--frames-per-episode".into(),
+            "40".into(),
+            "--res".into(),
+            "32x24".into(),
+            "--seed".into(),
+            "5".into(),
+            "--episodes-per-shard".into(),
+            "1".into(),
+            "--threads".into(),
+            "1".into(),
+        ]
+    };
+    let mut child = std::process::Command::new(exe)
+        .args(args("12"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once at least one shard is listed (or let it finish if it is quicker than us).
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(m) = Manifest::read(&out)
+            && !m.shards.is_empty()
+        {
+            break;
+        }
+        if child.try_wait().unwrap().is_some() || started.elapsed().as_secs() > 120 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let status = std::process::Command::new(exe)
+        .args(args("12"))
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let check = std::process::Command::new(exe)
+        .arg("dataset-check")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{text}");
+    assert!(text.contains("12 of 12 shards ok"), "{text}");
+
+    // A damaged shard makes the check fail and name the file.
+    let victim = out.join(shard_file_name(3));
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[100] ^= 0xFF;
+    std::fs::write(&victim, &bytes).unwrap();
+    let check = std::process::Command::new(exe)
+        .arg("dataset-check")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(!check.status.success());
+    assert!(text.contains("shard-00003.safetensors"), "{text}");
+}
