@@ -73,7 +73,7 @@ pub fn default_cells() -> Vec<SheetCell> {
             15.5,
             Weather::Clear,
         ),
-        SheetCell::new("snow, noon, clear", 14, Biome::Snow, 12.5, Weather::Clear),
+        SheetCell::new("snow, noon, clear", 45, Biome::Snow, 12.5, Weather::Clear),
         SheetCell::new("shore, noon, clear", 15, Biome::Shore, 11.0, Weather::Clear),
         SheetCell::new(
             "grassland, sunset",
@@ -115,23 +115,23 @@ pub fn default_cells() -> Vec<SheetCell> {
     landmark.walk_frames = 20;
     cells.push(landmark);
     let mut tower = SheetCell::new(
-        "desert night, landmark",
-        25,
+        "desert, dusk, landmark",
+        51,
         Biome::Desert,
-        21.5,
+        18.1,
         Weather::Clear,
     );
     tower.landmark = true;
     tower.walk_frames = 10;
     cells.push(tower);
     let mut up = SheetCell::new(
-        "snow, looking up, dusk",
-        26,
+        "snowy mountains, afternoon, looking up",
+        62,
         Biome::Snow,
-        18.4,
+        15.0,
         Weather::Clear,
     );
-    up.look = 0.4;
+    up.look = 0.3;
     cells.push(up);
     cells
 }

@@ -93,7 +93,8 @@ impl Trajectory {
             rng,
             config,
             mode: Mode::Walk { sprint: false },
-            left: 40,
+            // The first call picks a random behaviour.
+            left: 0,
             turn: 0.0,
             turn_target: 0.0,
             look: 0.0,
