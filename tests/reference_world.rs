@@ -515,8 +515,13 @@ fn walking_follows_the_ground_and_water_is_swum() {
                 "eye in the ground at {cam:?}, ground {ground}"
             );
             if ground < -bevy_nacre::reference::player::SWIM_DEPTH - 0.05 {
-                // Swimming: head just above the surface.
+                // Swimming: head just above the surface, water all around.
                 assert!(cam.y < 0.8, "swimmer's eye at {}", cam.y);
+                assert!(
+                    s.stems().water > 0.01,
+                    "swimming but water is quiet: {:?}",
+                    s.stems()
+                );
                 deep = true;
                 assert!(
                     s.player().vel[0].hypot(s.player().vel[2]) < 2.0,

@@ -268,7 +268,7 @@ impl ReferenceSession {
         let (px, pz) = (self.player.x, self.player.z);
         let (mut water, mut veg, mut trees, mut cold) = (0, 0, 0, 0);
         let mut n = 0;
-        for r in [5.0f32, 15.0] {
+        for (r, wet) in [(5.0f32, 3), (15.0, 2), (35.0, 1)] {
             for k in 0..8 {
                 let a = k as f32 * std::f32::consts::FRAC_PI_4;
                 let (x, z) = (px + a.cos() * r, pz + a.sin() * r);
@@ -276,7 +276,8 @@ impl ReferenceSession {
                 let s = self.terrain.surface_at(x, z);
                 n += 1;
                 if h < WATER_LEVEL {
-                    water += 1;
+                    // Nearer water counts more.
+                    water += wet;
                 }
                 match s {
                     Surface::Grass => veg += 1,
@@ -290,7 +291,7 @@ impl ReferenceSession {
             }
         }
         let f = |c: i32| c as f32 / n as f32;
-        (f(water), f(veg), f(trees), f(cold))
+        ((water as f32 / 16.0).min(1.0), f(veg), f(trees), f(cold))
     }
 
     /// Advances the world by one frame.

@@ -275,12 +275,12 @@ impl Synth {
             + 0.12 * input.storm)
             .min(0.45);
         let rain_t = 0.22 * input.rain;
-        let water_t = 0.10 * input.near_water + if input.swimming { 0.08 } else { 0.0 };
+        let water_t = 0.3 * input.near_water + if input.swimming { 0.15 } else { 0.0 };
         let quiet = (1.0 - input.rain).max(0.0) * (1.0 - input.storm) * (1.0 - 0.7 * input.snow);
         let bird_t = 0.09 * input.daylight * quiet * (0.25 + 0.75 * input.vegetation) * shelter;
         let night = 1.0 - input.daylight;
         let insect_t =
-            0.035 * night * night * quiet * (1.0 - input.cold) * (0.3 + 0.7 * input.vegetation);
+            0.07 * night * night * quiet * (1.0 - input.cold) * (0.3 + 0.7 * input.vegetation);
         let chirp_rate = (0.8 + 3.0 * input.trees) * (bird_t / 0.09);
         let centre = 280.0 + 420.0 * input.wind + 200.0 * input.storm;
         let wf = 2.0 * (std::f32::consts::PI * centre / FS).sin();
@@ -329,7 +329,7 @@ impl Synth {
             self.wind_low += wf * gust * self.wind_band;
             self.wind_band = self.wind_band.clamp(-4.0, 4.0);
             self.wind_low = self.wind_low.clamp(-4.0, 4.0);
-            let wind = self.wind_band * self.wind_gain * gust * 0.6;
+            let wind = self.wind_band * self.wind_gain * gust * 1.8;
 
             // Rain: broadband hiss with drops.
             self.rain_gain += (rain_t - self.rain_gain) * k_smooth;
@@ -349,7 +349,7 @@ impl Synth {
             let mut water = 0.0;
             if self.water_gain > 1e-4 {
                 self.swell_phase = (self.swell_phase + 0.14 / FS).fract();
-                self.water_lp += (white - self.water_lp) * 0.06;
+                self.water_lp += (white - self.water_lp) * 0.1;
                 let swell = 0.55 + 0.45 * sine.sin(self.swell_phase);
                 water = self.water_lp * self.water_gain * swell * 3.0;
             }
