@@ -11,7 +11,9 @@ use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::{Conv2dConfig, Linear, VarBuilder};
 
 use super::config::{DenoiserConfig, GROUP_NORM_EPS, attention_heads, level_blocks, norm_groups};
-use crate::nn::{Activation, ConvAlgorithm, FastConv2d, conv2d_flops, group_norm_affine};
+use crate::nn::{
+    Activation, ChannelMap, ConvAlgorithm, FastConv2d, group_norm_affine, group_norm_map,
+};
 
 fn conv(
     vb: &VarBuilder,
@@ -69,10 +71,10 @@ impl AdaGroupNorm {
         Ok(((scale + 1.0)?.contiguous()?, shift))
     }
 
-    /// `silu(norm(x, cond))`.
-    fn forward_silu(&self, x: &Tensor, cond: &Tensor) -> Result<Tensor> {
+    /// `silu(norm(x, cond))` as a per-channel map for the next convolution to apply.
+    fn silu_map(&self, x: &Tensor, cond: &Tensor) -> Result<ChannelMap> {
         let (gamma, beta) = self.params(cond)?;
-        group_norm_affine(
+        group_norm_map(
             x,
             norm_groups(self.channels),
             GROUP_NORM_EPS,
@@ -148,7 +150,7 @@ impl SelfAttention2d {
         flops.0 += 4.0 * (n * self.heads * h * w * h * w * hd) as f64;
         let y = y.transpose(2, 3)?.reshape((n, c, h, w))?;
         flops.0 += self.out.flops(y.dims())?;
-        x + self.out.forward(&y)?
+        self.out.forward_add(&y, &x)
     }
 }
 
@@ -199,12 +201,12 @@ impl ResBlock {
             }
             None => x.clone(),
         };
-        let h = self.norm1.forward_silu(x, cond)?;
-        flops.0 += self.conv1.flops(h.dims())?;
-        let h = self.conv1.forward(&h)?;
-        let h = self.norm2.forward_silu(&h, cond)?;
+        let map1 = self.norm1.silu_map(x, cond)?;
+        flops.0 += self.conv1.flops(x.dims())?;
+        let h = self.conv1.forward_mapped(x, Some(&map1), None)?;
+        let map2 = self.norm2.silu_map(&h, cond)?;
         flops.0 += self.conv2.flops(h.dims())?;
-        let h = (self.conv2.forward(&h)? + r)?;
+        let h = self.conv2.forward_mapped(&h, Some(&map2), Some(&r))?;
         match &self.attn {
             Some(a) => a.forward(&h, flops),
             None => Ok(h),
@@ -426,7 +428,7 @@ impl InnerModel {
         flops.0 += self.conv_in.flops(x.dims())?;
         let x = self.conv_in.forward(&x)?;
         let x = self.unet.forward(&x, &cond, &mut flops)?;
-        let x = group_norm_affine(
+        let map = group_norm_map(
             &x,
             norm_groups(self.cfg.channels[0]),
             GROUP_NORM_EPS,
@@ -434,12 +436,8 @@ impl InnerModel {
             &self.norm_out_bias,
             Activation::Silu,
         )?;
-        flops.0 += conv2d_flops(
-            x.dims(),
-            self.conv_out.weight().dims(),
-            self.conv_out.config(),
-        )?;
-        let x = self.conv_out.forward(&x)?;
+        flops.0 += self.conv_out.flops(x.dims())?;
+        let x = self.conv_out.forward_mapped(&x, Some(&map), None)?;
         Ok((x, flops.0))
     }
 

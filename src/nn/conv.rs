@@ -27,8 +27,9 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::Conv2dConfig;
 use rayon::prelude::*;
 
-use super::cpu::{is_cpu_f32, tensor_from_vec, with_f32, with_scratch};
+use super::cpu::{Kernel, Scratch, is_cpu_f32, tensor_from_vec, vectorize, with_f32, with_scratch};
 use super::gemm::{MatMut, MatRef, gemm};
+use super::norm::{ChannelMap, MapSlice};
 
 /// How a convolution is computed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -156,10 +157,9 @@ const WINOGRAD4_MIN_PIXELS: usize = 32 * 32;
 const WINOGRAD2_MIN_PIXELS: usize = 16 * 16;
 /// Output columns (of the widened grid) per block of the direct form.
 const DIRECT_BLOCK: usize = 512;
-/// Tiles per block of the Winograd forms (rounded to whole rows of tiles).
-const WINOGRAD_BLOCK_TILES: usize = 64;
-/// Blocks per image the Winograd forms aim for, so that small images still spread over threads.
-const WINOGRAD_MIN_BLOCKS: usize = 4;
+/// Tiles per block of the Winograd forms: the transformed input and products of one block,
+/// `2·(m+2)²·tiles·channels` floats, stay in a core's L2 cache.
+const WINOGRAD_BLOCK_TILES: usize = 32;
 /// Output columns per block of a 1×1 convolution.
 const ONE_BY_ONE_BLOCK: usize = 1024;
 
@@ -269,21 +269,82 @@ impl FastConv2d {
 
     /// Applies the convolution to an NCHW input.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_mapped(x, None, None)
+    }
+
+    /// `forward(x) + residual` in one pass over the output (the residual has the output's
+    /// shape); the sum is formed as `(conv + bias) + residual`, like the unfused ops.
+    pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        self.forward_mapped(x, None, Some(residual))
+    }
+
+    /// `conv(map(x)) + residual`: the per-channel map (for instance a group norm and SiLU, from
+    /// [`group_norm_map`](super::group_norm_map)) is applied to the input as the kernel stages
+    /// it, so the mapped tensor is never materialised (except for 1×1 layers and on non-CPU
+    /// devices, where it is applied first).
+    pub fn forward_mapped(
+        &self,
+        x: &Tensor,
+        map: Option<&ChannelMap>,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let g = Geom::new(x.dims(), self.weight.dims(), &self.cfg)?;
-        let plan = if self.taps.is_empty() || !is_cpu_f32(x) {
-            Plan::Candle
-        } else {
+        let out_dims = [g.b, g.cout, g.ho, g.wo];
+        if let Some(r) = residual
+            && r.dims() != out_dims
+        {
+            candle_core::bail!(
+                "conv2d: residual {:?} does not match the output {out_dims:?}",
+                r.dims()
+            );
+        }
+        if let Some(m) = map
+            && (m.batch, m.channels) != (g.b, g.cin)
+        {
+            candle_core::bail!(
+                "conv2d: channel map for ({}, {}) but the input is {:?}",
+                m.batch,
+                m.channels,
+                x.dims()
+            );
+        }
+        let fast = !self.taps.is_empty() && is_cpu_f32(x) && residual.is_none_or(is_cpu_f32);
+        let plan = if fast {
             g.plan(self.algo)
+        } else {
+            Plan::Candle
         };
+        let mapped;
+        let (x, map) = match (plan, map) {
+            (Plan::Candle | Plan::OneByOne, Some(m)) => {
+                mapped = m.apply(x)?;
+                (&mapped, None)
+            }
+            _ => (x, map),
+        };
+        if plan == Plan::Candle {
+            let y = self.forward_candle(x)?;
+            return match residual {
+                Some(r) => y + r,
+                None => Ok(y),
+            };
+        }
         let bias = (!self.bias_data.is_empty()).then_some(self.bias_data.as_slice());
-        let y = match plan {
-            Plan::Candle => return self.forward_candle(x),
-            Plan::Direct => with_f32(x, |x| direct(x, &g, &self.taps, bias))?,
-            Plan::OneByOne => with_f32(x, |x| one_by_one(x, &g, &self.taps, bias))?,
-            Plan::Winograd2 => with_f32(x, |x| winograd::<F2>(x, &g, &self.wino2, bias))?,
-            Plan::Winograd4 => with_f32(x, |x| winograd::<F4>(x, &g, &self.wino4, bias))?,
+        let compute = |x: &[f32], residual: Option<&[f32]>| {
+            let epi = Epilogue { bias, residual };
+            match plan {
+                Plan::Candle => unreachable!("handled above"),
+                Plan::Direct => direct(x, &g, &self.taps, map, epi),
+                Plan::OneByOne => one_by_one(x, &g, &self.taps, epi),
+                Plan::Winograd2 => winograd::<F2>(x, &g, &self.wino2, map, epi),
+                Plan::Winograd4 => winograd::<F4>(x, &g, &self.wino4, map, epi),
+            }
         };
-        tensor_from_vec(y, (g.b, g.cout, g.ho, g.wo))
+        let y = match residual {
+            None => with_f32(x, |x| compute(x, None))?,
+            Some(r) => with_f32(x, |x| with_f32(r, |r| compute(x, Some(r))))??,
+        };
+        tensor_from_vec(y, out_dims.to_vec())
     }
 
     fn forward_candle(&self, x: &Tensor) -> Result<Tensor> {
@@ -344,8 +405,15 @@ fn pack_taps(
     out
 }
 
+/// What is added to a convolution's output: bias, then residual.
+#[derive(Clone, Copy)]
+struct Epilogue<'a> {
+    bias: Option<&'a [f32]>,
+    residual: Option<&'a [f32]>,
+}
+
 /// The direct shifted-slice convolution (any kernel, stride, dilation, groups).
-fn direct(x: &[f32], g: &Geom, taps: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+fn direct(x: &[f32], g: &Geom, taps: &[f32], map: Option<&ChannelMap>, epi: Epilogue) -> Vec<f32> {
     let (s, d) = (g.stride, g.dil);
     let qy_max = (g.kh - 1) * d / s;
     let qx_max = (g.kw - 1) * d / s;
@@ -359,94 +427,118 @@ fn direct(x: &[f32], g: &Geom, taps: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let per_channel = phases * plane;
     let per_image = g.cin * per_channel;
 
-    let mut staged = vec![0.0f32; g.b * per_image];
-    staged
-        .par_chunks_mut(per_channel)
-        .enumerate()
-        .for_each(|(idx, dst)| {
-            let src = &x[idx * g.h * g.w..][..g.h * g.w];
-            for py in 0..s {
-                for px in 0..s {
-                    let dst = &mut dst[(py * s + px) * plane..][..plane];
-                    fill_phase_plane(src, g, py, px, wq, dst);
+    with_scratch(Scratch::Input, g.b * per_image, |staged| {
+        staged
+            .par_chunks_mut(per_channel)
+            .enumerate()
+            .for_each(|(idx, dst)| {
+                let src = &x[idx * g.h * g.w..][..g.h * g.w];
+                let (bi, ci) = (idx / g.cin, idx % g.cin);
+                for py in 0..s {
+                    for px in 0..s {
+                        let dst = &mut dst[(py * s + px) * plane..][..plane];
+                        fill_phase_plane(src, g, py, px, wq, dst, map.map(|m| (m, bi, ci)));
+                    }
                 }
-            }
-        });
+            });
+        direct_products(staged, g, taps, epi, wq, plane)
+    })
+}
 
+/// The matrix products of the direct form, on the staged phase planes.
+fn direct_products(
+    staged: &[f32],
+    g: &Geom,
+    taps: &[f32],
+    epi: Epilogue,
+    wq: usize,
+    plane: usize,
+) -> Vec<f32> {
+    let (s, d) = (g.stride, g.dil);
+    let per_channel = s * s * plane;
+    let per_image = g.cin * per_channel;
     let n_virtual = g.ho * wq;
     let nc = DIRECT_BLOCK.min(n_virtual);
     let nchunks = n_virtual.div_ceil(nc);
     let (cin_g, cout_g) = (g.cin / g.groups, g.cout / g.groups);
     let ntaps = g.kh * g.kw;
-    let mut stage = vec![0.0f32; g.b * nchunks * g.cout * nc];
-    stage
-        .par_chunks_mut(g.cout * nc)
-        .enumerate()
-        .for_each(|(idx, out)| {
-            let (bi, ch) = (idx / nchunks, idx % nchunks);
-            let j0 = ch * nc;
-            let ncur = nc.min(n_virtual - j0);
-            let img = &staged[bi * per_image..][..per_image];
-            for grp in 0..g.groups {
-                for t in 0..ntaps {
-                    let (ry, rx) = ((t / g.kw) * d, (t % g.kw) * d);
-                    let phase = (ry % s) * s + rx % s;
-                    let off = (ry / s) * wq + rx / s;
-                    gemm(
-                        MatMut {
-                            data: out,
-                            offset: grp * cout_g * nc,
-                            rows: cout_g,
-                            cols: ncur,
-                            row_stride: nc,
-                        },
-                        MatRef::row_major(
-                            taps,
-                            (grp * ntaps + t) * cout_g * cin_g,
-                            cout_g,
-                            cin_g,
-                            cin_g,
-                        ),
-                        MatRef::row_major(
-                            img,
-                            grp * cin_g * per_channel + phase * plane + off + j0,
-                            cin_g,
-                            ncur,
-                            per_channel,
-                        ),
-                        t > 0,
-                    );
-                }
-            }
-        });
-
-    let mut y = vec![0.0f32; g.b * g.cout * g.ho * g.wo];
-    y.par_chunks_mut(g.ho * g.wo)
-        .enumerate()
-        .for_each(|(idx, dst)| {
-            let (bi, co) = (idx / g.cout, idx % g.cout);
-            let bv = bias.map_or(0.0, |b| b[co]);
-            for oy in 0..g.ho {
-                let row = &mut dst[oy * g.wo..][..g.wo];
-                let mut ox = 0;
-                while ox < g.wo {
-                    let j = oy * wq + ox;
-                    let (ch, jj) = (j / nc, j % nc);
-                    let len = (nc - jj).min(g.wo - ox);
-                    let src = &stage[((bi * nchunks + ch) * g.cout + co) * nc + jj..][..len];
-                    for (o, v) in row[ox..ox + len].iter_mut().zip(src) {
-                        *o = v + bv;
+    with_scratch(Scratch::Output, g.b * nchunks * g.cout * nc, |stage| {
+        stage
+            .par_chunks_mut(g.cout * nc)
+            .enumerate()
+            .for_each(|(idx, out)| {
+                let (bi, ch) = (idx / nchunks, idx % nchunks);
+                let j0 = ch * nc;
+                let ncur = nc.min(n_virtual - j0);
+                let img = &staged[bi * per_image..][..per_image];
+                for grp in 0..g.groups {
+                    for t in 0..ntaps {
+                        let (ry, rx) = ((t / g.kw) * d, (t % g.kw) * d);
+                        let phase = (ry % s) * s + rx % s;
+                        let off = (ry / s) * wq + rx / s;
+                        gemm(
+                            MatMut {
+                                data: out,
+                                offset: grp * cout_g * nc,
+                                rows: cout_g,
+                                cols: ncur,
+                                row_stride: nc,
+                            },
+                            MatRef::row_major(
+                                taps,
+                                (grp * ntaps + t) * cout_g * cin_g,
+                                cout_g,
+                                cin_g,
+                                cin_g,
+                            ),
+                            MatRef::row_major(
+                                img,
+                                grp * cin_g * per_channel + phase * plane + off + j0,
+                                cin_g,
+                                ncur,
+                                per_channel,
+                            ),
+                            t > 0,
+                        );
                     }
-                    ox += len;
                 }
-            }
-        });
-    y
+            });
+
+        let mut y = vec![0.0f32; g.b * g.cout * g.ho * g.wo];
+        y.par_chunks_mut(g.ho * g.wo)
+            .enumerate()
+            .for_each(|(idx, dst)| {
+                let (bi, co) = (idx / g.cout, idx % g.cout);
+                for oy in 0..g.ho {
+                    let row = &mut dst[oy * g.wo..][..g.wo];
+                    let mut ox = 0;
+                    while ox < g.wo {
+                        let j = oy * wq + ox;
+                        let (ch, jj) = (j / nc, j % nc);
+                        let len = (nc - jj).min(g.wo - ox);
+                        let src = &stage[((bi * nchunks + ch) * g.cout + co) * nc + jj..][..len];
+                        row[ox..ox + len].copy_from_slice(src);
+                        ox += len;
+                    }
+                }
+                finish_planes(dst, g.ho * g.wo, bi, co, g.cout, epi);
+            });
+        y
+    })
 }
 
 /// Writes phase plane `(py, px)` of the zero-padded channel `src` (`h × w`): element `(r, c)` is
-/// padded pixel `(py + s·r, px + s·c)`.
-fn fill_phase_plane(src: &[f32], g: &Geom, py: usize, px: usize, wq: usize, dst: &mut [f32]) {
+/// padded pixel `(py + s·r, px + s·c)`. With a map `(map, sample, channel)`, image pixels are
+/// mapped (the zero padding is not).
+fn fill_phase_plane(
+    src: &[f32],
+    g: &Geom,
+    py: usize,
+    px: usize,
+    wq: usize,
+    dst: &mut [f32],
+    map: Option<(&ChannelMap, usize, usize)>,
+) {
     let s = g.stride;
     for (r, row) in dst.chunks_exact_mut(wq).enumerate() {
         let iy = (py + s * r).wrapping_sub(g.pad);
@@ -460,55 +552,71 @@ fn fill_phase_plane(src: &[f32], g: &Geom, py: usize, px: usize, wq: usize, dst:
             let start = g.pad.min(wq);
             let end = (g.pad + g.w).min(wq);
             row[..start].fill(0.0);
-            row[start..end].copy_from_slice(&srow[..end - start]);
+            match map {
+                Some((m, b, c)) => vectorize(MapSlice {
+                    map: m,
+                    b,
+                    c,
+                    src: &srow[..end - start],
+                    dst: &mut row[start..end],
+                }),
+                None => row[start..end].copy_from_slice(&srow[..end - start]),
+            }
             row[end..].fill(0.0);
         } else {
             for (c, v) in row.iter_mut().enumerate() {
                 let ix = (px + s * c).wrapping_sub(g.pad);
                 *v = if ix < g.w { srow[ix] } else { 0.0 };
             }
+            if let Some((m, b, ch)) = map {
+                for (c, v) in row.iter_mut().enumerate() {
+                    let ix = (px + s * c).wrapping_sub(g.pad);
+                    if ix < g.w {
+                        m.apply_slice(b, ch, &[*v], std::slice::from_mut(v));
+                    }
+                }
+            }
         }
     }
 }
 
 /// A 1×1 stride-1 unpadded convolution: one matrix product per image and block of columns.
-fn one_by_one(x: &[f32], g: &Geom, taps: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+fn one_by_one(x: &[f32], g: &Geom, taps: &[f32], epi: Epilogue) -> Vec<f32> {
     let hw = g.h * g.w;
     let nc = ONE_BY_ONE_BLOCK.min(hw);
     let nchunks = hw.div_ceil(nc);
-    let mut stage = vec![0.0f32; g.b * nchunks * g.cout * nc];
-    stage
-        .par_chunks_mut(g.cout * nc)
-        .enumerate()
-        .for_each(|(idx, out)| {
-            let (bi, ch) = (idx / nchunks, idx % nchunks);
-            let j0 = ch * nc;
-            let ncur = nc.min(hw - j0);
-            gemm(
-                MatMut {
-                    data: out,
-                    offset: 0,
-                    rows: g.cout,
-                    cols: ncur,
-                    row_stride: nc,
-                },
-                MatRef::row_major(taps, 0, g.cout, g.cin, g.cin),
-                MatRef::row_major(x, bi * g.cin * hw + j0, g.cin, ncur, hw),
-                false,
-            );
-        });
-    let mut y = vec![0.0f32; g.b * g.cout * hw];
-    y.par_chunks_mut(hw).enumerate().for_each(|(idx, dst)| {
-        let (bi, co) = (idx / g.cout, idx % g.cout);
-        let bv = bias.map_or(0.0, |b| b[co]);
-        for (ch, dst) in dst.chunks_mut(nc).enumerate() {
-            let src = &stage[((bi * nchunks + ch) * g.cout + co) * nc..][..dst.len()];
-            for (o, v) in dst.iter_mut().zip(src) {
-                *o = v + bv;
+    with_scratch(Scratch::Output, g.b * nchunks * g.cout * nc, |stage| {
+        stage
+            .par_chunks_mut(g.cout * nc)
+            .enumerate()
+            .for_each(|(idx, out)| {
+                let (bi, ch) = (idx / nchunks, idx % nchunks);
+                let j0 = ch * nc;
+                let ncur = nc.min(hw - j0);
+                gemm(
+                    MatMut {
+                        data: out,
+                        offset: 0,
+                        rows: g.cout,
+                        cols: ncur,
+                        row_stride: nc,
+                    },
+                    MatRef::row_major(taps, 0, g.cout, g.cin, g.cin),
+                    MatRef::row_major(x, bi * g.cin * hw + j0, g.cin, ncur, hw),
+                    false,
+                );
+            });
+        let mut y = vec![0.0f32; g.b * g.cout * hw];
+        y.par_chunks_mut(hw).enumerate().for_each(|(idx, dst)| {
+            let (bi, co) = (idx / g.cout, idx % g.cout);
+            for (ch, part) in dst.chunks_mut(nc).enumerate() {
+                let len = part.len();
+                part.copy_from_slice(&stage[((bi * nchunks + ch) * g.cout + co) * nc..][..len]);
             }
-        }
-    });
-    y
+            finish_planes(dst, hw, bi, co, g.cout, epi);
+        });
+        y
+    })
 }
 
 /// One Winograd F(m×m, 3×3) variant: its 1-D input, output and filter transforms.
@@ -678,7 +786,8 @@ impl Winograd for F4 {
     }
 }
 
-/// Transformed filters `U = G g Gᵀ`, laid out `[A²][cout][cin]`, computed in f64.
+/// Transformed filters `U = G g Gᵀ`, laid out `[A²][cin][cout]` (each position's matrix
+/// transposed, ready to be the right operand), computed in f64.
 fn winograd_filters<T: Winograd>(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
     let a = T::A;
     let mut u = vec![0.0f32; a * a * cout * cin];
@@ -691,7 +800,7 @@ fn winograd_filters<T: Winograd>(w: &[f32], cout: usize, cin: usize) -> Vec<f32>
             for r in 0..a {
                 let row = T::filter([cols[0][r], cols[1][r], cols[2][r]]);
                 for (c, v) in row.iter().take(a).enumerate() {
-                    u[((r * a + c) * cout + co) * cin + ci] = *v as f32;
+                    u[((r * a + c) * cin + ci) * cout + co] = *v as f32;
                 }
             }
         }
@@ -699,148 +808,374 @@ fn winograd_filters<T: Winograd>(w: &[f32], cout: usize, cin: usize) -> Vec<f32>
     u
 }
 
-/// Winograd F(m×m, 3×3) convolution, stride 1, any padding.
-fn winograd<T: Winograd>(x: &[f32], g: &Geom, u: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    let (m, a) = (T::M, T::A);
-    let tyn = g.ho.div_ceil(m);
-    let txn = g.wo.div_ceil(m);
-    // Padded input, rows `tyn·m + 2`, each row split into `m` column phases of `q` values:
-    // element `[row][ph][qq]` is padded pixel `(row, qq·m + ph)`.
-    let q = txn + 1;
-    let row_len = m * q;
-    let nrows = tyn * m + 2;
-    let per_channel = nrows * row_len;
-    let mut staged = vec![0.0f32; g.b * g.cin * per_channel];
-    staged
-        .par_chunks_mut(per_channel)
-        .enumerate()
-        .for_each(|(idx, dst)| {
-            let src = &x[idx * g.h * g.w..][..g.h * g.w];
-            for (r, row) in dst.chunks_exact_mut(row_len).enumerate() {
-                let iy = r.wrapping_sub(g.pad);
-                if iy >= g.h {
-                    row.fill(0.0);
-                    continue;
-                }
-                let srow = &src[iy * g.w..][..g.w];
-                for (ph, part) in row.chunks_exact_mut(q).enumerate() {
-                    for (qq, v) in part.iter_mut().enumerate() {
-                        let ix = (qq * m + ph).wrapping_sub(g.pad);
-                        *v = if ix < g.w { srow[ix] } else { 0.0 };
-                    }
-                }
-            }
-        });
+/// Shapes of a Winograd convolution's staged input, tiles and blocks.
+#[derive(Clone, Copy, Debug)]
+struct WinoGeom {
+    m: usize,
+    a: usize,
+    cin: usize,
+    cout: usize,
+    /// Tile rows and columns.
+    tyn: usize,
+    txn: usize,
+    /// Floats per staged (padded, channel-last) input row, and per staged image.
+    row_len: usize,
+    per_image: usize,
+    /// Tiles per block (whole tile rows) and blocks per image.
+    tc: usize,
+    nblk: usize,
+    /// Width of the channel-last output (whole tiles), and floats per output block.
+    wpad: usize,
+    block_out: usize,
+}
 
-    // Blocks of whole tile rows of one image.
-    let rows_per_block = WINOGRAD_BLOCK_TILES
-        .div_ceil(txn)
-        .min(tyn.div_ceil(WINOGRAD_MIN_BLOCKS))
-        .max(1);
-    let blocks_per_image = tyn.div_ceil(rows_per_block);
-    let tc = rows_per_block * txn;
-    let block_out = g.cout * tc * m * m;
-    let (cin, cout) = (g.cin, g.cout);
-    let mut stage = vec![0.0f32; g.b * blocks_per_image * block_out];
-    stage
-        .par_chunks_mut(block_out)
-        .enumerate()
-        .for_each(|(idx, out)| {
-            let (bi, blk) = (idx / blocks_per_image, idx % blocks_per_image);
-            let ty0 = blk * rows_per_block;
-            let nrow = rows_per_block.min(tyn - ty0);
-            let tcur = nrow * txn;
-            let img = &staged[bi * cin * per_channel..][..cin * per_channel];
-            let v_len = a * a * cin * tc;
-            let m_len = a * a * cout * tc;
-            let tmp_len = a * row_len.max(a * txn);
-            with_scratch(v_len + m_len + tmp_len, |scratch| {
-                let (v, rest) = scratch.split_at_mut(v_len);
-                let (mm, tmp) = rest.split_at_mut(m_len);
-                pulp::Arch::new().dispatch(|| {
-                    // Input transform: V[ξ][ci][t] = (Bᵀ d B)[ξ] for the tile t.
-                    let row_offs: [usize; 6] = std::array::from_fn(|k| k * row_len);
-                    let col_offs: [usize; 6] = std::array::from_fn(|c| (c % m) * q + c / m);
-                    for ci in 0..cin {
-                        for tl in 0..nrow {
-                            let band =
-                                &img[ci * per_channel + (ty0 + tl) * m * row_len..][..a * row_len];
-                            T::input(band, &row_offs, tmp, 0, row_len, row_len);
-                            for r in 0..a {
-                                let src = &tmp[r * row_len..][..row_len];
-                                T::input(
-                                    src,
-                                    &col_offs,
-                                    v,
-                                    ((r * a) * cin + ci) * tc + tl * txn,
-                                    cin * tc,
-                                    txn,
-                                );
-                            }
-                        }
-                    }
-                });
-                for xi in 0..a * a {
-                    gemm(
-                        MatMut {
-                            data: mm,
-                            offset: xi * cout * tc,
-                            rows: cout,
-                            cols: tcur,
-                            row_stride: tc,
-                        },
-                        MatRef::row_major(u, xi * cout * cin, cout, cin, cin),
-                        MatRef::row_major(v, xi * cin * tc, cin, tcur, tc),
-                        false,
-                    );
+impl WinoGeom {
+    fn new<T: Winograd>(g: &Geom) -> Self {
+        let (m, a) = (T::M, T::A);
+        let tyn = g.ho.div_ceil(m);
+        let txn = g.wo.div_ceil(m);
+        // Padded rows and columns the tiles read.
+        let nrows = tyn * m + 2;
+        let ncols = txn * m + 2;
+        let row_len = ncols * g.cin;
+        // Blocks of whole tile rows, so that each block's output is a band of rows of the
+        // channel-last output image `[row][col][co]`.
+        let rows_per_block = (WINOGRAD_BLOCK_TILES / txn).clamp(1, tyn);
+        let wpad = txn * m;
+        Self {
+            m,
+            a,
+            cin: g.cin,
+            cout: g.cout,
+            tyn,
+            txn,
+            row_len,
+            per_image: nrows * row_len,
+            tc: rows_per_block * txn,
+            nblk: tyn.div_ceil(rows_per_block),
+            wpad,
+            block_out: rows_per_block * m * wpad * g.cout,
+        }
+    }
+}
+
+/// Winograd F(m×m, 3×3) convolution, stride 1, any padding, computed channel-last: the input
+/// is staged as zero-padded `[row][col][channel]`, so every transform works on whole channel
+/// vectors, and each block of tiles does its `(m+2)²` products `V[ξ] (tiles×cin) · U[ξ]
+/// (cin×cout)` in cache.
+fn winograd<T: Winograd>(
+    x: &[f32],
+    g: &Geom,
+    ut: &[f32],
+    map: Option<&ChannelMap>,
+    epi: Epilogue,
+) -> Vec<f32> {
+    let w = WinoGeom::new::<T>(g);
+    let nrows = w.per_image / w.row_len;
+    with_scratch(Scratch::Input, g.b * w.per_image, |staged| {
+        staged
+            .par_chunks_mut(w.row_len)
+            .enumerate()
+            .for_each(|(idx, row)| {
+                let (bi, r) = (idx / nrows, idx % nrows);
+                row.fill(0.0);
+                let iy = r.wrapping_sub(g.pad);
+                if iy < g.h {
+                    let chw = g.cin * g.h * g.w;
+                    vectorize(StageRow {
+                        src: &x[bi * chw..][..chw],
+                        iy,
+                        g,
+                        row,
+                        map: map.map(|m| (m, bi)),
+                    });
                 }
-                pulp::Arch::new().dispatch(|| {
-                    // Output transform: Y = Aᵀ M A, stored `[co][tl][y][x][tx]`.
-                    let tmp = &mut tmp[..a * m * txn];
-                    for co in 0..cout {
-                        for tl in 0..nrow {
-                            for c in 0..a {
-                                let offs: [usize; 6] = std::array::from_fn(|r| {
-                                    ((r * a + c) * cout + co) * tc + tl * txn
-                                });
-                                // tmp[y][c][tx]
-                                T::output(mm, &offs, tmp, c * txn, a * txn, txn);
-                            }
-                            for y in 0..m {
-                                let offs: [usize; 6] = std::array::from_fn(|c| (y * a + c) * txn);
-                                T::output(
-                                    tmp,
-                                    &offs,
-                                    out,
-                                    ((co * rows_per_block + tl) * m + y) * m * txn,
-                                    txn,
-                                    txn,
-                                );
-                            }
-                        }
+            });
+        winograd_products::<T>(staged, g, &w, ut, epi)
+    })
+}
+
+/// One padded row of the channel-last Winograd input, mapped.
+struct StageRow<'a> {
+    src: &'a [f32],
+    iy: usize,
+    g: &'a Geom,
+    row: &'a mut [f32],
+    map: Option<(&'a ChannelMap, usize)>,
+}
+
+impl Kernel for StageRow<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let g = self.g;
+        let (cin, pad) = (g.cin, g.pad);
+        transpose(
+            self.src,
+            self.iy * g.w,
+            g.h * g.w,
+            cin,
+            g.w,
+            self.row,
+            pad * cin,
+            cin,
+        );
+        if let Some((m, bi)) = self.map {
+            m.apply_pixels(bi, &mut self.row[pad * cin..][..g.w * cin]);
+        }
+    }
+}
+
+/// The input transform of one block of tiles: `V[ξ][t][ci] = (Bᵀ d B)[ξ]`.
+struct InputTransform<'a, T> {
+    w: &'a WinoGeom,
+    img: &'a [f32],
+    t0: usize,
+    tcur: usize,
+    tmp: &'a mut [f32],
+    v: &'a mut [f32],
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: Winograd> Kernel for InputTransform<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let w = self.w;
+        let (m, a, cin) = (w.m, w.a, w.cin);
+        for tl in 0..self.tcur {
+            let t = self.t0 + tl;
+            let base = (t / w.txn) * m * w.row_len + (t % w.txn) * m * cin;
+            let offs: [usize; 6] = std::array::from_fn(|k| base + k * w.row_len);
+            // Rows mixed: tmp[r][c][ci], all A columns at once.
+            T::input(self.img, &offs, self.tmp, 0, a * cin, a * cin);
+            for r in 0..a {
+                let offs: [usize; 6] = std::array::from_fn(|k| (r * a + k) * cin);
+                T::input(
+                    self.tmp,
+                    &offs,
+                    self.v,
+                    (r * a * w.tc + tl) * cin,
+                    w.tc * cin,
+                    cin,
+                );
+            }
+        }
+    }
+}
+
+/// The output transform of one block: `Y = Aᵀ M A`, into the block's band of the channel-last
+/// output `[row][col][co]`.
+struct OutputTransform<'a, T> {
+    w: &'a WinoGeom,
+    tcur: usize,
+    mm: &'a [f32],
+    tmp: &'a mut [f32],
+    out: &'a mut [f32],
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: Winograd> Kernel for OutputTransform<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let w = self.w;
+        let (m, a, cout) = (w.m, w.a, w.cout);
+        for tl in 0..self.tcur {
+            for c in 0..a {
+                let offs: [usize; 6] = std::array::from_fn(|k| ((k * a + c) * w.tc + tl) * cout);
+                // tmp[y][c][co]
+                T::output(self.mm, &offs, self.tmp, c * cout, a * cout, cout);
+            }
+            let (lr, tx) = (tl / w.txn, tl % w.txn);
+            for y in 0..m {
+                let offs: [usize; 6] = std::array::from_fn(|k| (y * a + k) * cout);
+                let at = ((lr * m + y) * w.wpad + tx * m) * cout;
+                T::output(self.tmp, &offs, self.out, at, cout, cout);
+            }
+        }
+    }
+}
+
+/// Channel-last output rows to NCHW planes `co0..co0 + planes` (`dst` holds those planes).
+struct ToPlanes<'a> {
+    src: &'a [f32],
+    g: &'a Geom,
+    wpad: usize,
+    co0: usize,
+    dst: &'a mut [f32],
+}
+
+impl Kernel for ToPlanes<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let g = self.g;
+        let plane = g.ho * g.wo;
+        let ncb = self.dst.len() / plane;
+        for oy in 0..g.ho {
+            let src_off = oy * self.wpad * g.cout + self.co0;
+            transpose(
+                self.src,
+                src_off,
+                g.cout,
+                g.wo,
+                ncb,
+                self.dst,
+                oy * g.wo,
+                plane,
+            );
+        }
+    }
+}
+
+/// The transforms and matrix products of the Winograd form, on the staged channel-last input.
+fn winograd_products<T: Winograd>(
+    staged: &[f32],
+    g: &Geom,
+    w: &WinoGeom,
+    ut: &[f32],
+    epi: Epilogue,
+) -> Vec<f32> {
+    let (a, cin, cout, tc) = (w.a, w.cin, w.cout, w.tc);
+    with_scratch(Scratch::Output, g.b * w.nblk * w.block_out, |hwc| {
+        hwc.par_chunks_mut(w.block_out)
+            .enumerate()
+            .for_each(|(idx, out)| {
+                let (bi, blk) = (idx / w.nblk, idx % w.nblk);
+                let t0 = blk * tc;
+                let tcur = tc.min(w.tyn * w.txn - t0);
+                let img = &staged[bi * w.per_image..][..w.per_image];
+                let v_len = a * a * tc * cin;
+                let m_len = a * a * tc * cout;
+                let tmp_len = a * a * cin.max(cout);
+                with_scratch(Scratch::Task, v_len + m_len + tmp_len, |scratch| {
+                    let (v, rest) = scratch.split_at_mut(v_len);
+                    let (mm, tmp) = rest.split_at_mut(m_len);
+                    vectorize(InputTransform::<T> {
+                        w,
+                        img,
+                        t0,
+                        tcur,
+                        tmp: &mut *tmp,
+                        v: &mut *v,
+                        _t: std::marker::PhantomData,
+                    });
+                    for xi in 0..a * a {
+                        gemm(
+                            MatMut {
+                                data: mm,
+                                offset: xi * tc * cout,
+                                rows: tcur,
+                                cols: cout,
+                                row_stride: cout,
+                            },
+                            MatRef::row_major(v, xi * tc * cin, tcur, cin, cin),
+                            MatRef::row_major(ut, xi * cin * cout, cin, cout, cout),
+                            false,
+                        );
                     }
+                    vectorize(OutputTransform::<T> {
+                        w,
+                        tcur,
+                        mm,
+                        tmp,
+                        out,
+                        _t: std::marker::PhantomData,
+                    });
                 });
             });
-        });
 
-    let mut y = vec![0.0f32; g.b * g.cout * g.ho * g.wo];
-    y.par_chunks_mut(g.ho * g.wo)
-        .enumerate()
-        .for_each(|(idx, dst)| {
-            let (bi, co) = (idx / g.cout, idx % g.cout);
-            let bv = bias.map_or(0.0, |b| b[co]);
-            for (oy, row) in dst.chunks_exact_mut(g.wo).enumerate() {
-                let (ty, yy) = (oy / m, oy % m);
-                let (blk, tl) = (ty / rows_per_block, ty % rows_per_block);
-                let base = (bi * blocks_per_image + blk) * block_out
-                    + ((co * rows_per_block + tl) * m + yy) * m * txn;
-                let src = &stage[base..][..m * txn];
-                for (ox, o) in row.iter_mut().enumerate() {
-                    *o = src[(ox % m) * txn + ox / m] + bv;
+        // Back to NCHW, in blocks of channels.
+        let plane = g.ho * g.wo;
+        let mut y = vec![0.0f32; g.b * cout * plane];
+        for (bi, img_out) in y.chunks_mut(cout * plane).enumerate() {
+            let src = &hwc[bi * w.nblk * w.block_out..][..w.nblk * w.block_out];
+            img_out
+                .par_chunks_mut(CHANNEL_BLOCK * plane)
+                .enumerate()
+                .for_each(|(k, dst)| {
+                    let co0 = k * CHANNEL_BLOCK;
+                    vectorize(ToPlanes {
+                        src,
+                        g,
+                        wpad: w.wpad,
+                        co0,
+                        dst: &mut *dst,
+                    });
+                    finish_planes(dst, plane, bi, co0, cout, epi);
+                });
+        }
+        y
+    })
+}
+
+/// `dst[dst_off + c·dst_stride + r] = src[src_off + r·src_stride + c]` for `r < rows`,
+/// `c < cols`, in 8×8 blocks (so the compiler can keep a block in registers).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn transpose(
+    src: &[f32],
+    src_off: usize,
+    src_stride: usize,
+    rows: usize,
+    cols: usize,
+    dst: &mut [f32],
+    dst_off: usize,
+    dst_stride: usize,
+) {
+    const B: usize = 8;
+    let mut r0 = 0;
+    while r0 + B <= rows {
+        let mut c0 = 0;
+        while c0 + B <= cols {
+            let block: [[f32; B]; B] = std::array::from_fn(|i| {
+                let row = &src[src_off + (r0 + i) * src_stride + c0..][..B];
+                std::array::from_fn(|j| row[j])
+            });
+            for j in 0..B {
+                let d = &mut dst[dst_off + (c0 + j) * dst_stride + r0..][..B];
+                for (i, v) in d.iter_mut().enumerate() {
+                    *v = block[i][j];
                 }
             }
-        });
-    y
+            c0 += B;
+        }
+        for c in c0..cols {
+            for r in r0..r0 + B {
+                dst[dst_off + c * dst_stride + r] = src[src_off + r * src_stride + c];
+            }
+        }
+        r0 += B;
+    }
+    for r in r0..rows {
+        for c in 0..cols {
+            dst[dst_off + c * dst_stride + r] = src[src_off + r * src_stride + c];
+        }
+    }
+}
+
+/// Channels per task when transposing channel-last results back to NCHW.
+const CHANNEL_BLOCK: usize = 16;
+
+/// Adds the bias and the residual to output planes `co0..` of image `bi` (`dst` holds whole
+/// `plane`-sized planes), in the order `(conv + bias) + residual` of the reference.
+fn finish_planes(dst: &mut [f32], plane: usize, bi: usize, co0: usize, cout: usize, epi: Epilogue) {
+    for (j, p) in dst.chunks_mut(plane).enumerate() {
+        let co = co0 + j;
+        if let Some(b) = epi.bias {
+            let bv = b[co];
+            p.iter_mut().for_each(|v| *v += bv);
+        }
+        if let Some(r) = epi.residual {
+            let r = &r[(bi * cout + co) * plane..][..plane];
+            p.iter_mut().zip(r).for_each(|(v, r)| *v += r);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -935,6 +1270,25 @@ mod tests {
                     (b, cin, h, w, cout, k)
                 );
                 let (rel, max) = compare(&got, &want);
+                let res = Tensor::randn(0f32, 1.0, want.dims(), &dev).unwrap();
+                let fused = layer.forward_add(&x, &res).unwrap();
+                let unfused = (&got + &res).unwrap();
+                assert_eq!(compare(&fused, &unfused).1, 0.0, "{algo:?}: fused residual");
+                // A channel map applied while staging equals applying it first.
+                let map = ChannelMap {
+                    batch: b,
+                    channels: cin,
+                    scale: (0..b * cin).map(|i| 0.5 + (i % 7) as f32 * 0.1).collect(),
+                    shift: (0..b * cin).map(|i| (i % 5) as f32 * 0.1 - 0.2).collect(),
+                    act: crate::nn::Activation::Silu,
+                };
+                let mapped = layer.forward_mapped(&x, Some(&map), Some(&res)).unwrap();
+                let reference = layer.forward_add(&map.apply(&x).unwrap(), &res).unwrap();
+                assert_eq!(
+                    compare(&mapped, &reference).1,
+                    0.0,
+                    "{algo:?}: fused channel map"
+                );
                 assert!(
                     rel < 1e-4,
                     "{algo:?} on {:?}: relative L2 {rel:e}, max abs {max:e}",

@@ -9,4 +9,4 @@ pub mod gemm;
 pub mod norm;
 
 pub use conv::{ConvAlgorithm, FastConv2d, conv2d, conv2d_flops};
-pub use norm::{Activation, group_norm_affine, silu};
+pub use norm::{Activation, ChannelMap, group_norm_affine, group_norm_map, silu};

@@ -9,17 +9,22 @@
 use candle_core::{D, DType, Result, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::{is_cpu_f32, tensor_from_vec, with_f32};
+use super::cpu::{Kernel, is_cpu_f32, tensor_from_vec, vectorize, with_f32};
 
 /// An approximation of `exp(x)` for `f32` (Cephes' `expf` polynomial: relative error about 2
-/// ulp), written without branches so loops over it vectorise.
+/// ulp), written with plain arithmetic only (no `floor`, no branches) so that loops over it
+/// vectorise on any x86-64 level.
 #[inline(always)]
 pub fn fast_exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const C1: f32 = 0.693_359_4;
     const C2: f32 = -2.121_944_4e-4;
+    // Adding 1.5·2²³ rounds to the nearest integer, which then sits in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + 0.5).floor();
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
+    let k = shifted.to_bits() as i32 - ROUND.to_bits() as i32;
     let r = x - n * C1 - n * C2;
     let mut p = 1.987_569_1e-4;
     p = p * r + 1.398_199_9e-3;
@@ -28,8 +33,7 @@ pub fn fast_exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    let pow2n = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    y * pow2n
+    y * f32::from_bits(((k + 127) as u32) << 23)
 }
 
 /// `x · sigmoid(x)`, with [`fast_exp`].
@@ -47,18 +51,124 @@ pub enum Activation {
     Silu,
 }
 
-/// Group norm of NCHW (or any `(B, C, …)`) `x` followed by `x · gamma + beta` and `act`.
-///
-/// `gamma` and `beta` have shape `(C)` (shared by the batch) or `(B, C)` (per sample). On CPU
-/// `f32` tensors this runs as one fused parallel kernel; elsewhere it is composed of candle ops.
-pub fn group_norm_affine(
+/// A per-sample, per-channel affine map followed by an activation, `act(x · scale + shift)`:
+/// what a group norm (with its affine or adaptive parameters) does once its statistics are
+/// known. Convolutions can apply it while they read their input
+/// ([`FastConv2d::forward_mapped`](super::FastConv2d::forward_mapped)), so the normalised
+/// tensor is never written out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelMap {
+    /// Samples `B`.
+    pub batch: usize,
+    /// Channels `C`.
+    pub channels: usize,
+    /// `B × C` scales.
+    pub scale: Vec<f32>,
+    /// `B × C` shifts.
+    pub shift: Vec<f32>,
+    /// Activation after the affine map.
+    pub act: Activation,
+}
+
+impl ChannelMap {
+    /// `dst = act(src · scale + shift)` for channel `c` of sample `b`, vectorised.
+    #[inline(always)]
+    pub fn apply_slice(&self, b: usize, c: usize, src: &[f32], dst: &mut [f32]) {
+        let k = b * self.channels + c;
+        let (a, s) = (self.scale[k], self.shift[k]);
+        match self.act {
+            Activation::Identity => {
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    *d = x * a + s;
+                }
+            }
+            Activation::Silu => {
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    *d = fast_silu(x * a + s);
+                }
+            }
+        }
+    }
+
+    /// `x[c] = act(x[c] · scale + shift)` for a pixel's (or a run of pixels') channel vector
+    /// `x` of sample `b` (channel-last data), vectorised over channels.
+    #[inline(always)]
+    pub fn apply_pixels(&self, b: usize, pixels: &mut [f32]) {
+        let sc = &self.scale[b * self.channels..][..self.channels];
+        let sh = &self.shift[b * self.channels..][..self.channels];
+        for px in pixels.chunks_exact_mut(self.channels) {
+            match self.act {
+                Activation::Identity => {
+                    for ((x, &a), &s) in px.iter_mut().zip(sc).zip(sh) {
+                        *x = *x * a + s;
+                    }
+                }
+                Activation::Silu => {
+                    for ((x, &a), &s) in px.iter_mut().zip(sc).zip(sh) {
+                        *x = fast_silu(*x * a + s);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the map to `(B, C, …)` `x` and returns the result.
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        if dims.len() < 2 || dims[0] != self.batch || dims[1] != self.channels {
+            candle_core::bail!(
+                "channel map for ({}, {}) applied to {dims:?}",
+                self.batch,
+                self.channels
+            );
+        }
+        if !is_cpu_f32(x) {
+            let mut shape = vec![self.batch, self.channels];
+            shape.extend(std::iter::repeat_n(1, dims.len() - 2));
+            let dev = x.device();
+            let a = Tensor::from_slice(&self.scale, shape.as_slice(), dev)?.to_dtype(x.dtype())?;
+            let s = Tensor::from_slice(&self.shift, shape.as_slice(), dev)?.to_dtype(x.dtype())?;
+            let y = x.broadcast_mul(&a)?.broadcast_add(&s)?;
+            return match self.act {
+                Activation::Identity => Ok(y),
+                Activation::Silu => candle_nn::ops::silu(&y),
+            };
+        }
+        let spatial: usize = dims[2..].iter().product();
+        let out = with_f32(x, |xs| {
+            let mut out = vec![0.0f32; xs.len()];
+            out.par_chunks_mut(spatial.max(1))
+                .zip(xs.par_chunks(spatial.max(1)))
+                .enumerate()
+                .for_each(|(idx, (d, s))| {
+                    let (b, c) = (idx / self.channels, idx % self.channels);
+                    vectorize(MapSlice {
+                        map: self,
+                        b,
+                        c,
+                        src: s,
+                        dst: d,
+                    });
+                });
+            out
+        })?;
+        tensor_from_vec(out, dims)
+    }
+}
+
+/// The statistics of a group norm of `(B, C, …)` `x`, folded with `gamma` and `beta` (shape
+/// `(C)`, shared by the batch, or `(B, C)`, per sample) into a [`ChannelMap`]:
+/// `scale = gamma / sqrt(var + eps)`, `shift = beta − mean · scale`, as PyTorch's CPU kernel
+/// folds them. Mean and (biased) variance are taken over each group of channels of each sample,
+/// accumulated in f64.
+pub fn group_norm_map(
     x: &Tensor,
     groups: usize,
     eps: f64,
     gamma: &Tensor,
     beta: &Tensor,
     act: Activation,
-) -> Result<Tensor> {
+) -> Result<ChannelMap> {
     let dims = x.dims().to_vec();
     if dims.len() < 2 {
         candle_core::bail!("group_norm: input must be (B, C, ...), got {dims:?}");
@@ -67,10 +177,11 @@ pub fn group_norm_affine(
     if groups == 0 || c % groups != 0 {
         candle_core::bail!("group_norm: {groups} groups do not divide {c} channels");
     }
-    let per_sample = |t: &Tensor, name: &str| -> Result<Tensor> {
+    let per_sample = |t: &Tensor, name: &str| -> Result<Vec<f32>> {
+        let t = t.to_dtype(DType::F32)?;
         match t.dims() {
-            [n] if *n == c => t.unsqueeze(0)?.broadcast_as((b, c))?.contiguous(),
-            [bb, n] if *bb == b && *n == c => Ok(t.clone()),
+            [n] if *n == c => Ok(t.to_vec1::<f32>()?.repeat(b)),
+            [bb, n] if *bb == b && *n == c => Ok(t.flatten_all()?.to_vec1::<f32>()?),
             other => {
                 candle_core::bail!("group_norm: {name} must be ({c}) or ({b}, {c}), got {other:?}")
             }
@@ -78,75 +189,131 @@ pub fn group_norm_affine(
     };
     let gamma = per_sample(gamma, "gamma")?;
     let beta = per_sample(beta, "beta")?;
-    if !(is_cpu_f32(x) && is_cpu_f32(&gamma) && is_cpu_f32(&beta)) {
-        return group_norm_candle(x, groups, eps, &gamma, &beta, act);
-    }
-    let spatial: usize = dims[2..].iter().product();
+    // (mean, rstd) per sample and group.
+    let stats: Vec<(f64, f64)> = if is_cpu_f32(x) {
+        let block = (x.elem_count() / (b * groups).max(1)).max(1);
+        with_f32(x, |xs| {
+            xs.par_chunks(block)
+                .map(|src| {
+                    let (sum, sq) = moments(src);
+                    let n = src.len().max(1) as f64;
+                    let mean = sum / n;
+                    let var = (sq / n - mean * mean).max(0.0);
+                    (mean, 1.0 / (var + eps).sqrt())
+                })
+                .collect()
+        })?
+    } else {
+        let xg = x.to_dtype(DType::F64)?.reshape((b * groups, ()))?;
+        let mean = xg.mean_keepdim(D::Minus1)?;
+        let var = xg.broadcast_sub(&mean)?.sqr()?.mean_keepdim(D::Minus1)?;
+        let mean = mean.flatten_all()?.to_vec1::<f64>()?;
+        let var = var.flatten_all()?.to_vec1::<f64>()?;
+        mean.into_iter()
+            .zip(var)
+            .map(|(m, v)| (m, 1.0 / (v + eps).sqrt()))
+            .collect()
+    };
     let cg = c / groups;
-    let block = cg * spatial;
-    let out = with_f32(x, |xs| {
-        with_f32(&gamma, |gs| {
-            with_f32(&beta, |bs| {
-                let mut out = vec![0.0f32; xs.len()];
-                out.par_chunks_mut(block.max(1))
-                    .zip(xs.par_chunks(block.max(1)))
-                    .enumerate()
-                    .for_each(|(idx, (dst, src))| {
-                        let (bi, gi) = (idx / groups, idx % groups);
-                        let (sum, sq) = src.iter().fold((0.0f64, 0.0f64), |(s, q), &v| {
-                            let v = v as f64;
-                            (s + v, q + v * v)
-                        });
-                        let n = src.len().max(1) as f64;
-                        let mean = sum / n;
-                        let var = (sq / n - mean * mean).max(0.0);
-                        let rstd = (1.0 / (var + eps).sqrt()) as f32;
-                        let mean = mean as f32;
-                        for (k, (d, s)) in dst
-                            .chunks_mut(spatial.max(1))
-                            .zip(src.chunks(spatial.max(1)))
-                            .enumerate()
-                        {
-                            let ch = bi * c + gi * cg + k;
-                            let (ga, be) = (gs[ch], bs[ch]);
-                            apply_affine(d, s, mean, rstd, ga, be, act);
-                        }
-                    });
-                out
-            })
-        })
-    })???;
-    tensor_from_vec(out, dims)
+    let mut scale = vec![0.0f32; b * c];
+    let mut shift = vec![0.0f32; b * c];
+    for k in 0..b * c {
+        let (mean, rstd) = stats[(k / c) * groups + (k % c) / cg];
+        let a = rstd as f32 * gamma[k];
+        scale[k] = a;
+        shift[k] = beta[k] - mean as f32 * a;
+    }
+    Ok(ChannelMap {
+        batch: b,
+        channels: c,
+        scale,
+        shift,
+        act,
+    })
 }
 
-/// `dst = act(((src − mean) · rstd) · gamma + beta)`, vectorised.
-fn apply_affine(
-    dst: &mut [f32],
-    src: &[f32],
-    mean: f32,
-    rstd: f32,
-    ga: f32,
-    be: f32,
+/// Group norm of NCHW (or any `(B, C, …)`) `x` followed by `x · gamma + beta` and `act`:
+/// [`group_norm_map`] then [`ChannelMap::apply`].
+pub fn group_norm_affine(
+    x: &Tensor,
+    groups: usize,
+    eps: f64,
+    gamma: &Tensor,
+    beta: &Tensor,
     act: Activation,
-) {
-    pulp::Arch::new().dispatch(
-        #[inline(always)]
-        || match act {
-            Activation::Identity => {
-                for (d, &s) in dst.iter_mut().zip(src) {
-                    *d = ((s - mean) * rstd) * ga + be;
-                }
-            }
-            Activation::Silu => {
-                for (d, &s) in dst.iter_mut().zip(src) {
-                    *d = fast_silu(((s - mean) * rstd) * ga + be);
-                }
-            }
-        },
-    );
+) -> Result<Tensor> {
+    group_norm_map(x, groups, eps, gamma, beta, act)?.apply(x)
 }
 
-/// The same computation with candle ops (other devices and dtypes).
+/// Sum and sum of squares of `src`, accumulated in f64 over eight lanes (vectorised).
+fn moments(src: &[f32]) -> (f64, f64) {
+    vectorize(Moments(src))
+}
+
+struct Moments<'a>(&'a [f32]);
+
+impl Kernel for Moments<'_> {
+    type Output = (f64, f64);
+
+    #[inline(always)]
+    fn run(self) -> (f64, f64) {
+        let mut s = [0.0f64; 8];
+        let mut q = [0.0f64; 8];
+        let chunks = self.0.chunks_exact(8);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for l in 0..8 {
+                let v = c[l] as f64;
+                s[l] += v;
+                q[l] += v * v;
+            }
+        }
+        let mut sum: f64 = s.iter().sum();
+        let mut sq: f64 = q.iter().sum();
+        for &v in rest {
+            sum += v as f64;
+            sq += v as f64 * v as f64;
+        }
+        (sum, sq)
+    }
+}
+
+/// [`ChannelMap::apply_slice`] as a vectorised kernel.
+pub(crate) struct MapSlice<'a> {
+    pub map: &'a ChannelMap,
+    pub b: usize,
+    pub c: usize,
+    pub src: &'a [f32],
+    pub dst: &'a mut [f32],
+}
+
+impl Kernel for MapSlice<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        self.map.apply_slice(self.b, self.c, self.src, self.dst);
+    }
+}
+
+struct Silu<'a> {
+    src: &'a [f32],
+    dst: &'a mut [f32],
+}
+
+impl Kernel for Silu<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        for (d, &s) in self.dst.iter_mut().zip(self.src) {
+            *d = fast_silu(s);
+        }
+    }
+}
+
+/// The same computation with composed candle ops: the reference the tests compare against.
+#[cfg(test)]
 fn group_norm_candle(
     x: &Tensor,
     groups: usize,
@@ -185,16 +352,7 @@ pub fn silu(x: &Tensor) -> Result<Tensor> {
         let mut out = vec![0.0f32; xs.len()];
         out.par_chunks_mut(16384)
             .zip(xs.par_chunks(16384))
-            .for_each(|(d, s)| {
-                pulp::Arch::new().dispatch(
-                    #[inline(always)]
-                    || {
-                        for (d, &s) in d.iter_mut().zip(s) {
-                            *d = fast_silu(s);
-                        }
-                    },
-                )
-            });
+            .for_each(|(d, s)| vectorize(Silu { src: s, dst: d }));
         out
     })?;
     tensor_from_vec(out, x.dims())
