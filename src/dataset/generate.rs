@@ -9,7 +9,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rayon::prelude::*;
 use std::time::Instant;
 
 use super::manifest::{FORMAT, FORMAT_VERSION, GeneratorInfo, MANIFEST_FILE, Manifest, ShardEntry};
@@ -39,7 +41,7 @@ pub struct DatagenOptions {
     /// Episodes per shard; `None` picks about 64 MiB of frames per shard (or keeps the value of
     /// the dataset being resumed).
     pub episodes_per_shard: Option<u32>,
-    /// Worker threads (each makes whole shards).
+    /// Threads recording episodes in parallel.
     pub threads: usize,
     /// Average director changes per minute in the trajectories.
     pub director_changes_per_minute: f32,
@@ -392,82 +394,73 @@ pub fn generate(
         director_changes_per_minute: opts.director_changes_per_minute,
         random_start_controls: true,
     };
-    let next = AtomicUsize::new(0);
-    let started_shards = AtomicUsize::new(0);
-    let stop_local = AtomicBool::new(false);
-    let should_stop = || {
-        stop_local.load(Ordering::SeqCst)
-            || opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    // Work in waves of consecutive shards holding at least one episode per thread; the episodes
+    // of a wave are recorded in parallel, then its shards are written in order.
+    let limit = opts.stop_after_shards.unwrap_or(usize::MAX).min(todo.len());
+    let todo = &todo[..limit];
+    let threads = opts.threads.max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Other(format!("cannot start {threads} datagen threads: {e}")))?;
+    let stopped = || opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+    let on_frames = |n: u64| {
+        let d = done.fetch_add(n, Ordering::Relaxed) + n;
+        progress(d, total_frames);
     };
-    let threads = opts.threads.clamp(1, todo.len());
-    let (tx, rx) = crossbeam_channel::unbounded::<Result<ShardEntry>>();
-    let mut first_error = None;
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            let tx = tx.clone();
-            let (todo, next, started_shards, world, config, done) =
-                (&todo, &next, &started_shards, &world, &config, &done);
-            let should_stop = &should_stop;
-            scope.spawn(move || {
-                loop {
-                    if should_stop() {
-                        break;
-                    }
-                    if let Some(limit) = opts.stop_after_shards
-                        && started_shards.fetch_add(1, Ordering::SeqCst) >= limit
-                    {
-                        break;
-                    }
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(&s) = todo.get(i) else { break };
-                    let result = make_shard(
-                        dir,
-                        world,
-                        opts,
-                        s,
-                        k,
-                        config,
-                        &|n| {
-                            let d = done.fetch_add(n, Ordering::Relaxed) + n;
-                            progress(d, total_frames);
-                        },
-                        should_stop,
-                    );
-                    let failed = result.is_err();
-                    if tx.send(result).is_err() || failed {
-                        break;
-                    }
-                }
-            });
+    let mut i = 0;
+    while i < todo.len() && !stopped() {
+        let mut wave = Vec::new();
+        let mut episodes = 0;
+        while i < todo.len() && (wave.is_empty() || episodes < threads as u64) {
+            let (first, count) = expected(todo[i]);
+            wave.push((todo[i], first, count));
+            episodes += count;
+            i += 1;
         }
-        drop(tx);
-        for result in rx.iter() {
-            match result {
-                Ok(entry) => {
-                    report.shards_written += 1;
-                    report.frames_written += entry.frames;
-                    let pos = manifest
-                        .shards
-                        .binary_search_by_key(&entry.index, |e| e.index)
-                        .unwrap_or_else(|p| p);
-                    manifest.shards.insert(pos, entry);
-                    manifest.complete = manifest.shards.len() as u64 == total_shards;
-                    if let Err(e) = manifest.write(dir) {
-                        first_error.get_or_insert(e);
-                        stop_local.store(true, Ordering::SeqCst);
+        let jobs: Vec<u64> = wave.iter().flat_map(|&(_, f, c)| f..f + c).collect();
+        let results: Vec<Result<ShardData>> = pool.install(|| {
+            jobs.par_iter()
+                .map(|&e| {
+                    if stopped() {
+                        return Err(Error::Other(INTERRUPTED.into()));
                     }
-                }
-                Err(e) => {
-                    if !matches!(&e, Error::Other(m) if m == INTERRUPTED) {
-                        first_error.get_or_insert(e);
-                    }
-                    stop_local.store(true, Ordering::SeqCst);
+                    record_episode(
+                        &world,
+                        opts.seed,
+                        e,
+                        opts.frames_per_episode,
+                        &config,
+                        &on_frames,
+                    )
+                })
+                .collect()
+        });
+        let mut results = results.into_iter();
+        for &(s, first, count) in &wave {
+            let mut data = ShardData::new(dims);
+            let mut complete = true;
+            for _ in 0..count {
+                match results.next().expect("one result per episode") {
+                    Ok(ep) => data.append(&ep),
+                    Err(Error::Other(m)) if m == INTERRUPTED => complete = false,
+                    Err(e) => return Err(e),
                 }
             }
+            if !complete {
+                continue;
+            }
+            let entry = write_shard(dir, s, first, count, &data)?;
+            report.shards_written += 1;
+            report.frames_written += entry.frames;
+            let pos = manifest
+                .shards
+                .binary_search_by_key(&entry.index, |e| e.index)
+                .unwrap_or_else(|p| p);
+            manifest.shards.insert(pos, entry);
+            manifest.complete = manifest.shards.len() as u64 == total_shards;
+            manifest.write(dir)?;
         }
-    });
-    if let Some(e) = first_error {
-        return Err(e);
     }
     report.complete = manifest.complete;
     report.seconds = started.elapsed().as_secs_f64();
@@ -476,35 +469,8 @@ pub fn generate(
 
 const INTERRUPTED: &str = "interrupted";
 
-/// Records and writes shard `s` (episodes `s·k ..`), returning its manifest entry.
-#[allow(clippy::too_many_arguments)]
-fn make_shard(
-    dir: &Path,
-    world: &ReferenceWorld,
-    opts: &DatagenOptions,
-    s: u64,
-    k: u64,
-    config: &TrajectoryConfig,
-    on_frames: &dyn Fn(u64),
-    should_stop: &dyn Fn() -> bool,
-) -> Result<ShardEntry> {
-    let first = s * k;
-    let count = k.min(opts.episodes - first);
-    let mut data = ShardData::new(Dims::from_spec(world.spec()));
-    for e in first..first + count {
-        if should_stop() {
-            return Err(Error::Other(INTERRUPTED.into()));
-        }
-        let ep = record_episode(
-            world,
-            opts.seed,
-            e,
-            opts.frames_per_episode,
-            config,
-            on_frames,
-        )?;
-        data.append(&ep);
-    }
+/// Writes shard `s` (episodes `first .. first + count`) atomically and returns its entry.
+fn write_shard(dir: &Path, s: u64, first: u64, count: u64, data: &ShardData) -> Result<ShardEntry> {
     let meta = ShardMeta {
         format_version: FORMAT_VERSION,
         index: s,
