@@ -52,6 +52,10 @@ impl ReferenceWorld {
     }
 
     /// Starts a session and returns it with its concrete type (for tools that inspect it).
+    ///
+    /// The world is procedural: the prompt's seed picks the world and the starting place (in the
+    /// preferred biome when the prompt's controls name one); `start_frames` are not needed and
+    /// are ignored.
     pub fn start_session(&self, prompt: &Prompt) -> Result<ReferenceSession> {
         let controls = match &prompt.controls {
             Some(c) => self.spec.sanitize_controls(c)?,

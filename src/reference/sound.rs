@@ -1,7 +1,7 @@
 //! Sound synthesised from the world state, one frame's chunk at a time: wind (rising with altitude
 //! and storms), rain, footsteps by surface, water nearby, birds by day, insects at night, and
-//! thunder after lightning. Mono, [`SAMPLE_RATE`](super::SAMPLE_RATE), exactly
-//! [`SAMPLES_PER_FRAME`](super::SAMPLES_PER_FRAME) samples per frame.
+//! thunder after lightning. Mono, [`SAMPLE_RATE`], exactly
+//! [`SAMPLES_PER_FRAME`] samples per frame.
 //!
 //! All randomness comes from the synthesiser's own generator, which is part of the saved state.
 
