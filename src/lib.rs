@@ -9,6 +9,7 @@ pub mod device;
 pub mod diamond;
 pub mod dsp;
 pub mod error;
+pub mod eval;
 pub mod frame;
 pub mod model;
 pub mod nn;

@@ -245,9 +245,8 @@ fn train_in_pool(
     let data = TrainingData::load(data_dir, &cfg.model)?;
     let cond_len = condition_len(&data.spec);
     let varmap = VarMap::new();
-    // candle initialises weights from its own generator; seed it for a reproducible start.
-    device.set_seed(cfg.seed)?;
     let nets = Networks::new(&cfg.model, cond_len, VarBuilder::from_varmap(&varmap, DTYPE, &device))?;
+    reseed(&varmap, cfg.seed)?;
     let ckpt = out.join(CHECKPOINT_DIR);
     let mut state = TrainState {
         stage: Stage::Autoencoder,
@@ -399,6 +398,50 @@ fn train_in_pool(
             .as_bytes(),
     )?;
     Ok(Outcome::Finished)
+}
+
+/// Redraws every randomly initialised variable from a generator seeded by `seed` and the
+/// variable's name, with the distribution candle's initialiser uses for it (Kaiming-normal linear
+/// weights, uniform ±1/√fan-in biases, N(0, 0.02) positions). candle's CPU generator cannot be
+/// seeded, and a training run must be reproducible. Constant variables (zero-initialised gates,
+/// layer-norm scales and shifts) are left as they are.
+fn reseed(varmap: &VarMap, seed: u64) -> Result<()> {
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let values: Vec<f32> = var.as_tensor().flatten_all()?.to_vec1()?;
+        if values.iter().all(|&v| v == values[0]) {
+            continue;
+        }
+        let mut rng = NoiseRng::new(seed ^ fnv(name));
+        let fresh: Vec<f32> = if name.ends_with("pos") {
+            (0..values.len()).map(|_| rng.normal() * 0.02).collect()
+        } else if name.ends_with(".weight") {
+            let fan_in = var.dims()[var.rank() - 1] as f32;
+            let std = (2.0 / fan_in).sqrt();
+            (0..values.len()).map(|_| rng.normal() * std).collect()
+        } else if let Some(prefix) = name.strip_suffix(".bias") {
+            let weight = data.get(&format!("{prefix}.weight")).ok_or_else(|| {
+                Error::Other(format!("bias `{name}` has no matching weight"))
+            })?;
+            let bound = 1.0 / (weight.dims()[weight.rank() - 1] as f32).sqrt();
+            (0..values.len()).map(|_| (rng.uniform() * 2.0 - 1.0) * bound).collect()
+        } else {
+            return Err(Error::Other(format!(
+                "no seeded initialisation rule for variable `{name}`"
+            )));
+        };
+        var.set(&Tensor::from_vec(fresh, var.shape(), var.device())?)?;
+    }
+    Ok(())
+}
+
+/// FNV-1a hash of a name (stable across runs and platforms).
+fn fnv(name: &str) -> u64 {
+    name.bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x1000_0000_01b3))
 }
 
 /// Warm-up over the first tenth (at most 200 steps), then cosine decay to a tenth of the peak.

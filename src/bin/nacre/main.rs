@@ -2,8 +2,10 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod datagen;
 mod sheet;
+mod train;
 
 /// Tools for bevy_nacre world models.
 #[derive(Parser)]
@@ -23,6 +25,12 @@ enum Command {
     DatasetCheck(datagen::CheckArgs),
     /// Render a contact sheet of the reference world (biomes, times of day, weathers) as a PNG.
     ReferenceSheet(sheet::SheetArgs),
+    /// Train the default model on a dataset (progress bar, checkpoints, Ctrl-C saves, --resume).
+    Train(train::TrainArgs),
+    /// Evaluate a model against held-out data: metrics JSON, contact sheet PNG, rollout GIF.
+    Eval(train::EvalArgs),
+    /// Measure a model on the inference worker: frames/s, step time, latency, GFLOP/s vs peak.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +39,9 @@ fn main() -> std::process::ExitCode {
         Command::Datagen(args) => datagen::run_datagen(&args),
         Command::DatasetCheck(args) => datagen::run_check(&args),
         Command::ReferenceSheet(args) => sheet::run(&args),
+        Command::Train(args) => train::run_train(&args),
+        Command::Eval(args) => train::run_eval(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Info => {
             let chosen = bevy_nacre::device::choose_device(Default::default());
             println!("bevy_nacre {}", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,611 @@
+//! `nacre eval`: how well a world model imitates the reference world, on held-out data.
+//!
+//! Measures (all written to `metrics.json`):
+//! - **teacher-forced PSNR**: the next frame predicted from true context frames;
+//! - **autoregressive PSNR and SSIM** at horizons 1, 8 and 32: the model fed its own frames,
+//!   driven by the recorded actions and controls;
+//! - **action response**: whether the generated view moves the same way as the reference view
+//!   (sign of the horizontal shift while turning, zoom in or out while walking);
+//! - **director response**: brightness and colour change 15 frames after switching time of day
+//!   or weather, next to the reference world's change under the same switch;
+//! - **sound**: log-spectral distance of each frame's sound from the reference's, and how
+//!   strongly low-band sound energy follows walking (footsteps), for both;
+//! - **stability**: frame statistics over a long rollout stay inside the reference's range (no
+//!   collapse to grey, to noise, or to a frozen picture).
+//!
+//! It also writes `contact_sheet.png` (reference rows above generated rows) and `rollout.gif`
+//! (reference and generated side by side).
+
+pub mod metrics;
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::Dataset;
+use crate::dsp::{BandSpectrum, log_spectral_distance_db};
+use crate::error::{Error, Result};
+use crate::frame::Frame;
+use crate::model::{Prompt, Session, StepInput, WorldModel};
+use crate::reference::ReferenceWorld;
+use crate::reference::trajectory::{Trajectory, TrajectoryConfig};
+use crate::session_file::write_atomic;
+use crate::spec::ModelSpec;
+use metrics::{FrameStats, correlation, horizontal_shift, mean_colour, psnr, ssim, zoom};
+
+/// What to evaluate and how much.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// Held-out episodes to use (at most).
+    pub episodes: usize,
+    /// Distance between the starts of evaluated windows within an episode.
+    pub stride: usize,
+    /// Length of the stability rollout.
+    pub stability_frames: usize,
+    /// Seed of the director scenarios and the stability rollout.
+    pub seed: u64,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            episodes: 8,
+            stride: 8,
+            stability_frames: 10_000,
+            seed: 20_261_126,
+        }
+    }
+}
+
+/// PSNR and SSIM at one horizon.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HorizonScore {
+    /// Frames after the true context.
+    pub horizon: usize,
+    /// Mean PSNR in dB.
+    pub psnr_db: f64,
+    /// Mean SSIM.
+    pub ssim: f64,
+    /// Rollouts measured.
+    pub samples: usize,
+}
+
+/// Agreement on the direction the view moves.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ActionResponse {
+    /// Fraction of turning steps where the horizontal shift has the reference's sign.
+    pub turning_agreement: f64,
+    /// Turning steps measured.
+    pub turning_cases: usize,
+    /// Fraction of walking steps where the zoom has the reference's direction.
+    pub walking_agreement: f64,
+    /// Walking steps measured.
+    pub walking_cases: usize,
+    /// Both together.
+    pub agreement: f64,
+}
+
+/// One director switch.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DirectorCase {
+    /// What was switched.
+    pub name: String,
+    /// Reference brightness change (0–255 luminance) 15 frames after the switch.
+    pub reference_brightness_change: f32,
+    /// Generated brightness change.
+    pub generated_brightness_change: f32,
+    /// Reference mean-colour change (RGB).
+    pub reference_colour_change: [f32; 3],
+    /// Generated mean-colour change (RGB).
+    pub generated_colour_change: [f32; 3],
+    /// The generated change goes the reference's way with at least a third of its size.
+    pub visible_within_15_frames: bool,
+}
+
+/// Sound measures.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AudioScore {
+    /// Mean log-spectral distance (dB) of teacher-forced sound from the reference's.
+    pub log_spectral_distance_db: f64,
+    /// Correlation of low-band sound energy with walking, generated (autoregressive).
+    pub footsteps_walking_correlation: f64,
+    /// The same for the reference sound.
+    pub reference_footsteps_walking_correlation: f64,
+}
+
+/// The long-rollout check.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Stability {
+    /// Frames generated.
+    pub frames: usize,
+    /// No collapse was detected.
+    pub stable: bool,
+    /// What went wrong, if anything.
+    pub problems: Vec<String>,
+    /// Reference statistics range: (min, max) of brightness, contrast, detail.
+    pub reference_range: [(f32, f32); 3],
+    /// Generated statistics range.
+    pub generated_range: [(f32, f32); 3],
+    /// Fraction of generated frames whose statistics lie inside the reference range (with a
+    /// 25 % margin).
+    pub inside_reference_range: f64,
+}
+
+/// Everything `nacre eval` measures.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// Model name and version.
+    pub model: String,
+    /// Dataset folder.
+    pub data: String,
+    /// Episodes used.
+    pub episodes: usize,
+    /// Mean teacher-forced next-frame PSNR (dB).
+    pub teacher_forced_psnr_db: f64,
+    /// Frames measured teacher-forced.
+    pub teacher_forced_samples: usize,
+    /// Autoregressive scores at horizons 1, 8, 32.
+    pub autoregressive: Vec<HorizonScore>,
+    /// Action response.
+    pub action_response: ActionResponse,
+    /// Director response.
+    pub director: Vec<DirectorCase>,
+    /// Sound.
+    pub audio: AudioScore,
+    /// Long-rollout stability.
+    pub stability: Stability,
+    /// Wall time of the evaluation.
+    pub seconds: f64,
+}
+
+const HORIZONS: [usize; 3] = [1, 8, 32];
+
+/// Rows of one held-out episode as frames and inputs.
+struct EpisodeRows {
+    frames: Vec<Frame>,
+    inputs: Vec<StepInput>,
+    audio: Vec<Vec<f32>>,
+}
+
+fn load_episodes(data: &Path, spec: &ModelSpec, limit: usize) -> Result<Vec<EpisodeRows>> {
+    let ds = Dataset::open(data)?;
+    let d = ds.dims();
+    if d.width != spec.width || d.height != spec.height {
+        return Err(Error::bad_file(
+            data.join(crate::dataset::MANIFEST_FILE),
+            format!(
+                "dataset frames are {}x{}, the model makes {}x{}",
+                d.width, d.height, spec.width, spec.height
+            ),
+        ));
+    }
+    if d.actions != spec.actions.len() || d.controls != spec.controls.len() {
+        return Err(Error::bad_file(
+            data.join(crate::dataset::MANIFEST_FILE),
+            "dataset actions or controls do not match the model's spec",
+        ));
+    }
+    let mut out = Vec::new();
+    for e in ds.episodes().take(limit) {
+        let e = e?.data;
+        let n = e.len();
+        let fb = d.frame_bytes();
+        out.push(EpisodeRows {
+            frames: (0..n)
+                .map(|i| Frame::from_rgb(d.width, d.height, &e.frames[i * fb..(i + 1) * fb]))
+                .collect(),
+            inputs: (0..n)
+                .map(|i| StepInput {
+                    action: crate::action::Action::new(
+                        e.actions[i * d.actions..(i + 1) * d.actions].to_vec(),
+                    ),
+                    controls: crate::action::Controls::new(
+                        e.controls[i * d.controls..(i + 1) * d.controls].to_vec(),
+                    ),
+                })
+                .collect(),
+            audio: e
+                .audio
+                .chunks_exact(d.audio_samples)
+                .map(|c| c.iter().map(|&s| s as f32 / 32768.0).collect())
+                .collect(),
+        });
+    }
+    if out.is_empty() {
+        return Err(Error::bad_file(data, "dataset has no episodes"));
+    }
+    Ok(out)
+}
+
+fn start_from(model: &dyn WorldModel, frames: &[Frame], controls: &StepInput) -> Result<Box<dyn Session>> {
+    model.start(&Prompt {
+        seed: 1,
+        start_frames: frames.to_vec(),
+        controls: Some(controls.controls.clone()),
+    })
+}
+
+/// Energy of the low bands (footsteps live there), averaged over the chunk's subframes.
+fn low_band_energy(spectrum: &BandSpectrum, bands: usize, chunk: &[f32]) -> f32 {
+    let e = spectrum.analyze(chunk);
+    let low = bands / 3;
+    let sub = e.len() / bands;
+    (0..sub)
+        .map(|s| e[s * bands..s * bands + low].iter().map(|v| v.exp()).sum::<f32>())
+        .sum::<f32>()
+        .max(1e-12)
+        .ln()
+}
+
+fn is_walking(input: &StepInput) -> f32 {
+    let a = &input.action.values;
+    if a[0].abs() + a[1].abs() > 0.3 { 1.0 } else { 0.0 }
+}
+
+/// Runs every measure and writes `metrics.json`, `contact_sheet.png` and `rollout.gif` into
+/// `out`.
+pub fn evaluate(
+    model: &dyn WorldModel,
+    data: &Path,
+    out: &Path,
+    opts: &EvalOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<EvalReport> {
+    let started = Instant::now();
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let spec = model.spec().clone();
+    let k = spec.context_frames.max(1);
+    let episodes = load_episodes(data, &spec, opts.episodes)?;
+    let audio = spec.audio;
+    let bands = 24;
+    let spectrum = BandSpectrum::new(audio.sample_rate, audio.samples_per_frame as usize, 4, bands);
+
+    // Teacher forcing.
+    progress("teacher-forced next frames");
+    let (mut tf_psnr, mut tf_n, mut lsd, mut lsd_n) = (0.0, 0, 0.0, 0);
+    for ep in &episodes {
+        for t in (k - 1..ep.frames.len() - 1).step_by(opts.stride.max(1)) {
+            let mut s = start_from(model, &ep.frames[t + 1 - k..=t], &ep.inputs[t])?;
+            let o = s.step(&ep.inputs[t + 1])?;
+            tf_psnr += psnr(&o.frame, &ep.frames[t + 1]);
+            tf_n += 1;
+            if !audio.is_silent() {
+                lsd += log_spectral_distance_db(
+                    &spectrum.analyze(&o.audio.samples),
+                    &spectrum.analyze(&ep.audio[t + 1]),
+                ) as f64;
+                lsd_n += 1;
+            }
+        }
+    }
+
+    // Autoregressive rollouts, action response, footsteps.
+    progress("autoregressive rollouts");
+    let longest = *HORIZONS.last().unwrap();
+    let mut scores: Vec<(f64, f64, usize)> = vec![(0.0, 0.0, 0); HORIZONS.len()];
+    let mut response = ActionResponse::default();
+    let (mut turn_ok, mut walk_ok) = (0usize, 0usize);
+    let (mut walking, mut gen_low, mut ref_low) = (Vec::new(), Vec::new(), Vec::new());
+    let mut sheet_rows: Vec<(Vec<Frame>, Vec<Frame>)> = Vec::new();
+    let scales: Vec<f32> = (0..=16).map(|i| 0.92 + i as f32 * 0.01).collect();
+    for ep in &episodes {
+        if ep.frames.len() < k + longest {
+            continue;
+        }
+        for t0 in (k - 1..ep.frames.len() - longest).step_by((opts.stride * 4).max(1)) {
+            let mut s = start_from(model, &ep.frames[t0 + 1 - k..=t0], &ep.inputs[t0])?;
+            let mut prev_gen = ep.frames[t0].clone();
+            let mut generated = Vec::with_capacity(longest);
+            for j in 1..=longest {
+                let (input, truth, prev_truth) =
+                    (&ep.inputs[t0 + j], &ep.frames[t0 + j], &ep.frames[t0 + j - 1]);
+                let o = s.step(input)?;
+                if let Some(h) = HORIZONS.iter().position(|&h| h == j) {
+                    scores[h].0 += psnr(&o.frame, truth);
+                    scores[h].1 += ssim(&o.frame, truth);
+                    scores[h].2 += 1;
+                }
+                let a = &input.action.values;
+                if j <= 8 && a[2].abs() >= 0.3 {
+                    let max = (spec.width / 8) as i32;
+                    let (r, _) = horizontal_shift(prev_truth, truth, max);
+                    let (g, _) = horizontal_shift(&prev_gen, &o.frame, max);
+                    if r != 0 {
+                        response.turning_cases += 1;
+                        turn_ok += (r.signum() == g.signum()) as usize;
+                    }
+                } else if j <= 8 && a[0].abs() >= 0.5 && a[2].abs() < 0.1 {
+                    let r = zoom(prev_truth, truth, &scales) - 1.0;
+                    let g = zoom(&prev_gen, &o.frame, &scales) - 1.0;
+                    if r.abs() > 0.005 {
+                        response.walking_cases += 1;
+                        walk_ok += (r.signum() == g.signum()) as usize;
+                    }
+                }
+                if !audio.is_silent() {
+                    walking.push(is_walking(input));
+                    gen_low.push(low_band_energy(&spectrum, bands, &o.audio.samples));
+                    ref_low.push(low_band_energy(&spectrum, bands, &ep.audio[t0 + j]));
+                }
+                prev_gen = o.frame.clone();
+                generated.push(o.frame);
+            }
+            if sheet_rows.len() < 3 {
+                sheet_rows.push((
+                    ep.frames[t0 + 1..t0 + 9].to_vec(),
+                    generated[..8].to_vec(),
+                ));
+            }
+        }
+    }
+    response.turning_agreement = turn_ok as f64 / response.turning_cases.max(1) as f64;
+    response.walking_agreement = walk_ok as f64 / response.walking_cases.max(1) as f64;
+    response.agreement = (turn_ok + walk_ok) as f64
+        / (response.turning_cases + response.walking_cases).max(1) as f64;
+    let autoregressive = HORIZONS
+        .iter()
+        .zip(&scores)
+        .map(|(&horizon, &(p, s, n))| HorizonScore {
+            horizon,
+            psnr_db: p / n.max(1) as f64,
+            ssim: s / n.max(1) as f64,
+            samples: n,
+        })
+        .collect();
+
+    progress("director switches");
+    let director = director_cases(model, opts.seed)?;
+
+    progress("stability rollout");
+    let (stability, gif_frames) = stability(model, opts)?;
+
+    let report = EvalReport {
+        model: format!("{} {}", spec.name, spec.version),
+        data: data.display().to_string(),
+        episodes: episodes.len(),
+        teacher_forced_psnr_db: tf_psnr / tf_n.max(1) as f64,
+        teacher_forced_samples: tf_n,
+        autoregressive,
+        action_response: response,
+        director,
+        audio: AudioScore {
+            log_spectral_distance_db: lsd / lsd_n.max(1) as f64,
+            footsteps_walking_correlation: correlation(&gen_low, &walking),
+            reference_footsteps_walking_correlation: correlation(&ref_low, &walking),
+        },
+        stability,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    write_atomic(
+        &out.join("metrics.json"),
+        serde_json::to_string_pretty(&report)
+            .expect("report serialises")
+            .as_bytes(),
+    )?;
+    save_sheet(&out.join("contact_sheet.png"), &sheet_rows)?;
+    save_gif(&out.join("rollout.gif"), &gif_frames, spec.fps)?;
+    Ok(report)
+}
+
+/// Switches time of day or weather after a walk and compares the change with the reference's.
+fn director_cases(model: &dyn WorldModel, seed: u64) -> Result<Vec<DirectorCase>> {
+    let spec = model.spec().clone();
+    let k = spec.context_frames.max(1);
+    let world = ReferenceWorld::new(spec.width, spec.height);
+    let base = spec.default_controls();
+    let idx = |name: &str| spec.control_index(name);
+    let mut cases = Vec::new();
+    let switches: [(&str, &str, f32); 4] = [
+        ("noon to night", "time_of_day", 0.0),
+        ("noon to sunset", "time_of_day", 18.5),
+        ("clear to rain", "weather", 2.0),
+        ("clear to fog", "weather", 4.0),
+    ];
+    for (i, (name, control, value)) in switches.into_iter().enumerate() {
+        let Some(ci) = idx(control) else { continue };
+        let mut after = base.clone();
+        after.values[ci] = value;
+        let mut reference = world.start_session(&Prompt {
+            seed: seed + i as u64,
+            start_frames: Vec::new(),
+            controls: Some(base.clone()),
+        })?;
+        let mut action = spec.neutral_action();
+        action.values[0] = 0.5;
+        let before_input = StepInput {
+            action: action.clone(),
+            controls: base.clone(),
+        };
+        let mut frames = Vec::new();
+        for _ in 0..12 {
+            frames.push(reference.step(&before_input)?.frame);
+        }
+        let mut generated = start_from(model, &frames[frames.len() - k..], &before_input)?;
+        let after_input = StepInput {
+            action,
+            controls: after,
+        };
+        let (mut r_last, mut g_last) = (frames.last().unwrap().clone(), frames.last().unwrap().clone());
+        for _ in 0..15 {
+            r_last = reference.step(&after_input)?.frame;
+            g_last = generated.step(&after_input)?.frame;
+        }
+        let start = frames.last().unwrap();
+        let b0 = FrameStats::of(start).brightness;
+        let (rb, gb) = (
+            FrameStats::of(&r_last).brightness - b0,
+            FrameStats::of(&g_last).brightness - b0,
+        );
+        let c0 = mean_colour(start);
+        let (rc, gc) = (mean_colour(&r_last), mean_colour(&g_last));
+        let rc = [rc[0] - c0[0], rc[1] - c0[1], rc[2] - c0[2]];
+        let gc = [gc[0] - c0[0], gc[1] - c0[1], gc[2] - c0[2]];
+        let norm = |c: [f32; 3]| (c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).sqrt();
+        let dot = rc[0] * gc[0] + rc[1] * gc[1] + rc[2] * gc[2];
+        let visible = (rb.signum() == gb.signum() && gb.abs() >= rb.abs() / 3.0)
+            || (dot > 0.0 && norm(gc) >= norm(rc) / 3.0);
+        cases.push(DirectorCase {
+            name: name.to_string(),
+            reference_brightness_change: rb,
+            generated_brightness_change: gb,
+            reference_colour_change: rc,
+            generated_colour_change: gc,
+            visible_within_15_frames: visible,
+        });
+    }
+    Ok(cases)
+}
+
+/// Drives the model and the reference world with the same player-like trajectory for
+/// `stability_frames` frames and compares their frame statistics. Returns the first 200 frame
+/// pairs for the GIF.
+fn stability(model: &dyn WorldModel, opts: &EvalOptions) -> Result<(Stability, Vec<(Frame, Frame)>)> {
+    let spec = model.spec().clone();
+    let k = spec.context_frames.max(1);
+    let world = ReferenceWorld::new(spec.width, spec.height);
+    let mut trajectory = Trajectory::new(opts.seed, spec.default_controls(), TrajectoryConfig::default());
+    let mut reference = world.start_session(&Prompt {
+        seed: opts.seed,
+        start_frames: Vec::new(),
+        controls: Some(trajectory.start_controls().clone()),
+    })?;
+    let mut first = Vec::new();
+    let mut input = StepInput {
+        action: spec.neutral_action(),
+        controls: trajectory.start_controls().clone(),
+    };
+    for _ in 0..k {
+        input = trajectory.next(&mut reference);
+        first.push(reference.step_world(&input)?.frame);
+    }
+    let mut generated = start_from(model, &first, &input)?;
+    let mut gif = Vec::new();
+    let (mut ref_stats, mut gen_stats) = (Vec::new(), Vec::new());
+    let mut frozen_run = 0usize;
+    let mut problems = Vec::new();
+    let mut prev: Option<Frame> = None;
+    for i in 0..opts.stability_frames {
+        let input = trajectory.next(&mut reference);
+        let r = reference.step_world(&input)?.frame;
+        let g = generated.step(&input)?.frame;
+        ref_stats.push(FrameStats::of(&r));
+        gen_stats.push(FrameStats::of(&g));
+        if let Some(p) = &prev {
+            let moving = input.action.values[..4].iter().any(|v| v.abs() > 0.2);
+            let diff = psnr(p, &g);
+            // Identical consecutive frames while the player moves: a frozen picture.
+            if moving && diff >= 60.0 {
+                frozen_run += 1;
+                if frozen_run == 100 {
+                    problems.push(format!("picture frozen for 100 frames while moving (at frame {i})"));
+                }
+            } else {
+                frozen_run = 0;
+            }
+        }
+        prev = Some(g.clone());
+        if gif.len() < 200 {
+            gif.push((r, g));
+        }
+    }
+    let range = |s: &[FrameStats], f: fn(&FrameStats) -> f32| {
+        s.iter().map(f).fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
+    };
+    let fields: [fn(&FrameStats) -> f32; 3] = [|s| s.brightness, |s| s.contrast, |s| s.detail];
+    let reference_range = fields.map(|f| range(&ref_stats, f));
+    let generated_range = fields.map(|f| range(&gen_stats, f));
+    let inside = |s: &FrameStats| {
+        fields.iter().zip(&reference_range).all(|(f, (lo, hi))| {
+            let margin = (hi - lo) * 0.25;
+            let v = f(s);
+            v >= lo - margin && v <= hi + margin
+        })
+    };
+    let inside_fraction =
+        gen_stats.iter().filter(|s| inside(s)).count() as f64 / gen_stats.len().max(1) as f64;
+    // Collapse: the last 500 frames all outside the range in the same way.
+    let tail = &gen_stats[gen_stats.len().saturating_sub(500)..];
+    if !tail.is_empty() {
+        if tail.iter().all(|s| s.contrast < reference_range[1].0 * 0.5) {
+            problems.push("collapsed to a flat grey picture".into());
+        }
+        if tail.iter().all(|s| s.detail > reference_range[2].1 * 1.5) {
+            problems.push("collapsed to noise".into());
+        }
+    }
+    if inside_fraction < 0.9 {
+        problems.push(format!(
+            "only {:.0} % of frames have statistics inside the reference range",
+            inside_fraction * 100.0
+        ));
+    }
+    Ok((
+        Stability {
+            frames: opts.stability_frames,
+            stable: problems.is_empty(),
+            problems,
+            reference_range,
+            generated_range,
+            inside_reference_range: inside_fraction,
+        },
+        gif,
+    ))
+}
+
+fn save_sheet(path: &Path, rows: &[(Vec<Frame>, Vec<Frame>)]) -> Result<()> {
+    let Some((first, _)) = rows.first() else {
+        return Ok(());
+    };
+    let (w, h) = (first[0].width, first[0].height);
+    let cols = first.len() as u32;
+    let gap = 4;
+    let mut img = image::RgbImage::from_pixel(
+        cols * (w + gap) + gap,
+        rows.len() as u32 * (2 * h + 3 * gap) + gap,
+        image::Rgb([24, 24, 24]),
+    );
+    for (r, (reference, generated)) in rows.iter().enumerate() {
+        for (line, frames) in [reference, generated].into_iter().enumerate() {
+            for (c, f) in frames.iter().enumerate() {
+                let x0 = gap + c as u32 * (w + gap);
+                let y0 = gap + r as u32 * (2 * h + 3 * gap) + line as u32 * (h + gap);
+                for (i, p) in f.rgba.chunks_exact(4).enumerate() {
+                    let (x, y) = (i as u32 % w, i as u32 / w);
+                    img.put_pixel(x0 + x, y0 + y, image::Rgb([p[0], p[1], p[2]]));
+                }
+            }
+        }
+    }
+    let tmp = path.with_extension("png.partial");
+    img.save_with_format(&tmp, image::ImageFormat::Png)
+        .map_err(|e| Error::bad_file(&tmp, e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+fn save_gif(path: &Path, pairs: &[(Frame, Frame)], fps: f32) -> Result<()> {
+    use image::codecs::gif::{GifEncoder, Repeat};
+    let Some((first, _)) = pairs.first() else {
+        return Ok(());
+    };
+    let (w, h) = (first.width, first.height);
+    let tmp = path.with_extension("gif.partial");
+    {
+        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut enc = GifEncoder::new_with_speed(std::io::BufWriter::new(file), 10);
+        enc.set_repeat(Repeat::Infinite)
+            .map_err(|e| Error::bad_file(&tmp, e.to_string()))?;
+        let delay = image::Delay::from_numer_denom_ms(1000, fps.max(1.0) as u32);
+        for (r, g) in pairs {
+            let mut img = image::RgbaImage::new(2 * w + 4, h);
+            for (i, (pr, pg)) in r.rgba.chunks_exact(4).zip(g.rgba.chunks_exact(4)).enumerate() {
+                let (x, y) = (i as u32 % w, i as u32 / w);
+                img.put_pixel(x, y, image::Rgba([pr[0], pr[1], pr[2], 255]));
+                img.put_pixel(w + 4 + x, y, image::Rgba([pg[0], pg[1], pg[2], 255]));
+            }
+            enc.encode_frame(image::Frame::from_parts(img, 0, 0, delay))
+                .map_err(|e| Error::bad_file(&tmp, e.to_string()))?;
+        }
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,188 @@
+//! The default model: a tiny configuration trains on a tiny reference-world dataset, its loss
+//! falls, saved weights reload to identical outputs, long rollouts stay finite and in range, and
+//! bad weights are refused with a clear message.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use bevy_nacre::dataset::{DatagenOptions, generate};
+use bevy_nacre::default_model::{self, Config};
+use bevy_nacre::model::{Prompt, StepInput, WorldModel};
+use bevy_nacre::train::{LOG_FILE, Outcome, TrainConfig, train};
+use candle_core::Device;
+
+fn tiny_dataset(dir: &Path) {
+    let mut opts = DatagenOptions::new(dir, 3, 24, 32, 32, 11);
+    opts.threads = 1;
+    generate(&opts, &|_, _| {}).unwrap();
+}
+
+fn train_tiny(data: &Path, out: &Path) -> TrainConfig {
+    let cfg = TrainConfig::tiny();
+    let outcome = train(data, &cfg, out, false, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert_eq!(outcome, Outcome::Finished);
+    cfg
+}
+
+/// Loss per logged line of one stage: (first, last).
+fn first_and_last_loss(log: &Path, stage: &str) -> (f64, f64) {
+    let text = std::fs::read_to_string(log).unwrap();
+    let losses: Vec<f64> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f[1] == stage)
+        .map(|f| f[3].parse().unwrap())
+        .collect();
+    assert!(losses.len() >= 2, "too few log lines for {stage}");
+    (losses[0], *losses.last().unwrap())
+}
+
+#[test]
+fn tiny_model_trains_saves_loads_and_rolls_out() {
+    let tmp = tempdir("train");
+    let (data, out) = (tmp.join("data"), tmp.join("model"));
+    tiny_dataset(&data);
+    train_tiny(&data, &out);
+
+    // The loss falls in the autoencoder and dynamics stages.
+    let log = out.join(LOG_FILE);
+    let (first, last) = first_and_last_loss(&log, "autoencoder");
+    assert!(last < first * 0.8, "autoencoder loss {first} -> {last}");
+    let (first, last) = first_and_last_loss(&log, "dynamics");
+    assert!(last < first, "dynamics loss {first} -> {last}");
+    assert!(out.join("loss.png").exists());
+
+    // Loading twice gives the same frames and sound for the same prompt and inputs.
+    let model = default_model::load(&out, &Device::Cpu).unwrap();
+    let again = default_model::load(&out, &Device::Cpu).unwrap();
+    let spec = model.spec().clone();
+    assert_eq!((spec.width, spec.height), (32, 32));
+    let mut input = StepInput {
+        action: spec.neutral_action(),
+        controls: spec.default_controls(),
+    };
+    input.action.values[0] = 1.0;
+    let mut a = model.start(&Prompt::seeded(5)).unwrap();
+    let mut b = again.start(&Prompt::seeded(5)).unwrap();
+    for _ in 0..3 {
+        let (x, y) = (a.step(&input).unwrap(), b.step(&input).unwrap());
+        assert_eq!(x.frame, y.frame);
+        assert_eq!(x.audio, y.audio);
+    }
+
+    // Save, restore, continue: bit for bit.
+    let saved = a.save().unwrap();
+    let mut c = model.restore(&saved).unwrap();
+    for _ in 0..3 {
+        assert_eq!(a.step(&input).unwrap().frame, c.step(&input).unwrap().frame);
+    }
+
+    // A 200-frame rollout stays finite and in range, with turning and director changes.
+    let mut s = model.start(&Prompt::seeded(9)).unwrap();
+    for i in 0..200 {
+        input.action.values[2] = if (i / 40) % 2 == 0 { 0.5 } else { -0.5 };
+        input.controls.values[0] = (12.0 + i as f32 * 0.1) % 24.0;
+        let out = s.step(&input).unwrap();
+        assert!(out.frame.is_well_formed());
+        assert_eq!(out.audio.samples.len(), 800);
+        assert!(out.audio.samples.iter().all(|v| v.is_finite() && v.abs() < 50.0));
+    }
+    assert_eq!(s.frame_index(), 200);
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_weights() {
+    let tmp = tempdir("resume");
+    let data = tmp.join("data");
+    tiny_dataset(&data);
+    let whole = tmp.join("whole");
+    train_tiny(&data, &whole);
+
+    // Stop in the middle of the dynamics stage (step 37 of 60), then resume.
+    let parts = tmp.join("parts");
+    let cfg = TrainConfig::tiny();
+    let stop = AtomicBool::new(false);
+    let outcome = train(&data, &cfg, &parts, false, &stop, &mut |p| {
+        if p.done == 37 {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    })
+    .unwrap();
+    assert_eq!(outcome, Outcome::Interrupted);
+    assert!(parts.join("checkpoint/optimizer.safetensors").exists());
+    // Starting again without --resume refuses to overwrite the checkpoint.
+    let again = train(&data, &cfg, &parts, false, &AtomicBool::new(false), &mut |_| {});
+    assert!(again.err().unwrap().to_string().contains("--resume"));
+    let outcome = train(&data, &cfg, &parts, true, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert_eq!(outcome, Outcome::Finished);
+    let digest = |p: &Path| bevy_nacre::dataset::sha256_hex(&std::fs::read(p).unwrap());
+    assert_eq!(
+        digest(&whole.join("model.safetensors")),
+        digest(&parts.join("model.safetensors")),
+        "resumed training must end with the same weights as an uninterrupted run"
+    );
+}
+
+#[test]
+fn mismatched_or_corrupt_weights_give_clear_errors() {
+    let tmp = tempdir("badweights");
+    let dir = tmp.join("model");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Weights of a differently sized model next to the tiny config.
+    let other = Config {
+        dim: 48,
+        ..Config::tiny()
+    };
+    let spec = default_model::spec_for(&other);
+    let cond = bevy_nacre::default_model::conditions::condition_len(&spec);
+    let varmap = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
+    bevy_nacre::default_model::network::Networks::new(&other, cond, vb).unwrap();
+    bevy_nacre::default_model::weights::save_varmap(&varmap, &dir.join("model.safetensors")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string(&Config::tiny()).unwrap(),
+    )
+    .unwrap();
+    let err = default_model::load(&dir, &Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("model.safetensors"), "{err}");
+    assert!(err.contains("has shape"), "{err}");
+    assert!(err.contains("encoder.embed.weight"), "{err}");
+
+    // A truncated file.
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    std::fs::write(dir.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    let err = default_model::load(&dir, &Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("model.safetensors") && err.contains("safetensors"), "{err}");
+
+    // A NaN in an otherwise well-formed file.
+    let tiny = Config::tiny();
+    let cond = bevy_nacre::default_model::conditions::condition_len(&default_model::spec_for(&tiny));
+    let varmap = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
+    bevy_nacre::default_model::network::Networks::new(&tiny, cond, vb).unwrap();
+    {
+        let data = varmap.data().lock().unwrap();
+        let var = &data["decoder.out.bias"];
+        let n = var.dims()[0];
+        let mut v = vec![0f32; n];
+        v[1] = f32::NAN;
+        var.set(&candle_core::Tensor::from_vec(v, n, &Device::Cpu).unwrap()).unwrap();
+    }
+    bevy_nacre::default_model::weights::save_varmap(&varmap, &dir.join("model.safetensors")).unwrap();
+    let err = default_model::load(&dir, &Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("`decoder.out.bias` contains NaN"), "{err}");
+
+    // A broken config.
+    std::fs::write(dir.join("config.json"), "{\"width\": 12").unwrap();
+    let err = default_model::load(&dir, &Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("config.json"), "{err}");
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("nacre-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
