@@ -136,7 +136,11 @@ fn inferred_configuration_matches_the_fixture_json() {
 #[test]
 fn matches_reference_outputs() {
     for (name, ckpt, io) in cases() {
-        for algo in [ConvAlgorithm::Auto, ConvAlgorithm::Direct] {
+        for algo in [
+            ConvAlgorithm::Auto,
+            ConvAlgorithm::AutoPrecise,
+            ConvAlgorithm::Direct,
+        ] {
             let case = load_case(&ckpt, &io, algo);
             let obs = &case.io["obs"];
             let act = case.io["act"].to_dtype(DType::U32).unwrap();

@@ -13,6 +13,7 @@ use candle_nn::{Conv2dConfig, Linear, VarBuilder};
 use super::config::{DenoiserConfig, GROUP_NORM_EPS, attention_heads, level_blocks, norm_groups};
 use crate::nn::{
     Activation, ChannelMap, ConvAlgorithm, FastConv2d, group_norm_affine, group_norm_map,
+    group_norm_map_slices,
 };
 
 fn conv(
@@ -47,36 +48,69 @@ fn linear(vb: &VarBuilder, cin: usize, cout: usize) -> Result<Linear> {
 #[derive(Clone, Copy, Debug, Default)]
 struct FlopCounter(f64);
 
+/// Collects the adaptive norms' linear layers while the network is built, so that one matrix
+/// product per forward pass computes every norm's scale and shift (instead of ~50 tiny ones).
+#[derive(Default)]
+struct CondBank {
+    weights: Vec<Tensor>,
+    biases: Vec<Tensor>,
+    width: usize,
+}
+
+impl CondBank {
+    /// Registers a `(out, cond)` linear layer; returns where its outputs start.
+    fn add(&mut self, weight: Tensor, bias: Tensor) -> Result<usize> {
+        let offset = self.width;
+        self.width += weight.dim(0)?;
+        self.weights.push(weight);
+        self.biases.push(bias);
+        Ok(offset)
+    }
+
+    /// The stacked layer: weight transposed to `(cond, N)` and bias `(N)`.
+    fn finish(self) -> Result<(Tensor, Tensor)> {
+        let w = Tensor::cat(&self.weights, 0)?.t()?.contiguous()?;
+        Ok((w, Tensor::cat(&self.biases, 0)?))
+    }
+}
+
+/// Every adaptive norm's linear output for one forward pass: `B` rows of `width` values.
+struct AdaParams {
+    data: Vec<f32>,
+    width: usize,
+}
+
 /// Adaptive group norm: group norm without affine parameters, then `x · (1 + scale) + shift`
-/// with `scale, shift = linear(cond)`.
+/// with `scale, shift = linear(cond)` (the linear layer lives in the [`CondBank`]).
 #[derive(Clone, Debug)]
 struct AdaGroupNorm {
-    linear: Linear,
+    offset: usize,
     channels: usize,
 }
 
 impl AdaGroupNorm {
-    fn new(vb: VarBuilder, channels: usize, cond: usize) -> Result<Self> {
-        Ok(Self {
-            linear: linear(&vb.pp("linear"), cond, 2 * channels)?,
-            channels,
-        })
-    }
-
-    /// `(1 + scale, shift)`, each `(B, C)`.
-    fn params(&self, cond: &Tensor) -> Result<(Tensor, Tensor)> {
-        let p = per_sample(cond, |c| self.linear.forward(c))?;
-        let scale = p.narrow(1, 0, self.channels)?;
-        let shift = p.narrow(1, self.channels, self.channels)?.contiguous()?;
-        Ok(((scale + 1.0)?.contiguous()?, shift))
+    fn new(vb: VarBuilder, channels: usize, cond: usize, bank: &mut CondBank) -> Result<Self> {
+        let vb = vb.pp("linear");
+        let offset = bank.add(
+            vb.get((2 * channels, cond), "weight")?,
+            vb.get(2 * channels, "bias")?,
+        )?;
+        Ok(Self { offset, channels })
     }
 
     /// `silu(norm(x, cond))` as a per-channel map for the next convolution to apply.
-    fn silu_map(&self, x: &Tensor, cond: &Tensor) -> Result<ChannelMap> {
-        let (gamma, beta) = self.params(cond)?;
-        group_norm_map(
+    fn silu_map(&self, x: &Tensor, p: &AdaParams) -> Result<ChannelMap> {
+        let (b, c) = (x.dim(0)?, self.channels);
+        let mut gamma = Vec::with_capacity(b * c);
+        let mut beta = Vec::with_capacity(b * c);
+        for row in p.data.chunks_exact(p.width).take(b) {
+            let row = &row[self.offset..][..2 * c];
+            gamma.extend(row[..c].iter().map(|s| s + 1.0));
+            beta.extend_from_slice(&row[c..]);
+        }
+        group_norm_map_slices(
             x,
-            norm_groups(self.channels),
+            norm_groups(c),
             GROUP_NORM_EPS,
             &gamma,
             &beta,
@@ -174,6 +208,7 @@ impl ResBlock {
         cond: usize,
         attn: bool,
         algo: ConvAlgorithm,
+        bank: &mut CondBank,
     ) -> Result<Self> {
         Ok(Self {
             proj: if cin != cout {
@@ -181,9 +216,9 @@ impl ResBlock {
             } else {
                 None
             },
-            norm1: AdaGroupNorm::new(vb.pp("norm1"), cin, cond)?,
+            norm1: AdaGroupNorm::new(vb.pp("norm1"), cin, cond, bank)?,
             conv1: conv(&vb.pp("conv1"), cin, cout, 3, 1, 1, algo)?,
-            norm2: AdaGroupNorm::new(vb.pp("norm2"), cout, cond)?,
+            norm2: AdaGroupNorm::new(vb.pp("norm2"), cout, cond, bank)?,
             conv2: conv(&vb.pp("conv2"), cout, cout, 3, 1, 1, algo)?,
             attn: if attn {
                 Some(SelfAttention2d::new(vb.pp("attn"), cout, algo)?)
@@ -193,7 +228,7 @@ impl ResBlock {
         })
     }
 
-    fn forward(&self, x: &Tensor, cond: &Tensor, flops: &mut FlopCounter) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, cond: &AdaParams, flops: &mut FlopCounter) -> Result<Tensor> {
         let r = match &self.proj {
             Some(p) => {
                 flops.0 += p.flops(x.dims())?;
@@ -228,7 +263,12 @@ struct UNet {
 }
 
 impl UNet {
-    fn new(vb: VarBuilder, cfg: &DenoiserConfig, algo: ConvAlgorithm) -> Result<Self> {
+    fn new(
+        vb: VarBuilder,
+        cfg: &DenoiserConfig,
+        algo: ConvAlgorithm,
+        bank: &mut CondBank,
+    ) -> Result<Self> {
         let cond = cfg.cond_channels;
         let levels = cfg.channels.len();
         let blocks = level_blocks(cfg);
@@ -240,7 +280,7 @@ impl UNet {
                     .iter()
                     .enumerate()
                     .map(|(j, &(ci, co))| {
-                        ResBlock::new(vb.pp(j), ci, co, cond, cfg.attn_depths[i], algo)
+                        ResBlock::new(vb.pp(j), ci, co, cond, cfg.attn_depths[i], algo, bank)
                     })
                     .collect::<Result<Vec<_>>>()?,
             );
@@ -254,7 +294,7 @@ impl UNet {
                     .iter()
                     .enumerate()
                     .map(|(j, &(ci, co))| {
-                        ResBlock::new(vb.pp(j), ci, co, cond, cfg.attn_depths[i], algo)
+                        ResBlock::new(vb.pp(j), ci, co, cond, cfg.attn_depths[i], algo, bank)
                     })
                     .collect::<Result<Vec<_>>>()?,
             );
@@ -269,6 +309,7 @@ impl UNet {
                     cond,
                     true,
                     algo,
+                    bank,
                 )
             })
             .collect::<Result<Vec<_>>>()?;
@@ -293,7 +334,7 @@ impl UNet {
         })
     }
 
-    fn forward(&self, x: &Tensor, cond: &Tensor, flops: &mut FlopCounter) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, cond: &AdaParams, flops: &mut FlopCounter) -> Result<Tensor> {
         let (_, _, h, w) = x.dims4()?;
         let unit = 1usize << self.downsamples.len();
         let (ph, pw) = (h.div_ceil(unit) * unit - h, w.div_ceil(unit) * unit - w);
@@ -349,6 +390,9 @@ pub struct InnerModel {
     norm_out_weight: Tensor,
     norm_out_bias: Tensor,
     conv_out: FastConv2d,
+    /// All adaptive norms' linear layers stacked: weight `(cond, N)`, bias `(N)`.
+    ada_weight: Tensor,
+    ada_bias: Tensor,
     cfg: DenoiserConfig,
 }
 
@@ -359,6 +403,9 @@ impl InnerModel {
         let cond = cfg.cond_channels;
         let c0 = cfg.channels[0];
         let norm_out = vb.pp("norm_out").pp("norm");
+        let mut bank = CondBank::default();
+        let unet = UNet::new(vb.pp("unet"), cfg, algo, &mut bank)?;
+        let (ada_weight, ada_bias) = bank.finish()?;
         Ok(Self {
             noise_emb: vb.pp("noise_emb").get((1, cond / 2), "weight")?,
             act_emb: vb
@@ -376,10 +423,12 @@ impl InnerModel {
                 1,
                 algo,
             )?,
-            unet: UNet::new(vb.pp("unet"), cfg, algo)?,
+            unet,
             norm_out_weight: norm_out.get(c0, "weight")?,
             norm_out_bias: norm_out.get(c0, "bias")?,
             conv_out: conv(&vb.pp("conv_out"), c0, cfg.img_channels, 3, 1, 1, algo)?,
+            ada_weight,
+            ada_bias,
             cfg: cfg.clone(),
         })
     }
@@ -424,10 +473,17 @@ impl InnerModel {
     ) -> Result<(Tensor, f64)> {
         let mut flops = FlopCounter::default();
         let cond = self.conditioning(c_noise, act)?;
+        let ada = per_sample(&cond, |c| {
+            c.matmul(&self.ada_weight)?.broadcast_add(&self.ada_bias)
+        })?;
+        let ada = AdaParams {
+            width: ada.dim(1)?,
+            data: ada.flatten_all()?.to_vec1::<f32>()?,
+        };
         let x = Tensor::cat(&[obs, noisy], 1)?;
         flops.0 += self.conv_in.flops(x.dims())?;
         let x = self.conv_in.forward(&x)?;
-        let x = self.unet.forward(&x, &cond, &mut flops)?;
+        let x = self.unet.forward(&x, &ada, &mut flops)?;
         let map = group_norm_map(
             &x,
             norm_groups(self.cfg.channels[0]),

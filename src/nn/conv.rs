@@ -878,9 +878,14 @@ fn winograd<T: Winograd>(
             .enumerate()
             .for_each(|(idx, row)| {
                 let (bi, r) = (idx / nrows, idx % nrows);
-                row.fill(0.0);
                 let iy = r.wrapping_sub(g.pad);
-                if iy < g.h {
+                if iy >= g.h {
+                    row.fill(0.0);
+                } else {
+                    // Zero the padding columns; the kernel writes the image columns.
+                    let (left, right) = (g.pad * g.cin, (g.pad + g.w) * g.cin);
+                    row[..left].fill(0.0);
+                    row[right..].fill(0.0);
                     let chw = g.cin * g.h * g.w;
                     vectorize(StageRow {
                         src: &x[bi * chw..][..chw],

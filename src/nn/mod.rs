@@ -9,4 +9,6 @@ pub mod gemm;
 pub mod norm;
 
 pub use conv::{ConvAlgorithm, FastConv2d, conv2d, conv2d_flops};
-pub use norm::{Activation, ChannelMap, group_norm_affine, group_norm_map, silu};
+pub use norm::{
+    Activation, ChannelMap, group_norm_affine, group_norm_map, group_norm_map_slices, silu,
+};

@@ -169,6 +169,21 @@ pub fn group_norm_map(
     beta: &Tensor,
     act: Activation,
 ) -> Result<ChannelMap> {
+    let host =
+        |t: &Tensor| -> Result<Vec<f32>> { t.to_dtype(DType::F32)?.flatten_all()?.to_vec1() };
+    group_norm_map_slices(x, groups, eps, &host(gamma)?, &host(beta)?, act)
+}
+
+/// [`group_norm_map`] with `gamma` and `beta` given as host slices of `C` (shared by the batch)
+/// or `B × C` values.
+pub fn group_norm_map_slices(
+    x: &Tensor,
+    groups: usize,
+    eps: f64,
+    gamma: &[f32],
+    beta: &[f32],
+    act: Activation,
+) -> Result<ChannelMap> {
     let dims = x.dims().to_vec();
     if dims.len() < 2 {
         candle_core::bail!("group_norm: input must be (B, C, ...), got {dims:?}");
@@ -177,14 +192,17 @@ pub fn group_norm_map(
     if groups == 0 || c % groups != 0 {
         candle_core::bail!("group_norm: {groups} groups do not divide {c} channels");
     }
-    let per_sample = |t: &Tensor, name: &str| -> Result<Vec<f32>> {
-        let t = t.to_dtype(DType::F32)?;
-        match t.dims() {
-            [n] if *n == c => Ok(t.to_vec1::<f32>()?.repeat(b)),
-            [bb, n] if *bb == b && *n == c => Ok(t.flatten_all()?.to_vec1::<f32>()?),
-            other => {
-                candle_core::bail!("group_norm: {name} must be ({c}) or ({b}, {c}), got {other:?}")
-            }
+    let per_sample = |v: &[f32], name: &str| -> Result<Vec<f32>> {
+        if v.len() == c {
+            Ok(v.repeat(b))
+        } else if v.len() == b * c {
+            Ok(v.to_vec())
+        } else {
+            candle_core::bail!(
+                "group_norm: {name} must have {c} or {} values, got {}",
+                b * c,
+                v.len()
+            )
         }
     };
     let gamma = per_sample(gamma, "gamma")?;
