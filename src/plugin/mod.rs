@@ -44,7 +44,7 @@ use crate::worker::{SessionId, Worker, WorkerConfig, WorkerEvent};
 pub mod prelude {
     pub use super::{
         ActionBindings, ActionState, InputSource, NacreAppExt, NacrePlugin, NacreRuntime,
-        NacreSystems, RestartWorldView, RestoreWorldView, SaveWorldView, ViewControls,
+        NacreSystems, RestartWorldView, RestoreWorldView, SaveWorldView, ViewControls, ViewSession,
         ViewStatus, WorldView, WorldViewAudio, WorldViewError, WorldViewFrame, WorldViewSaved,
         WorldViewStats, view_image,
     };
@@ -261,8 +261,8 @@ fn start_sessions(
             .and_then(|c| spec.sanitize_controls(c).ok())
             .unwrap_or_else(|| spec.default_controls());
         controls.bypass_change_detection().reset(&spec.controls, &start_controls);
-        if let Some(image) = images.get_mut(&view.image) {
-            fit_image(image, spec.width, spec.height);
+        if let Some(mut image) = images.get_mut(&view.image) {
+            fit_image(&mut image, spec.width, spec.height);
         }
         match runtime
             .worker
@@ -380,9 +380,9 @@ fn present(
         let Some(generated) = session.handle.latest_frame() else {
             continue;
         };
-        if let Some(image) = images.get_mut(&view.image) {
+        if let Some(mut image) = images.get_mut(&view.image) {
             let frame = generated.frame;
-            fit_image(image, frame.width, frame.height);
+            fit_image(&mut image, frame.width, frame.height);
             image.data = Some(frame.rgba);
         }
         stats.record_frame(

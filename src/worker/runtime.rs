@@ -50,12 +50,12 @@ impl Slot {
         (fps > 0.0).then(|| Duration::from_secs_f64(1.0 / fps as f64))
     }
 
-    /// When this session next wants a step; `None` if it waits for a command.
-    fn due_at(&self) -> Option<Instant> {
+    /// When this session next wants a step (`now` if at once); `None` if it waits for a command.
+    fn due_at(&self, now: Instant) -> Option<Instant> {
         self.session.as_ref()?;
         match self.pacing {
-            Pacing::Manual => (self.manual_steps > 0).then_some(Instant::now()),
-            Pacing::Free => Some(Instant::now()),
+            Pacing::Manual => (self.manual_steps > 0).then_some(now),
+            Pacing::Free => Some(now),
             Pacing::ModelRate | Pacing::Fixed(_) => Some(self.next_due),
         }
     }
@@ -154,7 +154,8 @@ pub(super) fn run(
     };
     loop {
         // Wait for a command until the next session is due; then drain everything queued.
-        let next_due = rt.slots.values().filter_map(Slot::due_at).min();
+        let now = Instant::now();
+        let next_due = rt.slots.values().filter_map(|s| s.due_at(now)).min();
         let first = match next_due {
             Some(due) => {
                 let wait = due.saturating_duration_since(Instant::now());
@@ -364,7 +365,7 @@ impl Runtime {
         let mut due: Vec<SessionId> = self
             .slots
             .iter()
-            .filter(|(_, s)| s.due_at().is_some_and(|t| t <= now))
+            .filter(|(_, s)| s.due_at(now).is_some_and(|t| t <= now))
             .map(|(id, _)| *id)
             .collect();
         if due.is_empty() {
