@@ -87,7 +87,7 @@ pub struct BandSpectrum {
     analysis_window: Vec<f32>,
     window_energy: f32,
     /// Expected `analyze` value minus the log variance, per band, for Gaussian noise: the mean
-    /// of the log of an average of `k` exponential variables is `ψ(k) − ln k`, not 0.
+    /// of the log of an average of `k` independent exponential variables is `ψ(k) − ln k`, not 0.
     log_bias: Vec<f32>,
 }
 
@@ -123,12 +123,18 @@ impl BandSpectrum {
             .map(|i| 0.5 - 0.5 * (2.0 * PI * (i as f32 + 0.5) / part as f32).cos())
             .collect();
         let window_energy = analysis_window.iter().map(|w| w * w).sum();
+        // Adjacent bins of a zero-padded, Hann-windowed transform are correlated: a band of `k`
+        // bins holds about `k · part / (1.5 n)` independent measurements (at least one).
         let log_bias = edges
             .windows(2)
             .map(|e| {
-                let k = e[1] - e[0];
-                let digamma = -0.577_215_7 + (1..k).map(|j| 1.0 / j as f32).sum::<f32>();
-                digamma - (k as f32).ln()
+                let k = ((e[1] - e[0]) as f32 * part as f32 / (1.5 * n as f32)).max(1.0);
+                if k <= 1.0 {
+                    -0.577_215_7
+                } else {
+                    // ψ(k) − ln k, asymptotic series.
+                    -1.0 / (2.0 * k) - 1.0 / (12.0 * k * k)
+                }
             })
             .collect();
         Self {

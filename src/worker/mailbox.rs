@@ -2,7 +2,7 @@
 //! oldest item and counts it as dropped. The worker never blocks on a slow consumer, and the
 //! consumer always sees the newest frames.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
@@ -13,25 +13,34 @@ pub struct MailboxSender<T> {
     /// A clone of the receiver, used only to evict the oldest item when full.
     evict: Receiver<T>,
     dropped: Arc<AtomicU64>,
+    /// Gone once the receiver is dropped (the eviction handle keeps the channel itself open).
+    receiver_alive: Weak<()>,
 }
 
 /// Receiving side, held by the game.
 pub struct MailboxReceiver<T> {
     rx: Receiver<T>,
     dropped: Arc<AtomicU64>,
+    _alive: Arc<()>,
 }
 
 /// A mailbox holding at most `capacity` (at least 1) items.
 pub fn mailbox<T>(capacity: usize) -> (MailboxSender<T>, MailboxReceiver<T>) {
     let (tx, rx) = bounded(capacity.max(1));
     let dropped = Arc::new(AtomicU64::new(0));
+    let alive = Arc::new(());
     (
         MailboxSender {
             tx,
             evict: rx.clone(),
             dropped: dropped.clone(),
+            receiver_alive: Arc::downgrade(&alive),
         },
-        MailboxReceiver { rx, dropped },
+        MailboxReceiver {
+            rx,
+            dropped,
+            _alive: alive,
+        },
     )
 }
 
@@ -41,6 +50,7 @@ impl<T> Clone for MailboxSender<T> {
             tx: self.tx.clone(),
             evict: self.evict.clone(),
             dropped: self.dropped.clone(),
+            receiver_alive: self.receiver_alive.clone(),
         }
     }
 }
@@ -49,6 +59,9 @@ impl<T> MailboxSender<T> {
     /// Delivers `item`, evicting the oldest items while the mailbox is full. Never blocks.
     /// Returns `false` when the receiver is gone.
     pub fn send(&self, mut item: T) -> bool {
+        if self.receiver_alive.strong_count() == 0 {
+            return false;
+        }
         loop {
             match self.tx.try_send(item) {
                 Ok(()) => return true,
