@@ -125,7 +125,11 @@ fn main_thread_cost(size: u32) -> (TimingStats, TimingStats) {
     };
     let mut with_frame = Vec::new();
     for _ in 0..300 {
-        let presented_before = app.world().get::<WorldViewStats>(view).unwrap().frames_presented;
+        let presented_before = app
+            .world()
+            .get::<WorldViewStats>(view)
+            .unwrap()
+            .frames_presented;
         app.world()
             .get::<ViewSession>(view)
             .expect("session started")
@@ -138,7 +142,11 @@ fn main_thread_cost(size: u32) -> (TimingStats, TimingStats) {
         let dt = run_nacre_schedules(&mut app);
         app.world_mut().run_schedule(Last);
         app.world_mut().clear_trackers();
-        let presented = app.world().get::<WorldViewStats>(view).unwrap().frames_presented;
+        let presented = app
+            .world()
+            .get::<WorldViewStats>(view)
+            .unwrap()
+            .frames_presented;
         if presented > presented_before {
             with_frame.push(dt);
         }

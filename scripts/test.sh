@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup-debian.sh
-cargo check --workspace --benches
+# Benchmarks are built in the dev profile, which shares every dependency with the test build below.
+cargo build --workspace --benches
 xvfb-run -a -s "-screen 0 1280x800x24" cargo test --workspace --lib --bins --tests --examples
 cargo test --workspace --doc

@@ -275,7 +275,11 @@ impl NoiseSynth {
 /// Mean absolute difference of two log-energy spectra, in decibels.
 pub fn log_spectral_distance_db(a: &[f32], b: &[f32]) -> f32 {
     let to_db = 10.0 / std::f32::consts::LN_10;
-    a.iter().zip(b).map(|(x, y)| (x - y).abs() * to_db).sum::<f32>() / a.len().max(1) as f32
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() * to_db)
+        .sum::<f32>()
+        / a.len().max(1) as f32
 }
 
 #[cfg(test)]
@@ -333,11 +337,16 @@ mod tests {
         for b in 0..24 {
             let avg = (0..4).map(|s| mean[s * 24 + b]).sum::<f32>() / 4.0;
             let expected = 0.25f32.ln() + sp.log_bias[b];
-            assert!((avg - expected).abs() < 0.35, "band {b}: {avg} vs {expected}");
+            assert!(
+                (avg - expected).abs() < 0.35,
+                "band {b}: {avg} vs {expected}"
+            );
         }
 
         // A shaped spectrum survives synthesis then analysis within a few dB on average.
-        let target: Vec<f32> = (0..sp.len()).map(|i| -6.0 + (i % 24) as f32 * 0.2).collect();
+        let target: Vec<f32> = (0..sp.len())
+            .map(|i| -6.0 + (i % 24) as f32 * 0.2)
+            .collect();
         let mut synth = NoiseSynth::new(sp.clone());
         let mut noise = rng(3);
         let mut got = vec![0.0; sp.len()];

@@ -13,6 +13,7 @@ pub mod eval;
 pub mod frame;
 pub mod model;
 pub mod nn;
+pub mod recording;
 pub mod reference;
 pub mod session_file;
 pub mod spec;
@@ -30,8 +31,10 @@ pub mod prelude {
     pub use crate::action::{Action, Controls};
     pub use crate::frame::{AudioChunk, Frame};
     pub use crate::model::{Prompt, Session, StepInput, StepOutput, WorldModel};
-    pub use crate::spec::{ActionChannel, ActionKind, AudioFormat, ControlKind, ControlSpec, ModelSpec};
-    pub use crate::worker::{Pacing, WorkerConfig};
     #[cfg(feature = "bevy")]
     pub use crate::plugin::prelude::*;
+    pub use crate::spec::{
+        ActionChannel, ActionKind, AudioFormat, ControlKind, ControlSpec, ModelSpec,
+    };
+    pub use crate::worker::{Pacing, WorkerConfig};
 }

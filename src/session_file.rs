@@ -60,7 +60,9 @@ pub fn encode(header: &SessionHeader, state: &[u8]) -> Vec<u8> {
 pub fn decode(bytes: &[u8]) -> Result<SavedSession> {
     let bad = |m: String| Error::BadSessionState(m);
     if bytes.len() < 16 || &bytes[..8] != MAGIC {
-        return Err(bad("not a bevy_nacre saved session (bad magic bytes)".into()));
+        return Err(bad(
+            "not a bevy_nacre saved session (bad magic bytes)".into()
+        ));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
     if version != FORMAT_VERSION {
@@ -69,9 +71,12 @@ pub fn decode(bytes: &[u8]) -> Result<SavedSession> {
         )));
     }
     let n = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
-    let json = bytes
-        .get(16..16 + n)
-        .ok_or_else(|| bad(format!("truncated: header of {n} bytes but file has {}", bytes.len())))?;
+    let json = bytes.get(16..16 + n).ok_or_else(|| {
+        bad(format!(
+            "truncated: header of {n} bytes but file has {}",
+            bytes.len()
+        ))
+    })?;
     let header: SessionHeader =
         serde_json::from_slice(json).map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
     Ok(SavedSession {

@@ -78,9 +78,9 @@ impl ActionChannel {
                     0.0
                 }
             }
-            ActionKind::Discrete { choices } => {
-                value.round().clamp(0.0, choices.len().saturating_sub(1) as f32)
-            }
+            ActionKind::Discrete { choices } => value
+                .round()
+                .clamp(0.0, choices.len().saturating_sub(1) as f32),
         }
     }
 
@@ -197,9 +197,9 @@ impl ControlSpec {
                     value.clamp(*min, *max)
                 }
             }
-            ControlKind::Choice { options, .. } => {
-                value.round().clamp(0.0, options.len().saturating_sub(1) as f32)
-            }
+            ControlKind::Choice { options, .. } => value
+                .round()
+                .clamp(0.0, options.len().saturating_sub(1) as f32),
             ControlKind::Trigger => {
                 if value >= 0.5 {
                     1.0
@@ -213,9 +213,9 @@ impl ControlSpec {
     /// For a choice control, the index of the option called `option` (case-insensitive).
     pub fn option_index(&self, option: &str) -> Option<usize> {
         match &self.kind {
-            ControlKind::Choice { options, .. } => options
-                .iter()
-                .position(|o| o.eq_ignore_ascii_case(option)),
+            ControlKind::Choice { options, .. } => {
+                options.iter().position(|o| o.eq_ignore_ascii_case(option))
+            }
             _ => None,
         }
     }
@@ -290,7 +290,11 @@ impl ModelSpec {
     /// Controls with every control at its default.
     pub fn default_controls(&self) -> Controls {
         Controls {
-            values: self.controls.iter().map(ControlSpec::default_value).collect(),
+            values: self
+                .controls
+                .iter()
+                .map(ControlSpec::default_value)
+                .collect(),
         }
     }
 

@@ -77,7 +77,10 @@ pub fn matmul_gflops(device: &candle_core::Device, n: usize) -> crate::Result<f6
     let b = Tensor::randn(0f32, 1.0, (n, n), device)?;
     let mut err = None;
     let stats = time_runs(2, 7, || {
-        if let Err(e) = a.matmul(&b).and_then(|c| c.sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()) {
+        if let Err(e) = a
+            .matmul(&b)
+            .and_then(|c| c.sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>())
+        {
             err = Some(e);
         }
     });

@@ -24,7 +24,8 @@ fn train_tiny(data: &Path, out: &Path) -> TrainConfig {
     cfg
 }
 
-/// Loss per logged line of one stage: (first, last).
+/// Mean loss over the first and over the last five logged steps of one stage. Single batches
+/// differ a lot (random frames, random context noise), so single values would not say much.
 fn first_and_last_loss(log: &Path, stage: &str) -> (f64, f64) {
     let text = std::fs::read_to_string(log).unwrap();
     let losses: Vec<f64> = text
@@ -34,8 +35,9 @@ fn first_and_last_loss(log: &Path, stage: &str) -> (f64, f64) {
         .filter(|f| f[1] == stage)
         .map(|f| f[3].parse().unwrap())
         .collect();
-    assert!(losses.len() >= 2, "too few log lines for {stage}");
-    (losses[0], *losses.last().unwrap())
+    assert!(losses.len() >= 10, "too few log lines for {stage}");
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    (mean(&losses[..5]), mean(&losses[losses.len() - 5..]))
 }
 
 #[test]
@@ -45,12 +47,17 @@ fn tiny_model_trains_saves_loads_and_rolls_out() {
     tiny_dataset(&data);
     train_tiny(&data, &out);
 
-    // The loss falls in the autoencoder and dynamics stages.
+    // The autoencoder starts from the frames' principal components (already a fit to the data)
+    // and stays a good one: under 0.01 mean squared error (above 20 dB PSNR) and not diverging.
+    // The dynamics starts from scratch, and its loss falls clearly.
     let log = out.join(LOG_FILE);
     let (first, last) = first_and_last_loss(&log, "autoencoder");
-    assert!(last < first * 0.8, "autoencoder loss {first} -> {last}");
+    assert!(
+        last < 0.01 && last < first * 1.5,
+        "autoencoder loss {first} -> {last}"
+    );
     let (first, last) = first_and_last_loss(&log, "dynamics");
-    assert!(last < first, "dynamics loss {first} -> {last}");
+    assert!(last < first * 0.8, "dynamics loss {first} -> {last}");
     assert!(out.join("loss.png").exists());
 
     // Loading twice gives the same frames and sound for the same prompt and inputs.
@@ -86,7 +93,12 @@ fn tiny_model_trains_saves_loads_and_rolls_out() {
         let out = s.step(&input).unwrap();
         assert!(out.frame.is_well_formed());
         assert_eq!(out.audio.samples.len(), 800);
-        assert!(out.audio.samples.iter().all(|v| v.is_finite() && v.abs() < 50.0));
+        assert!(
+            out.audio
+                .samples
+                .iter()
+                .all(|v| v.is_finite() && v.abs() < 50.0)
+        );
     }
     assert_eq!(s.frame_index(), 200);
 }
@@ -112,9 +124,24 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
     assert_eq!(outcome, Outcome::Interrupted);
     assert!(parts.join("checkpoint/optimizer.safetensors").exists());
     // Starting again without --resume refuses to overwrite the checkpoint.
-    let again = train(&data, &cfg, &parts, false, &AtomicBool::new(false), &mut |_| {});
+    let again = train(
+        &data,
+        &cfg,
+        &parts,
+        false,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    );
     assert!(again.err().unwrap().to_string().contains("--resume"));
-    let outcome = train(&data, &cfg, &parts, true, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    let outcome = train(
+        &data,
+        &cfg,
+        &parts,
+        true,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(outcome, Outcome::Finished);
     let digest = |p: &Path| bevy_nacre::dataset::sha256_hex(&std::fs::read(p).unwrap());
     assert_eq!(
@@ -139,13 +166,17 @@ fn mismatched_or_corrupt_weights_give_clear_errors() {
     let varmap = candle_nn::VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
     bevy_nacre::default_model::network::Networks::new(&other, cond, vb).unwrap();
-    bevy_nacre::default_model::weights::save_varmap(&varmap, &dir.join("model.safetensors")).unwrap();
+    bevy_nacre::default_model::weights::save_varmap(&varmap, &dir.join("model.safetensors"))
+        .unwrap();
     std::fs::write(
         dir.join("config.json"),
         serde_json::to_string(&Config::tiny()).unwrap(),
     )
     .unwrap();
-    let err = default_model::load(&dir, &Device::Cpu).err().unwrap().to_string();
+    let err = default_model::load(&dir, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("model.safetensors"), "{err}");
     assert!(err.contains("has shape"), "{err}");
     assert!(err.contains("encoder.embed.weight"), "{err}");
@@ -153,12 +184,19 @@ fn mismatched_or_corrupt_weights_give_clear_errors() {
     // A truncated file.
     let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
     std::fs::write(dir.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
-    let err = default_model::load(&dir, &Device::Cpu).err().unwrap().to_string();
-    assert!(err.contains("model.safetensors") && err.contains("safetensors"), "{err}");
+    let err = default_model::load(&dir, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("model.safetensors") && err.contains("safetensors"),
+        "{err}"
+    );
 
     // A NaN in an otherwise well-formed file.
     let tiny = Config::tiny();
-    let cond = bevy_nacre::default_model::conditions::condition_len(&default_model::spec_for(&tiny));
+    let cond =
+        bevy_nacre::default_model::conditions::condition_len(&default_model::spec_for(&tiny));
     let varmap = candle_nn::VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
     bevy_nacre::default_model::network::Networks::new(&tiny, cond, vb).unwrap();
@@ -168,15 +206,23 @@ fn mismatched_or_corrupt_weights_give_clear_errors() {
         let n = var.dims()[0];
         let mut v = vec![0f32; n];
         v[1] = f32::NAN;
-        var.set(&candle_core::Tensor::from_vec(v, n, &Device::Cpu).unwrap()).unwrap();
+        var.set(&candle_core::Tensor::from_vec(v, n, &Device::Cpu).unwrap())
+            .unwrap();
     }
-    bevy_nacre::default_model::weights::save_varmap(&varmap, &dir.join("model.safetensors")).unwrap();
-    let err = default_model::load(&dir, &Device::Cpu).err().unwrap().to_string();
+    bevy_nacre::default_model::weights::save_varmap(&varmap, &dir.join("model.safetensors"))
+        .unwrap();
+    let err = default_model::load(&dir, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("`decoder.out.bias` contains NaN"), "{err}");
 
     // A broken config.
     std::fs::write(dir.join("config.json"), "{\"width\": 12").unwrap();
-    let err = default_model::load(&dir, &Device::Cpu).err().unwrap().to_string();
+    let err = default_model::load(&dir, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("config.json"), "{err}");
 }
 

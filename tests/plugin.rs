@@ -70,7 +70,10 @@ fn stats(app: &App, view: Entity) -> WorldViewStats {
 }
 
 fn drain<M: Message>(app: &mut App) -> Vec<M> {
-    app.world_mut().resource_mut::<Messages<M>>().drain().collect()
+    app.world_mut()
+        .resource_mut::<Messages<M>>()
+        .drain()
+        .collect()
 }
 
 #[test]
@@ -110,7 +113,10 @@ fn a_slow_model_never_blocks_the_app() {
     }
     // The model takes 300 ms a frame; the app kept updating at its own pace regardless.
     assert!(updates > 50, "only {updates} updates in 1.5 s");
-    assert!(slowest < Duration::from_millis(150), "an update took {slowest:?}");
+    assert!(
+        slowest < Duration::from_millis(150),
+        "an update took {slowest:?}"
+    );
     let s = stats(&app, view);
     assert!(s.frames_presented >= 1 && s.frames_presented <= 6, "{s:?}");
 }
@@ -128,17 +134,19 @@ fn a_panicking_model_reports_an_error_and_the_view_restarts() {
         !errors.is_empty()
     });
     assert_eq!(errors[0].view, view);
-    assert!(errors[0].message.contains("panicked"), "{}", errors[0].message);
+    assert!(
+        errors[0].message.contains("panicked"),
+        "{}",
+        errors[0].message
+    );
     // The app keeps running with the view failed.
     for _ in 0..10 {
         app.update();
     }
     assert_eq!(stats(&app, view).status, ViewStatus::Failed);
     let before = stats(&app, view).frames_presented;
-    app.world_mut().write_message(RestartWorldView {
-        view,
-        prompt: None,
-    });
+    app.world_mut()
+        .write_message(RestartWorldView { view, prompt: None });
     update_until(&mut app, |app| {
         let s = stats(app, view);
         s.status == ViewStatus::Running && s.frames_presented > before
@@ -180,7 +188,11 @@ fn the_worker_stops_and_is_joined_within_a_second_of_app_exit() {
         model_dropped.load(Ordering::SeqCst),
         "the worker still holds the model after exit"
     );
-    assert!(t.elapsed() < Duration::from_secs(1), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
     let runtime = app.world().resource::<NacreRuntime>();
     assert!(!runtime.worker().is_running());
     drop(app);
@@ -191,7 +203,11 @@ fn keyboard_mouse_and_gamepad_drive_the_action_channels() {
     let (mut app, _) = app_with(Behaviour::default());
     let (view, _) = spawn_view(&mut app, 0);
     update_until(&mut app, |app| {
-        !app.world().get::<ActionState>(view).unwrap().channels().is_empty()
+        !app.world()
+            .get::<ActionState>(view)
+            .unwrap()
+            .channels()
+            .is_empty()
     });
     let state = |app: &App| app.world().get::<ActionState>(view).unwrap().clone();
 
@@ -225,7 +241,11 @@ fn keyboard_mouse_and_gamepad_drive_the_action_channels() {
     assert!((s.get("turn").unwrap() - 0.5).abs() < 1e-6, "{s:?}");
     assert_eq!(s.get("look"), Some(1.0));
     app.update();
-    assert_eq!(state(&app).get("turn"), Some(0.0), "mouse motion lasts one frame");
+    assert_eq!(
+        state(&app).get("turn"),
+        Some(0.0),
+        "mouse motion lasts one frame"
+    );
 
     // Gamepad: left stick forward, South jumps.
     let pad = app.world_mut().spawn_empty().id();
@@ -238,12 +258,18 @@ fn keyboard_mouse_and_gamepad_drive_the_action_channels() {
         },
     ));
     app.update();
-    app.world_mut().write_message(RawGamepadEvent::Axis(
-        RawGamepadAxisChangedEvent::new(pad, GamepadAxis::LeftStickY, 0.6),
-    ));
-    app.world_mut().write_message(RawGamepadEvent::Button(
-        RawGamepadButtonChangedEvent::new(pad, GamepadButton::South, 1.0),
-    ));
+    app.world_mut()
+        .write_message(RawGamepadEvent::Axis(RawGamepadAxisChangedEvent::new(
+            pad,
+            GamepadAxis::LeftStickY,
+            0.6,
+        )));
+    app.world_mut()
+        .write_message(RawGamepadEvent::Button(RawGamepadButtonChangedEvent::new(
+            pad,
+            GamepadButton::South,
+            1.0,
+        )));
     app.update();
     let reported = app
         .world()
@@ -257,9 +283,9 @@ fn keyboard_mouse_and_gamepad_drive_the_action_channels() {
     assert_eq!(s.get("jump"), Some(1.0));
 
     // Custom bindings replace the defaults.
-    app.world_mut().entity_mut(view).insert(
-        ActionBindings::empty().bind("turn", InputSource::Key(KeyCode::KeyQ), -0.25),
-    );
+    app.world_mut()
+        .entity_mut(view)
+        .insert(ActionBindings::empty().bind("turn", InputSource::Key(KeyCode::KeyQ), -0.25));
     app.world_mut()
         .resource_mut::<ButtonInput<KeyCode>>()
         .press(KeyCode::KeyQ);
@@ -278,7 +304,13 @@ fn two_views_run_independently_and_a_session_saves_and_restores() {
         stats(app, a).frames_presented > 2 && stats(app, b).frames_presented > 2
     });
     let red = |app: &App, h: &Handle<Image>| {
-        app.world().resource::<Assets<Image>>().get(h).unwrap().data.as_ref().unwrap()[0]
+        app.world()
+            .resource::<Assets<Image>>()
+            .get(h)
+            .unwrap()
+            .data
+            .as_ref()
+            .unwrap()[0]
     };
     assert_eq!(red(&app, &image_a), 1, "seed shows in red of pixel 0");
     assert_eq!(red(&app, &image_b), 2);
@@ -289,7 +321,13 @@ fn two_views_run_independently_and_a_session_saves_and_restores() {
         .unwrap()
         .set("time_of_day", 5.0);
     let blue = |app: &App, h: &Handle<Image>| {
-        app.world().resource::<Assets<Image>>().get(h).unwrap().data.as_ref().unwrap()[2]
+        app.world()
+            .resource::<Assets<Image>>()
+            .get(h)
+            .unwrap()
+            .data
+            .as_ref()
+            .unwrap()[2]
     };
     let neutral_blue = blue(&app, &image_b);
     update_until(&mut app, |app| blue(app, &image_a) == neutral_blue ^ 12 ^ 5);
@@ -314,7 +352,10 @@ fn two_views_run_independently_and_a_session_saves_and_restores() {
             .iter()
             .any(|f| f.view == a && f.index > header.frame_index + 5)
     });
-    app.world_mut().write_message(RestoreWorldView { view: a, saved: bytes });
+    app.world_mut().write_message(RestoreWorldView {
+        view: a,
+        saved: bytes,
+    });
     let mut first_after = None;
     update_until(&mut app, |app| {
         first_after = drain::<WorldViewFrame>(app)

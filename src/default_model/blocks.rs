@@ -39,10 +39,7 @@ impl Module for Attention {
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
         let attn = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
-        let out = attn
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((b, n, d))?;
+        let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
         self.proj.forward(&out)
     }
 }
@@ -105,7 +102,9 @@ impl Block {
         };
         let modulation = if conditioned {
             let init = candle_nn::Init::Const(0.0);
-            let w = vb.pp("modulation").get_with_hints((6 * dim, cond_dim), "weight", init)?;
+            let w = vb
+                .pp("modulation")
+                .get_with_hints((6 * dim, cond_dim), "weight", init)?;
             let b = vb.pp("modulation").get_with_hints(6 * dim, "bias", init)?;
             Some(Linear::new(w, Some(b)))
         } else {

@@ -105,7 +105,10 @@ mod tests {
         encode_condition(&spec, &[1.0, 1.0], &[6.0, 2.0, 0.0], 0.5, &mut v);
         assert_eq!(v.len(), condition_len(&spec));
         assert_eq!(v[0], 0.5);
-        assert!((v[2] - 1.0).abs() < 1e-6 && v[3].abs() < 1e-6, "6 h is a quarter turn");
+        assert!(
+            (v[2] - 1.0).abs() < 1e-6 && v[3].abs() < 1e-6,
+            "6 h is a quarter turn"
+        );
         assert_eq!(&v[4..7], &[0.0, 0.0, 1.0]);
         assert_eq!(&v[8..], &[0.5, 1.0]);
     }

@@ -66,7 +66,7 @@ impl Default for Config {
             width: 128,
             height: 128,
             patch: 8,
-            latent_channels: 16,
+            latent_channels: 32,
             dim: 128,
             heads: 4,
             mlp_ratio: 4,
@@ -128,7 +128,10 @@ impl Config {
             ));
         }
         if self.heads == 0 || self.dim % self.heads != 0 {
-            return bad(format!("dim {} is not divisible by {} heads", self.dim, self.heads));
+            return bad(format!(
+                "dim {} is not divisible by {} heads",
+                self.dim, self.heads
+            ));
         }
         if self.context == 0 {
             return bad("context must be at least 1".into());

@@ -39,7 +39,11 @@ pub fn spec_for(cfg: &Config) -> ModelSpec {
 /// Start frames for a prompt without any: the first `count` frames of the reference world at the
 /// prompt's seed and controls, standing still. The default model was trained on that world, so
 /// this is the place it knows how to continue.
-pub fn reference_start_frames(prompt: &Prompt, spec: &ModelSpec, count: usize) -> Result<Vec<Frame>> {
+pub fn reference_start_frames(
+    prompt: &Prompt,
+    spec: &ModelSpec,
+    count: usize,
+) -> Result<Vec<Frame>> {
     let world = ReferenceWorld::new(spec.width, spec.height);
     let mut session = world.start_session(&Prompt {
         seed: prompt.seed,

@@ -125,7 +125,13 @@ impl DefaultModel {
                 )));
             }
             for c in 0..3 {
-                pixels.extend(f.rgba.iter().skip(c).step_by(4).map(|&v| v as f32 / 127.5 - 1.0));
+                pixels.extend(
+                    f.rgba
+                        .iter()
+                        .skip(c)
+                        .step_by(4)
+                        .map(|&v| v as f32 / 127.5 - 1.0),
+                );
             }
         }
         let x = Tensor::from_vec(pixels, (frames.len(), 3, h, w), &s.device)?;
@@ -293,11 +299,14 @@ fn step_sessions(
     for (i, (s, frame)) in sessions.iter_mut().zip(frames).enumerate() {
         // Slide the context window: drop the oldest latent, append the new one.
         s.context.drain(..t * c);
-        s.context.extend_from_slice(&next[i * t * c..(i + 1) * t * c]);
+        s.context
+            .extend_from_slice(&next[i * t * c..(i + 1) * t * c]);
         let rng = &mut s.rng;
         let samples = s
             .synth
-            .synthesize(&spectra[i * per_spectrum..(i + 1) * per_spectrum], || rng.normal());
+            .synthesize(&spectra[i * per_spectrum..(i + 1) * per_spectrum], || {
+                rng.normal()
+            });
         s.index += 1;
         outputs.push(StepOutput {
             frame,
@@ -392,7 +401,10 @@ impl WorldModel for DefaultModel {
             Ok(outputs) => outputs.into_iter().map(Ok).collect(),
             Err(e) => {
                 let msg = e.to_string();
-                inputs.iter().map(|_| Err(Error::Other(msg.clone()))).collect()
+                inputs
+                    .iter()
+                    .map(|_| Err(Error::Other(msg.clone())))
+                    .collect()
             }
         }
     }

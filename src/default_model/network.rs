@@ -44,7 +44,8 @@ fn positions(cfg: &Config, vb: &VarBuilder) -> Result<Tensor> {
     )
 }
 
-/// Pixels to latent tokens.
+/// Pixels to latent tokens: a linear projection of each patch (which alone is a PCA-like code
+/// and makes training start fast) plus a transformer's correction that sees all patches.
 #[derive(Clone, Debug)]
 pub struct Encoder {
     embed: Linear,
@@ -52,14 +53,23 @@ pub struct Encoder {
     blocks: Vec<Block>,
     norm: LayerNorm,
     out: Linear,
+    skip: Linear,
     patch: usize,
 }
 
 impl Encoder {
-    /// Weights under `vb`: `embed`, `pos`, `blocks.N`, `norm`, `out`.
+    /// Weights under `vb`: `embed`, `pos`, `blocks.N`, `norm`, `out`, `skip`.
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         let blocks = (0..cfg.encoder_layers)
-            .map(|i| Block::new(cfg.dim, cfg.heads, cfg.mlp_ratio, 0, vb.pp(format!("blocks.{i}"))))
+            .map(|i| {
+                Block::new(
+                    cfg.dim,
+                    cfg.heads,
+                    cfg.mlp_ratio,
+                    0,
+                    vb.pp(format!("blocks.{i}")),
+                )
+            })
             .collect::<Result<_>>()?;
         Ok(Self {
             embed: linear(cfg.patch_values(), cfg.dim, vb.pp("embed"))?,
@@ -67,34 +77,25 @@ impl Encoder {
             blocks,
             norm: layer_norm(cfg.dim, 1e-6, vb.pp("norm"))?,
             out: linear(cfg.dim, cfg.latent_channels, vb.pp("out"))?,
+            skip: linear(cfg.patch_values(), cfg.latent_channels, vb.pp("skip"))?,
             patch: cfg.patch,
         })
     }
 
-    /// `pixels`: `(batch, 3, H, W)` in [-1, 1]. Returns `(batch, tokens, C)`, each token
-    /// normalised to zero mean and unit variance so noise levels mean the same everywhere.
+    /// `pixels`: `(batch, 3, H, W)` in [-1, 1]. Returns `(batch, tokens, C)`; training starts the
+    /// linear path as a whitened principal-component code, so latents are near unit variance.
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
-        let mut x = self
-            .embed
-            .forward(&patchify(pixels, self.patch)?)?
-            .broadcast_add(&self.pos)?;
+        let patches = patchify(pixels, self.patch)?;
+        let mut x = self.embed.forward(&patches)?.broadcast_add(&self.pos)?;
         for block in &self.blocks {
             x = block.forward(&x, None)?;
         }
-        let z = self.out.forward(&self.norm.forward(&x)?)?;
-        normalize_tokens(&z)
+        self.out.forward(&self.norm.forward(&x)?)? + self.skip.forward(&patches)?
     }
 }
 
-/// Zero mean, unit variance over each token's channels.
-pub fn normalize_tokens(z: &Tensor) -> Result<Tensor> {
-    let mean = z.mean_keepdim(D::Minus1)?;
-    let centred = z.broadcast_sub(&mean)?;
-    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-    centred.broadcast_div(&(var + 1e-5)?.sqrt()?)
-}
-
-/// Latent tokens to pixels.
+/// Latent tokens to pixels: a linear map of each token to its patch plus a transformer's
+/// correction that sees all tokens.
 #[derive(Clone, Debug)]
 pub struct Decoder {
     embed: Linear,
@@ -102,16 +103,25 @@ pub struct Decoder {
     blocks: Vec<Block>,
     norm: LayerNorm,
     out: Linear,
+    skip: Linear,
     patch: usize,
     height: usize,
     width: usize,
 }
 
 impl Decoder {
-    /// Weights under `vb`: `embed`, `pos`, `blocks.N`, `norm`, `out`.
+    /// Weights under `vb`: `embed`, `pos`, `blocks.N`, `norm`, `out`, `skip`.
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         let blocks = (0..cfg.decoder_layers)
-            .map(|i| Block::new(cfg.dim, cfg.heads, cfg.mlp_ratio, 0, vb.pp(format!("blocks.{i}"))))
+            .map(|i| {
+                Block::new(
+                    cfg.dim,
+                    cfg.heads,
+                    cfg.mlp_ratio,
+                    0,
+                    vb.pp(format!("blocks.{i}")),
+                )
+            })
             .collect::<Result<_>>()?;
         Ok(Self {
             embed: linear(cfg.latent_channels, cfg.dim, vb.pp("embed"))?,
@@ -119,6 +129,7 @@ impl Decoder {
             blocks,
             norm: layer_norm(cfg.dim, 1e-6, vb.pp("norm"))?,
             out: linear(cfg.dim, cfg.patch_values(), vb.pp("out"))?,
+            skip: linear(cfg.latent_channels, cfg.patch_values(), vb.pp("skip"))?,
             patch: cfg.patch,
             height: cfg.height,
             width: cfg.width,
@@ -131,7 +142,7 @@ impl Decoder {
         for block in &self.blocks {
             x = block.forward(&x, None)?;
         }
-        let patches = self.out.forward(&self.norm.forward(&x)?)?;
+        let patches = (self.out.forward(&self.norm.forward(&x)?)? + self.skip.forward(latent)?)?;
         unpatchify(&patches, self.patch, self.height, self.width)
     }
 }
@@ -155,7 +166,8 @@ impl ConditionEmbedding {
 
 impl Module for ConditionEmbedding {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&candle_nn::ops::silu(&self.fc1.forward(x)?)?)
+        self.fc2
+            .forward(&candle_nn::ops::silu(&self.fc1.forward(x)?)?)
     }
 }
 
@@ -176,7 +188,13 @@ impl Dynamics {
     pub fn new(cfg: &Config, cond_inputs: usize, vb: VarBuilder) -> Result<Self> {
         let blocks = (0..cfg.dynamics_layers)
             .map(|i| {
-                Block::new(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dim, vb.pp(format!("blocks.{i}")))
+                Block::new(
+                    cfg.dim,
+                    cfg.heads,
+                    cfg.mlp_ratio,
+                    cfg.dim,
+                    vb.pp(format!("blocks.{i}")),
+                )
             })
             .collect::<Result<_>>()?;
         let out_vb = vb.pp("out");
@@ -198,7 +216,11 @@ impl Dynamics {
     /// `context`: `(batch, k, tokens, C)`, oldest first; `condition`: `(batch, cond_inputs)`.
     /// Returns the next latent `(batch, tokens, C)` and the pooled hidden state `(batch, dim)`
     /// and the embedded condition `(batch, dim)` for the audio head.
-    pub fn forward(&self, context: &Tensor, condition: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    pub fn forward(
+        &self,
+        context: &Tensor,
+        condition: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, k, t, c) = context.dims4()?;
         let stacked = context.permute((0, 2, 1, 3))?.reshape((b, t, k * c))?;
         let cond = self.cond.forward(condition)?;
@@ -208,7 +230,7 @@ impl Dynamics {
         }
         let x = self.norm.forward(&x)?;
         let last = context.narrow(1, k - 1, 1)?.squeeze(1)?;
-        let next = normalize_tokens(&(last + self.out.forward(&x)?)?)?;
+        let next = (last + self.out.forward(&x)?)?;
         Ok((next, x.mean(1)?, cond))
     }
 }
@@ -270,12 +292,14 @@ impl Networks {
 pub fn flops_per_frame(cfg: &Config, cond_inputs: usize) -> u64 {
     let (t, d) = (cfg.tokens() as u64, cfg.dim as u64);
     let c = cfg.latent_channels as u64;
-    let blocks = |n: usize, cond: usize| n as u64 * block_flops(cfg.tokens(), cfg.dim, cfg.mlp_ratio, cond);
+    let blocks =
+        |n: usize, cond: usize| n as u64 * block_flops(cfg.tokens(), cfg.dim, cfg.mlp_ratio, cond);
     let dynamics = 2 * t * cfg.context as u64 * c * d
         + 2 * (cond_inputs as u64 * d + d * d)
         + blocks(cfg.dynamics_layers, cfg.dim)
         + 2 * t * d * c;
-    let decoder = 2 * t * c * d + blocks(cfg.decoder_layers, 0) + 2 * t * d * cfg.patch_values() as u64;
+    let p = cfg.patch_values() as u64;
+    let decoder = 2 * t * c * d + blocks(cfg.decoder_layers, 0) + 2 * t * d * p + 2 * t * c * p;
     let audio = 2 * (2 * d * d + d * d + d * (cfg.audio_bands * cfg.audio_subframes) as u64);
     dynamics + decoder + audio
 }

@@ -70,9 +70,11 @@ pub fn read_checked(
             }
         }
     }
-    let known: std::collections::HashSet<&str> =
-        expected.iter().map(|(n, _)| n.as_str()).collect();
-    let mut extra: Vec<&String> = tensors.keys().filter(|k| !known.contains(k.as_str())).collect();
+    let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+    let mut extra: Vec<&String> = tensors
+        .keys()
+        .filter(|k| !known.contains(k.as_str()))
+        .collect();
     extra.sort();
     for name in extra {
         problems.push(format!("unexpected tensor `{name}`"));
@@ -109,6 +111,7 @@ pub fn save_varmap(varmap: &VarMap, path: &Path) -> Result<()> {
 /// Writes named tensors to `path` as safetensors, atomically.
 pub fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     let tmp = path.with_extension("safetensors.partial");
-    candle_core::safetensors::save(tensors, &tmp).map_err(|e| Error::bad_file(&tmp, e.to_string()))?;
+    candle_core::safetensors::save(tensors, &tmp)
+        .map_err(|e| Error::bad_file(&tmp, e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }

@@ -173,7 +173,11 @@ pub fn mean_colour(f: &Frame) -> [f32; 3] {
         }
     }
     let n = (f.rgba.len() / 4).max(1) as f64;
-    [(sum[0] / n) as f32, (sum[1] / n) as f32, (sum[2] / n) as f32]
+    [
+        (sum[0] / n) as f32,
+        (sum[1] / n) as f32,
+        (sum[2] / n) as f32,
+    ]
 }
 
 /// Pearson correlation of two series (0 when either is constant).

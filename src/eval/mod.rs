@@ -218,7 +218,11 @@ fn load_episodes(data: &Path, spec: &ModelSpec, limit: usize) -> Result<Vec<Epis
     Ok(out)
 }
 
-fn start_from(model: &dyn WorldModel, frames: &[Frame], controls: &StepInput) -> Result<Box<dyn Session>> {
+fn start_from(
+    model: &dyn WorldModel,
+    frames: &[Frame],
+    controls: &StepInput,
+) -> Result<Box<dyn Session>> {
     model.start(&Prompt {
         seed: 1,
         start_frames: frames.to_vec(),
@@ -232,7 +236,12 @@ fn low_band_energy(spectrum: &BandSpectrum, bands: usize, chunk: &[f32]) -> f32 
     let low = bands / 3;
     let sub = e.len() / bands;
     (0..sub)
-        .map(|s| e[s * bands..s * bands + low].iter().map(|v| v.exp()).sum::<f32>())
+        .map(|s| {
+            e[s * bands..s * bands + low]
+                .iter()
+                .map(|v| v.exp())
+                .sum::<f32>()
+        })
         .sum::<f32>()
         .max(1e-12)
         .ln()
@@ -240,7 +249,11 @@ fn low_band_energy(spectrum: &BandSpectrum, bands: usize, chunk: &[f32]) -> f32 
 
 fn is_walking(input: &StepInput) -> f32 {
     let a = &input.action.values;
-    if a[0].abs() + a[1].abs() > 0.3 { 1.0 } else { 0.0 }
+    if a[0].abs() + a[1].abs() > 0.3 {
+        1.0
+    } else {
+        0.0
+    }
 }
 
 /// Runs every measure and writes `metrics.json`, `contact_sheet.png` and `rollout.gif` into
@@ -259,7 +272,12 @@ pub fn evaluate(
     let episodes = load_episodes(data, &spec, opts.episodes)?;
     let audio = spec.audio;
     let bands = 24;
-    let spectrum = BandSpectrum::new(audio.sample_rate, audio.samples_per_frame as usize, 4, bands);
+    let spectrum = BandSpectrum::new(
+        audio.sample_rate,
+        audio.samples_per_frame as usize,
+        4,
+        bands,
+    );
 
     // Teacher forcing.
     progress("teacher-forced next frames");
@@ -298,8 +316,11 @@ pub fn evaluate(
             let mut prev_gen = ep.frames[t0].clone();
             let mut generated = Vec::with_capacity(longest);
             for j in 1..=longest {
-                let (input, truth, prev_truth) =
-                    (&ep.inputs[t0 + j], &ep.frames[t0 + j], &ep.frames[t0 + j - 1]);
+                let (input, truth, prev_truth) = (
+                    &ep.inputs[t0 + j],
+                    &ep.frames[t0 + j],
+                    &ep.frames[t0 + j - 1],
+                );
                 let o = s.step(input)?;
                 if let Some(h) = HORIZONS.iter().position(|&h| h == j) {
                     scores[h].0 += psnr(&o.frame, truth);
@@ -332,10 +353,7 @@ pub fn evaluate(
                 generated.push(o.frame);
             }
             if sheet_rows.len() < 3 {
-                sheet_rows.push((
-                    ep.frames[t0 + 1..t0 + 9].to_vec(),
-                    generated[..8].to_vec(),
-                ));
+                sheet_rows.push((ep.frames[t0 + 1..t0 + 9].to_vec(), generated[..8].to_vec()));
             }
         }
     }
@@ -426,7 +444,10 @@ fn director_cases(model: &dyn WorldModel, seed: u64) -> Result<Vec<DirectorCase>
             action,
             controls: after,
         };
-        let (mut r_last, mut g_last) = (frames.last().unwrap().clone(), frames.last().unwrap().clone());
+        let (mut r_last, mut g_last) = (
+            frames.last().unwrap().clone(),
+            frames.last().unwrap().clone(),
+        );
         for _ in 0..15 {
             r_last = reference.step(&after_input)?.frame;
             g_last = generated.step(&after_input)?.frame;
@@ -460,11 +481,18 @@ fn director_cases(model: &dyn WorldModel, seed: u64) -> Result<Vec<DirectorCase>
 /// Drives the model and the reference world with the same player-like trajectory for
 /// `stability_frames` frames and compares their frame statistics. Returns the first 200 frame
 /// pairs for the GIF.
-fn stability(model: &dyn WorldModel, opts: &EvalOptions) -> Result<(Stability, Vec<(Frame, Frame)>)> {
+fn stability(
+    model: &dyn WorldModel,
+    opts: &EvalOptions,
+) -> Result<(Stability, Vec<(Frame, Frame)>)> {
     let spec = model.spec().clone();
     let k = spec.context_frames.max(1);
     let world = ReferenceWorld::new(spec.width, spec.height);
-    let mut trajectory = Trajectory::new(opts.seed, spec.default_controls(), TrajectoryConfig::default());
+    let mut trajectory = Trajectory::new(
+        opts.seed,
+        spec.default_controls(),
+        TrajectoryConfig::default(),
+    );
     let mut reference = world.start_session(&Prompt {
         seed: opts.seed,
         start_frames: Vec::new(),
@@ -498,7 +526,9 @@ fn stability(model: &dyn WorldModel, opts: &EvalOptions) -> Result<(Stability, V
             if moving && diff >= 60.0 {
                 frozen_run += 1;
                 if frozen_run == 100 {
-                    problems.push(format!("picture frozen for 100 frames while moving (at frame {i})"));
+                    problems.push(format!(
+                        "picture frozen for 100 frames while moving (at frame {i})"
+                    ));
                 }
             } else {
                 frozen_run = 0;
@@ -510,7 +540,11 @@ fn stability(model: &dyn WorldModel, opts: &EvalOptions) -> Result<(Stability, V
         }
     }
     let range = |s: &[FrameStats], f: fn(&FrameStats) -> f32| {
-        s.iter().map(f).fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
+        s.iter()
+            .map(f)
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            })
     };
     let fields: [fn(&FrameStats) -> f32; 3] = [|s| s.brightness, |s| s.contrast, |s| s.detail];
     let reference_range = fields.map(|f| range(&ref_stats, f));
@@ -598,7 +632,12 @@ fn save_gif(path: &Path, pairs: &[(Frame, Frame)], fps: f32) -> Result<()> {
         let delay = image::Delay::from_numer_denom_ms(1000, fps.max(1.0) as u32);
         for (r, g) in pairs {
             let mut img = image::RgbaImage::new(2 * w + 4, h);
-            for (i, (pr, pg)) in r.rgba.chunks_exact(4).zip(g.rgba.chunks_exact(4)).enumerate() {
+            for (i, (pr, pg)) in r
+                .rgba
+                .chunks_exact(4)
+                .zip(g.rgba.chunks_exact(4))
+                .enumerate()
+            {
                 let (x, y) = (i as u32 % w, i as u32 / w);
                 img.put_pixel(x, y, image::Rgba([pr[0], pr[1], pr[2], 255]));
                 img.put_pixel(w + 4 + x, y, image::Rgba([pg[0], pg[1], pg[2], 255]));

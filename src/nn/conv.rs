@@ -1120,7 +1120,7 @@ fn winograd_products<T: Winograd>(
 }
 
 /// `dst[dst_off + c·dst_stride + r] = src[src_off + r·src_stride + c]` for `r < rows`,
-/// `c < cols`, in 8×8 blocks (so the compiler can keep a block in registers).
+/// `c < cols`, in 8×8 blocks (AVX shuffles where the CPU has them).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn transpose(
@@ -1134,19 +1134,26 @@ fn transpose(
     dst_stride: usize,
 ) {
     const B: usize = 8;
+    #[cfg(target_arch = "x86_64")]
+    let avx = pulp::x86::V3::try_new();
     let mut r0 = 0;
     while r0 + B <= rows {
         let mut c0 = 0;
         while c0 + B <= cols {
             let block: [[f32; B]; B] = std::array::from_fn(|i| {
-                let row = &src[src_off + (r0 + i) * src_stride + c0..][..B];
-                std::array::from_fn(|j| row[j])
+                let at = src_off + (r0 + i) * src_stride + c0;
+                src[at..at + B].try_into().expect("8 values")
             });
-            for j in 0..B {
-                let d = &mut dst[dst_off + (c0 + j) * dst_stride + r0..][..B];
-                for (i, v) in d.iter_mut().enumerate() {
-                    *v = block[i][j];
-                }
+            #[cfg(target_arch = "x86_64")]
+            let block = match avx {
+                Some(simd) => transpose8_avx(simd, block),
+                None => transpose8(block),
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let block = transpose8(block);
+            for (j, col) in block.iter().enumerate() {
+                let at = dst_off + (c0 + j) * dst_stride + r0;
+                dst[at..at + B].copy_from_slice(col);
             }
             c0 += B;
         }
@@ -1164,12 +1171,102 @@ fn transpose(
     }
 }
 
+/// The transpose of an 8×8 block.
+#[inline(always)]
+fn transpose8(m: [[f32; 8]; 8]) -> [[f32; 8]; 8] {
+    std::array::from_fn(|j| std::array::from_fn(|i| m[i][j]))
+}
+
+/// The transpose of an 8×8 block with AVX unpacks and shuffles (24 instructions).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn transpose8_avx(simd: pulp::x86::V3, m: [[f32; 8]; 8]) -> [[f32; 8]; 8] {
+    use core::arch::x86_64::__m256;
+    let a = simd.avx;
+    let r: [__m256; 8] = std::array::from_fn(|i| pulp::cast(m[i]));
+    let t0 = a._mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = a._mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = a._mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = a._mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = a._mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = a._mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = a._mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = a._mm256_unpackhi_ps(r[6], r[7]);
+    let s0 = a._mm256_shuffle_ps::<0x44>(t0, t2);
+    let s1 = a._mm256_shuffle_ps::<0xEE>(t0, t2);
+    let s2 = a._mm256_shuffle_ps::<0x44>(t1, t3);
+    let s3 = a._mm256_shuffle_ps::<0xEE>(t1, t3);
+    let s4 = a._mm256_shuffle_ps::<0x44>(t4, t6);
+    let s5 = a._mm256_shuffle_ps::<0xEE>(t4, t6);
+    let s6 = a._mm256_shuffle_ps::<0x44>(t5, t7);
+    let s7 = a._mm256_shuffle_ps::<0xEE>(t5, t7);
+    let c = [
+        a._mm256_permute2f128_ps::<0x20>(s0, s4),
+        a._mm256_permute2f128_ps::<0x20>(s1, s5),
+        a._mm256_permute2f128_ps::<0x20>(s2, s6),
+        a._mm256_permute2f128_ps::<0x20>(s3, s7),
+        a._mm256_permute2f128_ps::<0x31>(s0, s4),
+        a._mm256_permute2f128_ps::<0x31>(s1, s5),
+        a._mm256_permute2f128_ps::<0x31>(s2, s6),
+        a._mm256_permute2f128_ps::<0x31>(s3, s7),
+    ];
+    std::array::from_fn(|j| pulp::cast(c[j]))
+}
+
 /// Channels per task when transposing channel-last results back to NCHW.
 const CHANNEL_BLOCK: usize = 16;
 
 /// Adds the bias and the residual to output planes `co0..` of image `bi` (`dst` holds whole
 /// `plane`-sized planes), in the order `(conv + bias) + residual` of the reference.
 fn finish_planes(dst: &mut [f32], plane: usize, bi: usize, co0: usize, cout: usize, epi: Epilogue) {
+    if epi.bias.is_some() || epi.residual.is_some() {
+        vectorize(Finish {
+            dst,
+            plane,
+            bi,
+            co0,
+            cout,
+            epi,
+        });
+    }
+}
+
+/// [`finish_planes`] as a vectorised kernel.
+struct Finish<'a> {
+    dst: &'a mut [f32],
+    plane: usize,
+    bi: usize,
+    co0: usize,
+    cout: usize,
+    epi: Epilogue<'a>,
+}
+
+impl Kernel for Finish<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let Finish {
+            dst,
+            plane,
+            bi,
+            co0,
+            cout,
+            epi,
+        } = self;
+        finish_planes_scalar(dst, plane, bi, co0, cout, epi);
+    }
+}
+
+#[inline(always)]
+fn finish_planes_scalar(
+    dst: &mut [f32],
+    plane: usize,
+    bi: usize,
+    co0: usize,
+    cout: usize,
+    epi: Epilogue,
+) {
     for (j, p) in dst.chunks_mut(plane).enumerate() {
         let co = co0 + j;
         if let Some(b) = epi.bias {
@@ -1366,6 +1463,29 @@ mod tests {
         assert!(err.to_string().contains("3 channels"), "{err}");
         let w = Tensor::zeros((4, 3, 9, 9), DType::F32, &dev).unwrap();
         assert!(conv2d(&x, &w, None, cfg(0, 1, 1, 1), ConvAlgorithm::Auto).is_err());
+    }
+
+    #[test]
+    fn transposes_any_shape() {
+        for (rows, cols) in [(8, 8), (16, 24), (13, 5), (9, 17), (64, 16)] {
+            let src: Vec<f32> = (0..rows * cols + 7).map(|i| i as f32).collect();
+            let mut dst = vec![-1.0; cols * (rows + 3) + 2];
+            transpose(&src, 7, cols, rows, cols, &mut dst, 2, rows + 3);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        dst[2 + c * (rows + 3) + r],
+                        src[7 + r * cols + c],
+                        "{rows}x{cols}"
+                    );
+                }
+            }
+        }
+        let m: [[f32; 8]; 8] = std::array::from_fn(|i| std::array::from_fn(|j| (i * 8 + j) as f32));
+        #[cfg(target_arch = "x86_64")]
+        if let Some(simd) = pulp::x86::V3::try_new() {
+            assert_eq!(transpose8_avx(simd, m), transpose8(m));
+        }
     }
 
     #[test]

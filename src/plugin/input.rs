@@ -74,7 +74,11 @@ impl Default for ActionBindings {
             Binding::new("move_forward", Key(KeyCode::ArrowUp), 1.0),
             Binding::new("move_forward", Key(KeyCode::KeyS), -1.0),
             Binding::new("move_forward", Key(KeyCode::ArrowDown), -1.0),
-            Binding::new("move_forward", GamepadAxis(self::GamepadAxis::LeftStickY), 1.0),
+            Binding::new(
+                "move_forward",
+                GamepadAxis(self::GamepadAxis::LeftStickY),
+                1.0,
+            ),
             Binding::new("strafe", Key(KeyCode::KeyD), 1.0),
             Binding::new("strafe", Key(KeyCode::KeyA), -1.0),
             Binding::new("strafe", GamepadAxis(self::GamepadAxis::LeftStickX), 1.0),
@@ -89,7 +93,11 @@ impl Default for ActionBindings {
             Binding::new("jump", Key(KeyCode::Space), 1.0),
             Binding::new("jump", GamepadButton(self::GamepadButton::South), 1.0),
             Binding::new("sprint", Key(KeyCode::ShiftLeft), 1.0),
-            Binding::new("sprint", GamepadButton(self::GamepadButton::LeftTrigger), 1.0),
+            Binding::new(
+                "sprint",
+                GamepadButton(self::GamepadButton::LeftTrigger),
+                1.0,
+            ),
         ];
         Self {
             bindings,
@@ -189,10 +197,15 @@ pub(crate) fn read_input(
             InputSource::MouseMotionX => motion.x,
             InputSource::MouseMotionY => motion.y,
             // The stick pushed furthest wins when several gamepads are connected.
-            InputSource::GamepadAxis(a) => gamepads
-                .iter()
-                .filter_map(|g| g.get(a))
-                .fold(0.0, |best, v| if v.abs() > f32::abs(best) { v } else { best }),
+            InputSource::GamepadAxis(a) => {
+                gamepads
+                    .iter()
+                    .filter_map(|g| g.get(a))
+                    .fold(
+                        0.0,
+                        |best, v| if v.abs() > f32::abs(best) { v } else { best },
+                    )
+            }
             InputSource::GamepadButton(b) => held(gamepads.iter().any(|g| g.pressed(b))),
         }
     };

@@ -15,6 +15,8 @@
 //! operation.
 
 mod input;
+mod material;
+mod session_io;
 mod stats;
 mod view;
 
@@ -29,6 +31,11 @@ use bevy::render::render_resource::Extent3d;
 use candle_core::Device;
 
 pub use input::{ActionBindings, ActionState, Binding, InputSource};
+pub use material::WorldViewMaterial;
+pub use session_io::{
+    LoadWorldViewFromFile, SaveWorldViewToFile, SessionFileEvent, SessionFileEventKind,
+    SessionFilesPlugin, StartRecording, StopRecording, ViewRecording,
+};
 pub use stats::{ViewStatus, WorldViewStats};
 pub use view::{
     RestartWorldView, RestoreWorldView, SaveWorldView, ViewControls, ViewSession, WorldView,
@@ -47,6 +54,10 @@ pub mod prelude {
         NacreSystems, RestartWorldView, RestoreWorldView, SaveWorldView, ViewControls, ViewSession,
         ViewStatus, WorldView, WorldViewAudio, WorldViewError, WorldViewFrame, WorldViewSaved,
         WorldViewStats, view_image,
+    };
+    pub use super::{
+        LoadWorldViewFromFile, SaveWorldViewToFile, SessionFileEvent, SessionFileEventKind,
+        SessionFilesPlugin, StartRecording, StopRecording, ViewRecording, WorldViewMaterial,
     };
 }
 
@@ -107,7 +118,12 @@ impl Plugin for NacrePlugin {
                 .in_set(NacreSystems::Input),
         )
         .add_systems(Update, submit.in_set(NacreSystems::Submit))
-        .add_systems(PostUpdate, present.in_set(NacreSystems::Present))
+        .add_systems(
+            PostUpdate,
+            (present, material::touch_materials)
+                .chain()
+                .in_set(NacreSystems::Present),
+        )
         .add_systems(Last, stop_worker_on_exit);
     }
 }
@@ -260,7 +276,9 @@ fn start_sessions(
             .as_ref()
             .and_then(|c| spec.sanitize_controls(c).ok())
             .unwrap_or_else(|| spec.default_controls());
-        controls.bypass_change_detection().reset(&spec.controls, &start_controls);
+        controls
+            .bypass_change_detection()
+            .reset(&spec.controls, &start_controls);
         if let Some(mut image) = images.get_mut(&view.image) {
             fit_image(&mut image, spec.width, spec.height);
         }
@@ -364,6 +382,7 @@ fn present(
                 view: entity,
                 index: packet.index,
                 chunk: packet.chunk,
+                input: packet.input,
             });
         }
         if let Some(rx) = &session.pending_save {

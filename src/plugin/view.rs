@@ -7,7 +7,7 @@ use bevy::render::render_resource::{Extent3d, TextureDimension, TextureFormat};
 
 use crate::action::Controls;
 use crate::frame::AudioChunk;
-use crate::model::Prompt;
+use crate::model::{Prompt, StepInput};
 use crate::spec::{ControlKind, ControlSpec};
 use crate::worker::{Pacing, SessionHandle};
 
@@ -194,16 +194,19 @@ pub struct WorldViewFrame {
     pub index: u64,
 }
 
-/// Sent for every generated sound chunk of a view, in order, including chunks of frames that
-/// were never shown, so sound has no gaps when pictures are dropped.
+/// Sent for every generated step of a view, in order, including steps whose frames were never
+/// shown, so sound has no gaps when pictures are dropped. It also carries the exact input of the
+/// step, which makes these messages a complete log for recording and replay.
 #[derive(Message, Clone, Debug)]
 pub struct WorldViewAudio {
     /// The view entity.
     pub view: Entity,
     /// Index of the frame the chunk belongs to.
     pub index: u64,
-    /// The samples.
+    /// The samples (empty for a silent model).
     pub chunk: AudioChunk,
+    /// The action and controls the model stepped with.
+    pub input: StepInput,
 }
 
 /// Sent when a view's session fails (model error or panic, bad saved state, missing model).

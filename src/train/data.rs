@@ -159,7 +159,12 @@ impl TrainingData {
 
     /// `count` random windows of `len` consecutive rows inside one episode; returns each
     /// window's first row. Episodes shorter than `len` are never chosen.
-    pub fn random_windows(&self, count: usize, len: usize, rng: &mut NoiseRng) -> Result<Vec<usize>> {
+    pub fn random_windows(
+        &self,
+        count: usize,
+        len: usize,
+        rng: &mut NoiseRng,
+    ) -> Result<Vec<usize>> {
         let usable: Vec<(usize, usize)> = self
             .episodes
             .iter()

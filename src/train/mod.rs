@@ -14,6 +14,7 @@
 
 pub mod data;
 pub mod optim;
+pub mod pca;
 pub mod plot;
 
 use std::collections::HashMap;
@@ -87,12 +88,12 @@ impl TrainConfig {
             seed: 1,
             threads: 1,
             autoencoder: stage(30),
-            dynamics: stage(20),
+            dynamics: stage(40),
             unroll: 2,
             audio_weight: 0.05,
             decoder: stage(10),
             checkpoint_every: 25,
-            log_every: 5,
+            log_every: 1,
         }
     }
 
@@ -245,8 +246,14 @@ fn train_in_pool(
     let data = TrainingData::load(data_dir, &cfg.model)?;
     let cond_len = condition_len(&data.spec);
     let varmap = VarMap::new();
-    let nets = Networks::new(&cfg.model, cond_len, VarBuilder::from_varmap(&varmap, DTYPE, &device))?;
+    let nets = Networks::new(
+        &cfg.model,
+        cond_len,
+        VarBuilder::from_varmap(&varmap, DTYPE, &device),
+    )?;
     reseed(&varmap, cfg.seed)?;
+    start_audio_at_mean(&varmap, &data)?;
+    start_codec_at_pca(&varmap, &data, &cfg.model, &device)?;
     let ckpt = out.join(CHECKPOINT_DIR);
     let mut state = TrainState {
         stage: Stage::Autoencoder,
@@ -287,7 +294,7 @@ fn train_in_pool(
     let first_stage = state.stage;
     for stage in Stage::ALL.into_iter().skip_while(|s| *s != first_stage) {
         let sc = cfg.stage(stage);
-        if stage != Stage::Autoencoder && run.latents.is_none() {
+        if stage != Stage::Autoencoder && run.latents.is_none() && sc.steps > state.step {
             run.latents = Some(run.encode_all()?);
         }
         let vars: Vec<(String, Var)> = run
@@ -401,10 +408,9 @@ fn train_in_pool(
 }
 
 /// Redraws every randomly initialised variable from a generator seeded by `seed` and the
-/// variable's name, with the distribution candle's initialiser uses for it (Kaiming-normal linear
-/// weights, uniform ±1/√fan-in biases, N(0, 0.02) positions). candle's CPU generator cannot be
-/// seeded, and a training run must be reproducible. Constant variables (zero-initialised gates,
-/// layer-norm scales and shifts) are left as they are.
+/// variable's name: linear weights N(0, 1/fan-in), biases zero, positions N(0, 0.02). candle's
+/// CPU generator cannot be seeded, and a training run must be reproducible. Constant variables
+/// (zero-initialised gates and outputs, layer-norm scales and shifts) are left as they are.
 fn reseed(varmap: &VarMap, seed: u64) -> Result<()> {
     let data = varmap.data().lock().expect("varmap lock");
     let mut names: Vec<&String> = data.keys().collect();
@@ -419,15 +425,12 @@ fn reseed(varmap: &VarMap, seed: u64) -> Result<()> {
         let fresh: Vec<f32> = if name.ends_with("pos") {
             (0..values.len()).map(|_| rng.normal() * 0.02).collect()
         } else if name.ends_with(".weight") {
+            // 1/√fan-in keeps activations at unit scale through the residual stream.
             let fan_in = var.dims()[var.rank() - 1] as f32;
-            let std = (2.0 / fan_in).sqrt();
+            let std = 1.0 / fan_in.sqrt();
             (0..values.len()).map(|_| rng.normal() * std).collect()
-        } else if let Some(prefix) = name.strip_suffix(".bias") {
-            let weight = data.get(&format!("{prefix}.weight")).ok_or_else(|| {
-                Error::Other(format!("bias `{name}` has no matching weight"))
-            })?;
-            let bound = 1.0 / (weight.dims()[weight.rank() - 1] as f32).sqrt();
-            (0..values.len()).map(|_| (rng.uniform() * 2.0 - 1.0) * bound).collect()
+        } else if name.ends_with(".bias") {
+            vec![0.0; values.len()]
         } else {
             return Err(Error::Other(format!(
                 "no seeded initialisation rule for variable `{name}`"
@@ -438,10 +441,73 @@ fn reseed(varmap: &VarMap, seed: u64) -> Result<()> {
     Ok(())
 }
 
+/// Starts the audio head at the dataset's mean spectrum (its last layer's bias) with small
+/// weights, so the sound loss begins at the spectra's variance instead of their squared
+/// magnitude (log energies sit far below zero) and does not swamp the picture loss.
+fn start_audio_at_mean(varmap: &VarMap, data: &TrainingData) -> Result<()> {
+    let map = varmap.data().lock().expect("varmap lock");
+    let (Some(bias), Some(weight)) = (map.get("audio.fc3.bias"), map.get("audio.fc3.weight"))
+    else {
+        return Ok(());
+    };
+    let per = bias.dims()[0];
+    let rows = data.audio.len() / per;
+    let mut mean = vec![0f64; per];
+    for row in data.audio.chunks_exact(per) {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += *v as f64 / rows as f64;
+        }
+    }
+    let mean: Vec<f32> = mean.into_iter().map(|m| m as f32).collect();
+    bias.set(&Tensor::from_vec(mean, per, bias.device())?)?;
+    weight.set(&(weight.as_tensor() * 0.1)?)?;
+    Ok(())
+}
+
+/// Starts the autoencoder as the best linear code of the data's patches (principal components;
+/// see [`pca`]): the encoder's and decoder's `skip` layers get the whitened projection and its
+/// inverse, and their transformer outputs start at zero, so the transformers learn corrections.
+fn start_codec_at_pca(
+    varmap: &VarMap,
+    data: &TrainingData,
+    cfg: &Config,
+    device: &Device,
+) -> Result<()> {
+    let n = data.frame_count();
+    let rows: Vec<usize> = (0..n).step_by((n / 1500).max(1)).collect();
+    let patches = crate::default_model::network::patchify(&data.pixels(&rows, device)?, cfg.patch)?;
+    let patches = patches.reshape((rows.len() * cfg.tokens(), cfg.patch_values()))?;
+    let components = pca::principal_components(&patches, cfg.latent_channels)?;
+    let [enc_w, enc_b, dec_w, dec_b] = pca::linear_codec(&components, device)?;
+    let map = varmap.data().lock().expect("varmap lock");
+    let set = |name: &str, t: &Tensor| -> Result<()> {
+        let var = map
+            .get(name)
+            .ok_or_else(|| Error::Other(format!("model has no `{name}`")))?;
+        var.set(&t.to_dtype(DTYPE)?)?;
+        Ok(())
+    };
+    set("encoder.skip.weight", &enc_w)?;
+    set("encoder.skip.bias", &enc_b)?;
+    set("decoder.skip.weight", &dec_w)?;
+    set("decoder.skip.bias", &dec_b)?;
+    for name in [
+        "encoder.out.weight",
+        "encoder.out.bias",
+        "decoder.out.weight",
+        "decoder.out.bias",
+    ] {
+        let var = &map[name];
+        set(name, &var.as_tensor().zeros_like()?)?;
+    }
+    Ok(())
+}
+
 /// FNV-1a hash of a name (stable across runs and platforms).
 fn fnv(name: &str) -> u64 {
-    name.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x1000_0000_01b3))
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x1000_0000_01b3)
+    })
 }
 
 /// Warm-up over the first tenth (at most 200 steps), then cosine decay to a tenth of the peak.
@@ -477,7 +543,8 @@ impl Run<'_> {
     /// Latents of every row, computed with the current encoder in batches of 32.
     fn encode_all(&self) -> Result<Vec<f32>> {
         let n = self.data.frame_count();
-        let mut out = Vec::with_capacity(n * self.cfg.model.tokens() * self.cfg.model.latent_channels);
+        let mut out =
+            Vec::with_capacity(n * self.cfg.model.tokens() * self.cfg.model.latent_channels);
         for start in (0..n).step_by(32) {
             let rows: Vec<usize> = (start..(start + 32).min(n)).collect();
             let x = self.data.pixels(&rows, &self.device)?;
@@ -544,7 +611,13 @@ impl Run<'_> {
         let inference = self.cfg.model.inference_noise;
         // Mostly random levels, a quarter exactly at the level used when generating.
         let sigma: Vec<f32> = (0..batch)
-            .map(|i| if i % 4 == 0 { inference } else { self.rng.uniform() * max })
+            .map(|i| {
+                if i % 4 == 0 {
+                    inference
+                } else {
+                    self.rng.uniform() * max
+                }
+            })
             .collect();
         let steps = self.rollout(batch, &sigma, true)?;
         let mut latent = Tensor::zeros((), DTYPE, &self.device)?;
@@ -592,16 +665,22 @@ fn save_checkpoint(
     save_tensors(&opt.state()?, &dir.join("optimizer.safetensors"))?;
     write_atomic(
         &dir.join(TRAIN_CONFIG_FILE),
-        serde_json::to_string_pretty(cfg).expect("serialises").as_bytes(),
+        serde_json::to_string_pretty(cfg)
+            .expect("serialises")
+            .as_bytes(),
     )?;
     write_atomic(
         &dir.join("config.json"),
-        serde_json::to_string_pretty(&cfg.model).expect("serialises").as_bytes(),
+        serde_json::to_string_pretty(&cfg.model)
+            .expect("serialises")
+            .as_bytes(),
     )?;
     // The state goes last: a checkpoint counts only once its state file names it.
     write_atomic(
         &dir.join(STATE_FILE),
-        serde_json::to_string_pretty(state).expect("serialises").as_bytes(),
+        serde_json::to_string_pretty(state)
+            .expect("serialises")
+            .as_bytes(),
     )
 }
 
@@ -648,8 +727,11 @@ fn open_log(out: &Path, resume: bool) -> Result<std::fs::File> {
         .open(&path)
         .map_err(|e| Error::io(&path, e))?;
     if fresh {
-        writeln!(f, "step,stage,stage_step,loss,parts,lr,samples_per_s,elapsed_s")
-            .map_err(|e| Error::io(&path, e))?;
+        writeln!(
+            f,
+            "step,stage,stage_step,loss,parts,lr,samples_per_s,elapsed_s"
+        )
+        .map_err(|e| Error::io(&path, e))?;
     }
     Ok(f)
 }
@@ -673,7 +755,11 @@ fn read_curves(path: &Path) -> HashMap<String, Vec<(f64, f64)>> {
 fn plot_curves(out: &Path, curves: &HashMap<String, Vec<(f64, f64)>>) -> Result<()> {
     let series: Vec<(String, Vec<(f64, f64)>)> = Stage::ALL
         .iter()
-        .filter_map(|s| curves.get(s.name()).map(|c| (s.name().to_string(), c.clone())))
+        .filter_map(|s| {
+            curves
+                .get(s.name())
+                .map(|c| (s.name().to_string(), c.clone()))
+        })
         .collect();
     plot::save_loss_plot(&out.join(PLOT_FILE), &series)
 }

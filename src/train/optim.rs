@@ -57,8 +57,14 @@ impl AdamW {
     pub fn new(mut vars: Vec<(String, Var)>, params: AdamWParams) -> Result<Self> {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let zeros = |v: &Var| Var::zeros(v.shape(), v.dtype(), v.device());
-        let m = vars.iter().map(|(_, v)| zeros(v)).collect::<candle_core::Result<_>>()?;
-        let v = vars.iter().map(|(_, v)| zeros(v)).collect::<candle_core::Result<_>>()?;
+        let m = vars
+            .iter()
+            .map(|(_, v)| zeros(v))
+            .collect::<candle_core::Result<_>>()?;
+        let v = vars
+            .iter()
+            .map(|(_, v)| zeros(v))
+            .collect::<candle_core::Result<_>>()?;
         Ok(Self {
             vars,
             m,
@@ -123,10 +129,7 @@ impl AdamW {
         }
         let dev = self.vars.first().map(|(_, v)| v.device().clone());
         let dev = dev.unwrap_or(candle_core::Device::Cpu);
-        out.insert(
-            "steps".into(),
-            Tensor::new(&[self.steps as f64], &dev)?,
-        );
+        out.insert("steps".into(), Tensor::new(&[self.steps as f64], &dev)?);
         Ok(out)
     }
 

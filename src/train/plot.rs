@@ -112,7 +112,13 @@ pub fn save_loss_plot(path: &Path, series: &[(String, Vec<(f64, f64)>)]) -> Resu
     while e as f64 <= y_hi {
         let (_, y) = to_px(1.0, 10f64.powi(e));
         line(&mut img, (LEFT as f32, y), ((W - RIGHT) as f32, y), grey);
-        text(&mut img, 8, (y as u32).saturating_sub(5), &format!("1e{e}"), black);
+        text(
+            &mut img,
+            8,
+            (y as u32).saturating_sub(5),
+            &format!("1e{e}"),
+            black,
+        );
         e += 1;
     }
     for i in 0..=4 {
@@ -124,9 +130,20 @@ pub fn save_loss_plot(path: &Path, series: &[(String, Vec<(f64, f64)>)]) -> Resu
         } else {
             format!("{}", x.round() as u64)
         };
-        text(&mut img, (px as u32).saturating_sub(8), H - BOTTOM + 8, &label, black);
+        text(
+            &mut img,
+            (px as u32).saturating_sub(8),
+            H - BOTTOM + 8,
+            &label,
+            black,
+        );
     }
-    line(&mut img, (LEFT as f32, TOP as f32), (LEFT as f32, (H - BOTTOM) as f32), black);
+    line(
+        &mut img,
+        (LEFT as f32, TOP as f32),
+        (LEFT as f32, (H - BOTTOM) as f32),
+        black,
+    );
     line(
         &mut img,
         (LEFT as f32, (H - BOTTOM) as f32),

@@ -2,8 +2,8 @@
 //! oldest item and counts it as dropped. The worker never blocks on a slow consumer, and the
 //! consumer always sees the newest frames.
 
-use std::sync::{Arc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 

@@ -22,7 +22,7 @@ use crate::action::{Action, Controls};
 use crate::device::DevicePreference;
 use crate::error::{Error, Result};
 use crate::frame::{AudioChunk, Frame};
-use crate::model::{Prompt, StepTimings, WorldModel};
+use crate::model::{Prompt, StepInput, StepTimings, WorldModel};
 use crate::spec::ModelSpec;
 use mailbox::{MailboxReceiver, MailboxSender, mailbox};
 
@@ -110,16 +110,20 @@ pub struct GeneratedFrame {
     pub finished_at: Instant,
 }
 
-/// One frame's sound, delivered separately from pictures so that no chunk is lost when a newer
-/// picture replaces an older one.
+/// One step's sound and the input that made it, delivered separately from pictures so that no
+/// chunk is lost when a newer picture replaces an older one. One packet is sent for every step
+/// (with an empty chunk for silent models), so the inputs form a complete log of the session.
 #[derive(Clone, Debug)]
 pub struct AudioPacket {
     /// Which start of the session produced it.
     pub generation: u32,
     /// Index of the frame it belongs to.
     pub index: u64,
-    /// The samples.
+    /// The samples (empty for a silent model).
     pub chunk: AudioChunk,
+    /// The exact action and controls the model stepped with (buttons latched, triggers armed),
+    /// so the step can be replayed bit for bit.
+    pub input: StepInput,
 }
 
 /// Sound chunks kept per session before the oldest is dropped (about 3 s at 20 frames/s).
@@ -500,9 +504,7 @@ impl SessionHandle {
     /// waiting frames are skipped and counted as dropped.
     pub fn latest_frame(&self) -> Option<GeneratedFrame> {
         let current = self.generation.load(Ordering::Acquire);
-        self.frames
-            .latest()
-            .filter(|f| f.generation == current)
+        self.frames.latest().filter(|f| f.generation == current)
     }
 
     /// The oldest waiting frame of the current generation, waiting up to `timeout`. For

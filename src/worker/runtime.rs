@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::mailbox::MailboxSender;
-use super::{AudioPacket, Command, GeneratedFrame, ModelId, Pacing, SessionId, SessionStart, WorkerEvent};
+use super::{
+    AudioPacket, Command, GeneratedFrame, ModelId, Pacing, SessionId, SessionStart, WorkerEvent,
+};
 use crate::action::{Action, Controls};
 use crate::device::{DevicePreference, choose_device, device_name};
 use crate::error::{Error, Result};
@@ -397,8 +399,10 @@ impl Runtime {
                 }
             })
             .collect();
-        let sampled: Vec<Option<Instant>> =
-            ids.iter().map(|id| self.slots[id].input_sampled_at).collect();
+        let sampled: Vec<Option<Instant>> = ids
+            .iter()
+            .map(|id| self.slots[id].input_sampled_at)
+            .collect();
 
         // Take the sessions out so the model can borrow them all at once.
         let mut sessions: Vec<Box<dyn Session>> = ids
@@ -426,7 +430,9 @@ impl Runtime {
                     outputs.len(),
                     ids.len()
                 );
-                ids.iter().map(|_| Err(Error::BadOutput(msg.clone()))).collect()
+                ids.iter()
+                    .map(|_| Err(Error::BadOutput(msg.clone())))
+                    .collect()
             }
             // A panic leaves every session of the batch in an unknown state: all of them fail.
             Err(e) => {
@@ -438,8 +444,12 @@ impl Runtime {
             }
         };
 
-        for (((id, session), output), sampled_at) in
-            ids.iter().zip(sessions).zip(outputs).zip(sampled)
+        for ((((id, session), output), sampled_at), input) in ids
+            .iter()
+            .zip(sessions)
+            .zip(outputs)
+            .zip(sampled)
+            .zip(inputs)
         {
             let output = output.and_then(|o| {
                 validate_output(model.spec(), &o)?;
@@ -459,13 +469,12 @@ impl Runtime {
                         input_sampled_at: sampled_at,
                         finished_at,
                     };
-                    if !frame.audio.samples.is_empty() {
-                        slot.audio.send(AudioPacket {
-                            generation: frame.generation,
-                            index: frame.index,
-                            chunk: frame.audio.clone(),
-                        });
-                    }
+                    slot.audio.send(AudioPacket {
+                        generation: frame.generation,
+                        index: frame.index,
+                        chunk: frame.audio.clone(),
+                        input,
+                    });
                     slot.session = Some(session);
                     slot.after_step(finished_at);
                     slot.frames.send(frame);

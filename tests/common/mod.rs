@@ -98,7 +98,10 @@ pub fn expected_pattern(
             rgba.extend_from_slice(&[
                 (x as u64 + seed) as u8,
                 (y as u64 + index) as u8,
-                a(0) ^ a(2) ^ (input.controls.values[0] as u8) ^ accumulated ^ (input.action.values[4] as u8 * 128),
+                a(0) ^ a(2)
+                    ^ (input.controls.values[0] as u8)
+                    ^ accumulated
+                    ^ (input.action.values[4] as u8 * 128),
                 255,
             ]);
         }

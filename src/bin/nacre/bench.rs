@@ -75,7 +75,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
 /// Runs the model free on a worker with `threads` inference threads while another thread sends
 /// input at 60 Hz like a game; returns frames/s, step times and input-to-frame latencies.
-fn measure(model: &std::path::Path, threads: usize, frames: usize) -> Result<(f64, TimingStats, TimingStats)> {
+fn measure(
+    model: &std::path::Path,
+    threads: usize,
+    frames: usize,
+) -> Result<(f64, TimingStats, TimingStats)> {
     let worker = Worker::spawn(WorkerConfig {
         cpu_threads: threads,
         ..WorkerConfig::default()

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod datagen;
+mod export;
 mod sheet;
 mod train;
 
@@ -31,6 +32,8 @@ enum Command {
     Eval(train::EvalArgs),
     /// Measure a model on the inference worker: frames/s, step time, latency, GFLOP/s vs peak.
     Bench(bench::BenchArgs),
+    /// Export a recording: replay it deterministically into PNG frames, WAV and GIF.
+    Export(export::ExportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,10 +45,14 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => train::run_train(&args),
         Command::Eval(args) => train::run_eval(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Export(args) => export::run(&args),
         Command::Info => {
             let chosen = bevy_nacre::device::choose_device(Default::default());
             println!("bevy_nacre {}", env!("CARGO_PKG_VERSION"));
-            println!("device: {}", bevy_nacre::device::device_name(&chosen.device));
+            println!(
+                "device: {}",
+                bevy_nacre::device::device_name(&chosen.device)
+            );
             println!(
                 "cpu threads for inference (default): {}",
                 bevy_nacre::worker::WorkerConfig::default().resolved_cpu_threads()

@@ -118,7 +118,10 @@ pub fn run_eval(args: &EvalArgs) -> bevy_nacre::Result<()> {
         })
     })?;
     bar.finish_and_clear();
-    println!("{}", serde_json::to_string_pretty(&report).expect("serialises"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).expect("serialises")
+    );
     println!("written to {}", out.display());
     Ok(())
 }

@@ -1,0 +1,397 @@
+//! End-to-end: the real example programs, in a real window (Xvfb and Mesa's software Vulkan in
+//! `scripts/test.sh`), for a bounded number of frames, with scripted input and screenshots that
+//! are checked here. They play the reference world: deterministic, fast, and always there.
+//!
+//! Needs an X display: without `DISPLAY` these tests fail with a message saying how to run them
+//! (`xvfb-run -a cargo test --test examples_e2e`), rather than pass without having run.
+//!
+//! The screenshots stay in `target/e2e-screenshots/` for people to look at.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest a single example run may take (debug build, software rendering, busy machine).
+const RUN_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn require_display() {
+    if std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
+        panic!(
+            "DISPLAY is not set: these tests open real windows. Run them under X, e.g. \
+             `xvfb-run -a -s \"-screen 0 1280x800x24\" cargo test --test examples_e2e` \
+             (scripts/test.sh does this)."
+        );
+    }
+}
+
+/// `target/<profile>`, from the test binary's own path (`target/<profile>/deps/…`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// The example's binary, built (or found up to date) by cargo.
+fn example_binary(name: &str) -> PathBuf {
+    let profile = profile_dir();
+    let release = profile.file_name().is_some_and(|n| n == "release");
+    // `cargo test --examples` (scripts/test.sh) has built it already; building again is a quick
+    // up-to-date check, and makes `cargo test --test examples_e2e` alone work too.
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("CARGO_TARGET_DIR", profile.parent().unwrap());
+        if release {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "building example {name} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let bin = profile.join("examples").join(name);
+    assert!(
+        bin.is_file(),
+        "{} does not exist; build it with `cargo build --example {name}`",
+        bin.display()
+    );
+    bin
+}
+
+/// Where screenshots are kept.
+fn shots_dir() -> PathBuf {
+    let dir = profile_dir().parent().unwrap().join("e2e-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+struct Run {
+    status: std::process::ExitStatus,
+    stdout: String,
+    stderr: String,
+    /// The folder the example ran in (saves, recordings).
+    dir: PathBuf,
+}
+
+/// One example at a time: they share two cores with the software renderer.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs an example in a fresh folder with the given arguments and environment.
+fn run(name: &str, tag: &str, args: &[&str], env: &[(&str, String)]) -> Run {
+    require_display();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = example_binary(name);
+    let dir = std::env::temp_dir().join(format!("nacre-e2e-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(&bin)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        // Mesa's software Vulkan; harmless where a GPU driver is present.
+        .env(
+            "WGPU_BACKEND",
+            std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "vulkan".into()),
+        )
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the pipes on threads so a chatty program never blocks on a full pipe.
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut out_pipe, &mut s).ok();
+        s
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut err_pipe, &mut s).ok();
+        s
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > RUN_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{name} did not quit within {RUN_TIMEOUT:?}\n--- stderr ---\n{}",
+                err_thread.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let run = Run {
+        status,
+        stdout: out_thread.join().unwrap(),
+        stderr: err_thread.join().unwrap(),
+        dir,
+    };
+    assert!(
+        run.status.success(),
+        "{name} exited with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        run.status,
+        run.stdout,
+        tail(&run.stderr)
+    );
+    run
+}
+
+fn tail(s: &str) -> &str {
+    let start = s.len().saturating_sub(6000);
+    let start = (start..s.len())
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(s.len());
+    &s[start..]
+}
+
+/// A rectangle of a screenshot, in pixels.
+#[derive(Clone, Copy, Debug)]
+struct Region {
+    x: u32,
+    y: u32,
+    w: u32,
+    h: u32,
+}
+
+fn load(path: &Path) -> image::RgbImage {
+    image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgb8()
+}
+
+/// Mean and standard deviation of the luminance in a region, and how many distinct colours
+/// (quantised to 5 bits per channel) it has.
+fn stats(img: &image::RgbImage, r: Region) -> (f32, f32, usize) {
+    let mut sum = 0.0f64;
+    let mut sq = 0.0f64;
+    let mut colours = std::collections::HashSet::new();
+    let mut n = 0.0f64;
+    for y in r.y..r.y + r.h {
+        for x in r.x..r.x + r.w {
+            let p = img.get_pixel(x, y).0;
+            let l = 0.2126 * p[0] as f64 + 0.7152 * p[1] as f64 + 0.0722 * p[2] as f64;
+            sum += l;
+            sq += l * l;
+            n += 1.0;
+            colours.insert((p[0] >> 3, p[1] >> 3, p[2] >> 3));
+        }
+    }
+    let mean = sum / n;
+    (
+        (mean) as f32,
+        ((sq / n - mean * mean).max(0.0)).sqrt() as f32,
+        colours.len(),
+    )
+}
+
+/// Mean absolute difference per channel between two screenshots in a region.
+fn difference(a: &image::RgbImage, b: &image::RgbImage, r: Region) -> f32 {
+    let mut sum = 0u64;
+    for y in r.y..r.y + r.h {
+        for x in r.x..r.x + r.w {
+            let (p, q) = (a.get_pixel(x, y).0, b.get_pixel(x, y).0);
+            sum += (0..3).map(|c| p[c].abs_diff(q[c]) as u64).sum::<u64>();
+        }
+    }
+    sum as f32 / (r.w * r.h * 3) as f32
+}
+
+fn assert_not_blank(img: &image::RgbImage, r: Region, what: &str) {
+    let (mean, std, colours) = stats(img, r);
+    assert!(
+        std > 8.0 && colours > 64 && mean > 10.0,
+        "{what} looks blank: mean {mean:.1}, std {std:.1}, {colours} colours"
+    );
+}
+
+/// The screenshots of one scripted run: idle at frame 40 and 90, then turning right with the
+/// arrow key from frame 90 to 150 and walking, screenshot at 160.
+fn idle_then_turn(extra: &str) -> String {
+    format!(
+        "40 screenshot {a}; 90 screenshot {b}; 91 press ArrowRight; 91 press KeyW; \
+         150 release ArrowRight; 150 release KeyW; 160 screenshot {c}; {extra}",
+        a = "shot-idle-0.png",
+        b = "shot-idle-1.png",
+        c = "shot-turned.png"
+    )
+}
+
+fn keep(run: &Run, name: &str, as_name: &str) -> image::RgbImage {
+    let src = run.dir.join(name);
+    let dst = shots_dir().join(as_name);
+    std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    load(&dst)
+}
+
+/// The generated view in wander fills the window's height at 16:9: the whole 1280×720 window.
+/// The HUD sits in the top-left corner, so the checks look below and beside it.
+const WANDER_VIEW: Region = Region {
+    x: 100,
+    y: 200,
+    w: 1080,
+    h: 500,
+};
+
+#[test]
+fn wander_shows_a_world_that_turns_with_the_arrow_keys_and_saves_and_records() {
+    let run = run(
+        "wander",
+        "wander",
+        &["--reference", "--seed", "7"],
+        &[
+            (
+                "NACRE_SCRIPT",
+                idle_then_turn("10 tap KeyR; 20 tap F5; 170 tap KeyR"),
+            ),
+            ("NACRE_EXIT_AFTER_FRAMES", "230".into()),
+            ("NACRE_SCREENSHOT", "shot-final.png".into()),
+        ],
+    );
+    let idle0 = keep(&run, "shot-idle-0.png", "wander-idle-0.png");
+    let idle1 = keep(&run, "shot-idle-1.png", "wander-idle-1.png");
+    let turned = keep(&run, "shot-turned.png", "wander-turned.png");
+    keep(&run, "shot-final.png", "wander-final.png");
+    assert_eq!(idle0.dimensions(), (1280, 720));
+    assert_not_blank(&idle0, WANDER_VIEW, "the generated view");
+    assert_not_blank(&turned, WANDER_VIEW, "the generated view after turning");
+    let idle = difference(&idle0, &idle1, WANDER_VIEW);
+    let moved = difference(&idle1, &turned, WANDER_VIEW);
+    assert!(
+        moved > 10.0 && moved > 4.0 * idle,
+        "turning should change the view much more than waiting: idle {idle:.2}, turned {moved:.2}"
+    );
+    // F5 saved the session, R started and stopped a recording.
+    let save = run.dir.join("saves").join("wander.nacre");
+    let header = bevy_nacre::session_file::decode(&std::fs::read(&save).unwrap())
+        .unwrap()
+        .header;
+    assert_eq!(header.model, "nacre-reference");
+    let recordings: Vec<_> = std::fs::read_dir(run.dir.join("recordings"))
+        .unwrap()
+        .collect();
+    assert_eq!(recordings.len(), 1);
+    let rec = recordings[0].as_ref().unwrap().path();
+    let log = bevy_nacre::recording::ActionLog::load(&rec.join("actions.json")).unwrap();
+    assert!(log.steps.len() > 20, "{} steps recorded", log.steps.len());
+    let turned_steps = log.steps.iter().filter(|s| s.action[2] > 0.5).count();
+    assert!(turned_steps > 5, "the turn is in the action log");
+    // At most one warning about the sound device (none where there is one).
+    assert!(run.stderr.matches("nacre_kira: no sound device").count() <= 1);
+    let _ = std::fs::remove_dir_all(&run.dir);
+}
+
+#[test]
+fn wander_without_a_trained_model_says_so_and_plays_the_reference_world() {
+    let run = run(
+        "wander",
+        "fallback",
+        &["--model", "no/such/model", "--no-sound"],
+        &[
+            ("NACRE_EXIT_AFTER_FRAMES", "20".into()),
+            ("NACRE_SCREENSHOT", "shot.png".into()),
+        ],
+    );
+    assert!(
+        run.stderr.contains("no trained model at no/such/model"),
+        "{}",
+        tail(&run.stderr)
+    );
+    let shot = keep(&run, "shot.png", "wander-fallback.png");
+    assert_not_blank(&shot, WANDER_VIEW, "the reference world");
+    let _ = std::fs::remove_dir_all(&run.dir);
+}
+
+/// Right of the director panel, below the HUD.
+const DIRECTOR_VIEW: Region = Region {
+    x: 560,
+    y: 260,
+    w: 680,
+    h: 440,
+};
+
+#[test]
+fn director_phrases_change_the_world() {
+    let env = [
+        ("NACRE_EXIT_AFTER_FRAMES", "60".into()),
+        ("NACRE_SCREENSHOT", "shot.png".into()),
+    ];
+    let day = run(
+        "director",
+        "director-day",
+        &["--reference", "--no-sound"],
+        &env,
+    );
+    let night = run(
+        "director",
+        "director-night",
+        &["--reference", "--no-sound", "--direct", "clear night"],
+        &env,
+    );
+    let day_img = keep(&day, "shot.png", "director-day.png");
+    let night_img = keep(&night, "shot.png", "director-night.png");
+    assert_not_blank(&day_img, DIRECTOR_VIEW, "the directed view");
+    let (day_l, _, _) = stats(&day_img, DIRECTOR_VIEW);
+    let (night_l, _, _) = stats(&night_img, DIRECTOR_VIEW);
+    assert!(
+        night_l < 0.6 * day_l,
+        "night {night_l:.1} should be darker than day {day_l:.1}"
+    );
+    // The panel is drawn: its area differs from the bare view of the same world.
+    assert!(night.stderr.contains("clear night") || night.stdout.contains("clear night"));
+    let _ = std::fs::remove_dir_all(&day.dir);
+    let _ = std::fs::remove_dir_all(&night.dir);
+}
+
+/// The two screens on the wall of the hybrid room, inside their frames.
+const LEFT_SCREEN: Region = Region {
+    x: 190,
+    y: 230,
+    w: 330,
+    h: 160,
+};
+const RIGHT_SCREEN: Region = Region {
+    x: 760,
+    y: 230,
+    w: 330,
+    h: 160,
+};
+
+#[test]
+fn hybrid_screens_show_both_worlds_moving_with_the_player() {
+    let run = run(
+        "hybrid",
+        "hybrid",
+        &["--no-sound"],
+        &[
+            // Half the frames of the other runs: a lit 3D scene renders slowly in software.
+            (
+                "NACRE_SCRIPT",
+                "20 screenshot shot-idle-0.png; 45 screenshot shot-idle-1.png; \
+                 46 press ArrowRight; 46 press KeyW; 80 release ArrowRight; 80 release KeyW; \
+                 90 screenshot shot-turned.png"
+                    .into(),
+            ),
+            ("NACRE_EXIT_AFTER_FRAMES", "95".into()),
+        ],
+    );
+    let idle0 = keep(&run, "shot-idle-0.png", "hybrid-idle-0.png");
+    let idle1 = keep(&run, "shot-idle-1.png", "hybrid-idle-1.png");
+    let turned = keep(&run, "shot-turned.png", "hybrid-turned.png");
+    for (region, name) in [(LEFT_SCREEN, "left screen"), (RIGHT_SCREEN, "right screen")] {
+        assert_not_blank(&turned, region, name);
+        let idle = difference(&idle0, &idle1, region);
+        let moved = difference(&idle1, &turned, region);
+        assert!(
+            moved > 10.0 && moved > 4.0 * idle,
+            "{name}: turning should change it much more than waiting: idle {idle:.2}, turned {moved:.2}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&run.dir);
+}
