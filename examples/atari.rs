@@ -239,7 +239,7 @@ fn setup(mut commands: Commands, mut images: ResMut<Assets<Image>>, launch: Res<
                 },
             ));
             root.spawn((
-                Text::new("loading the model…"),
+                Text::new("loading the model..."),
                 TextFont::from_font_size(14.0),
                 StatusText,
             ));

@@ -21,7 +21,7 @@ use common::options::{Options, choose_model};
 use nacre_egui::{Directed, DirectorPanelPlugin, DirectorPanelSettings, apply_phrase};
 use nacre_kira::{GeneratedSoundPlugin, ViewSound};
 
-const HELP: &str = "WASD/arrows move · F5 save · F9 load · R record · F12 screenshot · M mute";
+const HELP: &str = "WASD/arrows move | F5 save | F9 load | R record | F12 screenshot | M mute";
 
 fn main() {
     let options = Options::from_args();

@@ -19,7 +19,7 @@ use common::hud::HudPlugin;
 use common::keys::{ExampleKeys, KeysPlugin, PrimaryView};
 use common::options::{DEFAULT_ID, Options, REFERENCE_ID, add_default_model, add_reference};
 
-const HELP: &str = "WASD/arrows move both worlds · F5 save · F9 load · R record · F12 screenshot";
+const HELP: &str = "WASD/arrows move both worlds | F5 save | F9 load | R record | F12 screenshot";
 
 fn main() {
     let options = Options::from_args();
@@ -50,7 +50,7 @@ fn main() {
         ),
     };
     app.add_plugins(HudPlugin {
-        model_label: format!("left: reference world · right: {right_label}"),
+        model_label: format!("left: reference world | right: {right_label}"),
         help: HELP,
     })
     .insert_resource(RightModel {

@@ -22,8 +22,8 @@ use common::keys::{ExampleKeys, KeysPlugin, PrimaryView};
 use common::options::{Options, choose_model};
 use nacre_kira::{GeneratedSoundPlugin, ViewSound};
 
-const HELP: &str = "WASD/arrows move · click: mouse look, Esc: release · Space jump · Shift sprint · \
-                    F5 save · F9 load · R record · F12 screenshot · M mute";
+const HELP: &str = "WASD/arrows move | click: mouse look, Esc: release | Space jump | Shift sprint | \
+                    F5 save | F9 load | R record | F12 screenshot | M mute";
 
 fn main() {
     let options = Options::from_args();

@@ -57,7 +57,7 @@ fn spawn_hud(mut commands: Commands) {
             GlobalZIndex(10),
         ))
         .with_child((
-            Text::new("loading…"),
+            Text::new("loading..."),
             TextFont::from_font_size(14.0),
             TextColor(Color::WHITE),
             HudText,
@@ -111,19 +111,19 @@ fn update_hud(
     let device = runtime
         .as_ref()
         .and_then(|r| r.device().map(str::to_string))
-        .unwrap_or_else(|| "…".into());
+        .unwrap_or_else(|| "...".into());
     match views.iter().next() {
         Some((view, stats, sound_stats, recording)) => {
             let spec = runtime.as_ref().and_then(|r| r.spec(&view.model));
             lines.push(match spec {
                 Some(s) => format!(
-                    "{} v{} · {}×{} · inference on {device}",
+                    "{} v{} | {}x{} | inference on {device}",
                     s.name, s.version, s.width, s.height
                 ),
-                None => format!("loading '{}' · inference on {device}", view.model),
+                None => format!("loading '{}' | inference on {device}", view.model),
             });
             lines.push(format!(
-                "generated {:.1} frames/s · latency p50 {:.0} ms, p99 {:.0} ms · step {:.1} ms · game {:.0} fps",
+                "generated {:.1} frames/s | latency p50 {:.0} ms, p99 {:.0} ms | step {:.1} ms | game {:.0} fps",
                 stats.generated_fps,
                 stats.latency_p50_ms,
                 stats.latency_p99_ms,
@@ -138,7 +138,7 @@ fn update_hud(
                     (SoundStatus::NoDevice(_), _) => "sound: no sound device (silent)".into(),
                     (SoundStatus::Playing, _) if sound.muted => "sound: muted (M)".into(),
                     (SoundStatus::Playing, Some(s)) => format!(
-                        "sound: buffer {:.0} ms · underruns {}",
+                        "sound: buffer {:.0} ms | underruns {}",
                         s.queued_seconds * 1e3,
                         s.underruns
                     ),
@@ -147,7 +147,7 @@ fn update_hud(
             }
             if let Some(rec) = recording {
                 lines.push(format!(
-                    "● recording {:.0} s, {} frames → {}",
+                    "REC {:.0} s, {} frames -> {}",
                     rec.seconds(),
                     rec.frames(),
                     rec.dir().display()
@@ -155,7 +155,7 @@ fn update_hud(
             }
         }
         None => lines.push(format!(
-            "no generated view · game {:.0} fps",
+            "no generated view | game {:.0} fps",
             state.game_fps
         )),
     }

@@ -147,7 +147,7 @@ pub fn choose_model(app: &mut App, options: &Options) -> ModelChoice {
         Some(choice) => choice,
         None => {
             let mut choice = add_reference(app, options);
-            choice.label = format!("reference world — no model at {}", options.model.display());
+            choice.label = format!("reference world - no model at {}", options.model.display());
             choice
         }
     }
