@@ -60,6 +60,33 @@ fn tiny_model_trains_saves_loads_and_rolls_out() {
     assert!(last < first * 0.8, "dynamics loss {first} -> {last}");
     assert!(out.join("loss.png").exists());
 
+    // Every layer learned: biases (initialised to zero) and norm scales (initialised to one)
+    // all moved. A layer that a gradient never reaches keeps its initial value; this caught
+    // candle-nn's fused layer norm and softmax, which have no backward pass.
+    let weights =
+        candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut untrained = Vec::new();
+    for (name, tensor) in &weights {
+        let values: Vec<f32> = tensor.flatten_all().unwrap().to_vec1().unwrap();
+        let initial = if name.ends_with(".bias") {
+            Some(0.0)
+        } else if name.contains("norm") && name.ends_with(".weight") {
+            Some(1.0)
+        } else {
+            None
+        };
+        if let Some(v0) = initial
+            && values.iter().all(|&v| v == v0)
+        {
+            untrained.push(name.clone());
+        }
+    }
+    untrained.sort();
+    assert!(
+        untrained.is_empty(),
+        "never updated by training: {untrained:?}"
+    );
+
     // Loading twice gives the same frames and sound for the same prompt and inputs.
     let model = default_model::load(&out, &Device::Cpu).unwrap();
     let again = default_model::load(&out, &Device::Cpu).unwrap();

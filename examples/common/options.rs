@@ -40,7 +40,7 @@ impl Options {
     /// Reads the options from the command line; prints the usage and exits on a bad option.
     pub fn from_args() -> Self {
         let mut o = Options {
-            model: PathBuf::from(default_model::SHIPPED_DIR),
+            model: shipped_model_dir(),
             reference: false,
             reference_size: (320, 180),
             seed: 7,
@@ -151,4 +151,14 @@ pub fn choose_model(app: &mut App, options: &Options) -> ModelChoice {
             choice
         }
     }
+}
+
+/// `assets/models/default` under the working directory if it is there (a game run from its own
+/// folder), else under this project's root (an example binary run from anywhere).
+fn shipped_model_dir() -> PathBuf {
+    let here = PathBuf::from(default_model::SHIPPED_DIR);
+    if here.is_dir() {
+        return here;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(default_model::SHIPPED_DIR)
 }

@@ -3,8 +3,8 @@
 //! (adaptive layer norm, as in DiT), which is how actions and director controls steer the
 //! dynamics. Everything is matrix products, which candle runs near the CPU's peak.
 
-use candle_core::{Module, Result, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder, layer_norm, linear};
+use candle_core::{D, Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder, linear};
 
 /// Multi-head self-attention over `(batch, tokens, dim)`.
 #[derive(Clone, Debug)]
@@ -38,7 +38,13 @@ impl Module for Attention {
         let q = (qkv.get(0)? * (hd as f64).powf(-0.5))?.contiguous()?;
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
-        let attn = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+        let scores = q.matmul(&k.t()?)?;
+        // candle-nn's fused softmax has no backward pass: train through the composed one.
+        let attn = if scores.track_op() {
+            candle_nn::ops::softmax(&scores, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
         let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
         self.proj.forward(&out)
     }
@@ -72,9 +78,9 @@ impl Module for Mlp {
 /// a scale and a gate (zero-initialised gate means the block starts as the identity).
 #[derive(Clone, Debug)]
 pub struct Block {
-    norm1: LayerNorm,
+    norm1: Norm,
     attn: Attention,
-    norm2: LayerNorm,
+    norm2: Norm,
     mlp: Mlp,
     modulation: Option<Linear>,
 }
@@ -89,15 +95,12 @@ impl Block {
         vb: VarBuilder,
     ) -> Result<Self> {
         let conditioned = cond_dim > 0;
-        let norm = |name: &str| -> Result<LayerNorm> {
+        let norm = |name: &str| -> Result<Norm> {
             if conditioned {
                 // Affine-free: the modulation provides scale and shift.
-                Ok(LayerNorm::new_no_bias(
-                    Tensor::ones(dim, vb.dtype(), vb.device())?,
-                    1e-6,
-                ))
+                Ok(Norm::without_affine(1e-6))
             } else {
-                layer_norm(dim, 1e-6, vb.pp(name))
+                Norm::new(dim, 1e-6, vb.pp(name))
             }
         };
         let modulation = if conditioned {
@@ -158,4 +161,46 @@ pub fn block_flops(tokens: usize, dim: usize, mlp_ratio: usize, cond_dim: usize)
     let mlp = 2 * 2 * n * d * d * mlp_ratio as u64;
     let modulation = 2 * cond_dim as u64 * 6 * d;
     qkv_proj + attention + mlp + modulation
+}
+
+/// Layer norm over the last dimension, built from differentiable tensor operations.
+///
+/// candle-nn's `LayerNorm` switches to a fused kernel for contiguous input with a bias, and
+/// that kernel has no backward pass: gradients silently stop there. The first trained default
+/// model lost the training of every layer below such a norm to it. This computes the same
+/// function (so weights trained either way load unchanged) and passes gradients on.
+#[derive(Clone, Debug)]
+pub struct Norm {
+    affine: Option<(Tensor, Tensor)>,
+    eps: f64,
+}
+
+impl Norm {
+    /// A norm with a learned scale (`weight`, starting at 1) and shift (`bias`, starting at 0).
+    pub fn new(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get_with_hints(dim, "weight", candle_nn::Init::Const(1.0))?;
+        let bias = vb.get_with_hints(dim, "bias", candle_nn::Init::Const(0.0))?;
+        Ok(Self {
+            affine: Some((weight, bias)),
+            eps,
+        })
+    }
+
+    /// A norm without scale and shift (adaptive layer norm supplies them).
+    pub fn without_affine(eps: f64) -> Self {
+        Self { affine: None, eps }
+    }
+}
+
+impl Module for Norm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let y = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        match &self.affine {
+            Some((w, b)) => y.broadcast_mul(w)?.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
 }

@@ -10,9 +10,9 @@
 //! ```
 
 use candle_core::{D, DType, Module, Result, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder, layer_norm, linear};
+use candle_nn::{Linear, VarBuilder, linear};
 
-use super::blocks::{Block, block_flops};
+use super::blocks::{Block, Norm, block_flops};
 use super::config::Config;
 
 /// Pixels `(batch, 3, H, W)` to patch tokens `(batch, tokens, patch²·3)`.
@@ -51,7 +51,7 @@ pub struct Encoder {
     embed: Linear,
     pos: Tensor,
     blocks: Vec<Block>,
-    norm: LayerNorm,
+    norm: Norm,
     out: Linear,
     skip: Linear,
     patch: usize,
@@ -75,7 +75,7 @@ impl Encoder {
             embed: linear(cfg.patch_values(), cfg.dim, vb.pp("embed"))?,
             pos: positions(cfg, &vb)?,
             blocks,
-            norm: layer_norm(cfg.dim, 1e-6, vb.pp("norm"))?,
+            norm: Norm::new(cfg.dim, 1e-6, vb.pp("norm"))?,
             out: linear(cfg.dim, cfg.latent_channels, vb.pp("out"))?,
             skip: linear(cfg.patch_values(), cfg.latent_channels, vb.pp("skip"))?,
             patch: cfg.patch,
@@ -101,7 +101,7 @@ pub struct Decoder {
     embed: Linear,
     pos: Tensor,
     blocks: Vec<Block>,
-    norm: LayerNorm,
+    norm: Norm,
     out: Linear,
     skip: Linear,
     patch: usize,
@@ -127,7 +127,7 @@ impl Decoder {
             embed: linear(cfg.latent_channels, cfg.dim, vb.pp("embed"))?,
             pos: positions(cfg, &vb)?,
             blocks,
-            norm: layer_norm(cfg.dim, 1e-6, vb.pp("norm"))?,
+            norm: Norm::new(cfg.dim, 1e-6, vb.pp("norm"))?,
             out: linear(cfg.dim, cfg.patch_values(), vb.pp("out"))?,
             skip: linear(cfg.latent_channels, cfg.patch_values(), vb.pp("skip"))?,
             patch: cfg.patch,
@@ -178,7 +178,7 @@ pub struct Dynamics {
     pos: Tensor,
     cond: ConditionEmbedding,
     blocks: Vec<Block>,
-    norm: LayerNorm,
+    norm: Norm,
     out: Linear,
 }
 
@@ -208,7 +208,7 @@ impl Dynamics {
             pos: positions(cfg, &vb)?,
             cond: ConditionEmbedding::new(cond_inputs, cfg.dim, vb.pp("cond"))?,
             blocks,
-            norm: layer_norm(cfg.dim, 1e-6, vb.pp("norm"))?,
+            norm: Norm::new(cfg.dim, 1e-6, vb.pp("norm"))?,
             out,
         })
     }
