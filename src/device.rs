@@ -38,21 +38,21 @@ pub fn choose_device(pref: DevicePreference) -> ChosenDevice {
             fallback: None,
         },
         DevicePreference::Auto => {
-            if candle_core::utils::cuda_is_available() {
-                if let Ok(device) = Device::new_cuda(0) {
-                    return ChosenDevice {
-                        device,
-                        fallback: None,
-                    };
-                }
+            if candle_core::utils::cuda_is_available()
+                && let Ok(device) = Device::new_cuda(0)
+            {
+                return ChosenDevice {
+                    device,
+                    fallback: None,
+                };
             }
-            if candle_core::utils::metal_is_available() {
-                if let Ok(device) = Device::new_metal(0) {
-                    return ChosenDevice {
-                        device,
-                        fallback: None,
-                    };
-                }
+            if candle_core::utils::metal_is_available()
+                && let Ok(device) = Device::new_metal(0)
+            {
+                return ChosenDevice {
+                    device,
+                    fallback: None,
+                };
             }
             ChosenDevice {
                 device: Device::Cpu,

@@ -146,8 +146,8 @@ fn walk(k: usize) -> [f32; 6] {
         1.0,
         0.0,
         0.6,
-        if k % 5 == 0 { 0.2 } else { -0.1 },
-        (k % 4 == 0) as u8 as f32,
+        if k.is_multiple_of(5) { 0.2 } else { -0.1 },
+        k.is_multiple_of(4) as u8 as f32,
         0.0,
     ]
 }

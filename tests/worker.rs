@@ -30,10 +30,10 @@ fn worker_with(behaviour: Behaviour) -> (Worker, std::sync::Arc<std::sync::atomi
 fn wait_event(worker: &Worker, want: impl Fn(&WorkerEvent) -> bool) -> WorkerEvent {
     let deadline = Instant::now() + WAIT;
     while Instant::now() < deadline {
-        if let Some(e) = worker.event_timeout(Duration::from_millis(50)) {
-            if want(&e) {
-                return e;
-            }
+        if let Some(e) = worker.event_timeout(Duration::from_millis(50))
+            && want(&e)
+        {
+            return e;
         }
     }
     panic!("event did not arrive");

@@ -121,13 +121,16 @@ impl Config {
                 self.format_version
             ));
         }
-        if self.patch == 0 || self.width % self.patch != 0 || self.height % self.patch != 0 {
+        if self.patch == 0
+            || !self.width.is_multiple_of(self.patch)
+            || !self.height.is_multiple_of(self.patch)
+        {
             return bad(format!(
                 "{}x{} is not a multiple of the patch size {}",
                 self.width, self.height, self.patch
             ));
         }
-        if self.heads == 0 || self.dim % self.heads != 0 {
+        if self.heads == 0 || !self.dim.is_multiple_of(self.heads) {
             return bad(format!(
                 "dim {} is not divisible by {} heads",
                 self.dim, self.heads
@@ -136,7 +139,8 @@ impl Config {
         if self.context == 0 {
             return bad("context must be at least 1".into());
         }
-        if self.audio_subframes == 0 || self.samples_per_frame % self.audio_subframes != 0 {
+        if self.audio_subframes == 0 || !self.samples_per_frame.is_multiple_of(self.audio_subframes)
+        {
             return bad(format!(
                 "{} samples per frame do not split into {} subframes",
                 self.samples_per_frame, self.audio_subframes

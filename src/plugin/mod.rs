@@ -257,15 +257,15 @@ fn start_sessions(
 ) {
     for (entity, view, mut actions, mut controls, mut stats) in &mut views {
         let Some(spec) = runtime.specs.get(&view.model).cloned() else {
-            if let Some(e) = runtime.model_errors.get(&view.model) {
-                if stats.status != ViewStatus::Failed {
-                    let message = format!("model '{}' failed to load: {e}", view.model);
-                    stats.record_error(&message);
-                    errors.write(WorldViewError {
-                        view: entity,
-                        message,
-                    });
-                }
+            if let Some(e) = runtime.model_errors.get(&view.model)
+                && stats.status != ViewStatus::Failed
+            {
+                let message = format!("model '{}' failed to load: {e}", view.model);
+                stats.record_error(&message);
+                errors.write(WorldViewError {
+                    view: entity,
+                    message,
+                });
             }
             continue;
         };
@@ -385,14 +385,14 @@ fn present(
                 input: packet.input,
             });
         }
-        if let Some(rx) = &session.pending_save {
-            if let Ok(result) = rx.try_recv() {
-                saved.write(WorldViewSaved {
-                    view: entity,
-                    result: result.map_err(|e| e.to_string()),
-                });
-                session.pending_save = None;
-            }
+        if let Some(rx) = &session.pending_save
+            && let Ok(result) = rx.try_recv()
+        {
+            saved.write(WorldViewSaved {
+                view: entity,
+                result: result.map_err(|e| e.to_string()),
+            });
+            session.pending_save = None;
         }
         stats.dropped_frames = session.handle.dropped_frames();
         stats.inputs_dropped = session.handle.inputs_dropped();
@@ -431,9 +431,9 @@ fn fit_image(image: &mut Image, width: u32, height: u32) {
 }
 
 fn stop_worker_on_exit(mut exits: MessageReader<AppExit>, runtime: Option<ResMut<NacreRuntime>>) {
-    if exits.read().next().is_some() {
-        if let Some(mut runtime) = runtime {
-            runtime.worker.shutdown();
-        }
+    if exits.read().next().is_some()
+        && let Some(mut runtime) = runtime
+    {
+        runtime.worker.shutdown();
     }
 }

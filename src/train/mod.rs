@@ -355,7 +355,7 @@ fn train_in_pool(
                 loss: loss_value,
                 samples_per_s,
             });
-            if state.step % cfg.log_every == 0 || state.step == sc.steps {
+            if state.step.is_multiple_of(cfg.log_every) || state.step == sc.steps {
                 let elapsed = elapsed_before + started.elapsed().as_secs_f64();
                 writeln!(
                     log,
@@ -377,7 +377,7 @@ fn train_in_pool(
                     .push((done as f64, loss_value));
                 interval = (Instant::now(), 0);
             }
-            if state.step % cfg.checkpoint_every == 0 && state.step < sc.steps {
+            if state.step.is_multiple_of(cfg.checkpoint_every) && state.step < sc.steps {
                 state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
                 save_checkpoint(&ckpt, cfg, &state, &run.varmap, &opt)?;
                 plot_curves(out, &curves)?;
@@ -742,10 +742,10 @@ fn read_curves(path: &Path) -> HashMap<String, Vec<(f64, f64)>> {
     if let Ok(text) = std::fs::read_to_string(path) {
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split(',').collect();
-            if let (Some(step), Some(stage), Some(loss)) = (f.first(), f.get(1), f.get(3)) {
-                if let (Ok(s), Ok(l)) = (step.parse(), loss.parse()) {
-                    curves.entry(stage.to_string()).or_default().push((s, l));
-                }
+            if let (Some(step), Some(stage), Some(loss)) = (f.first(), f.get(1), f.get(3))
+                && let (Ok(s), Ok(l)) = (step.parse(), loss.parse())
+            {
+                curves.entry(stage.to_string()).or_default().push((s, l));
             }
         }
     }

@@ -56,9 +56,7 @@ pub fn run_train(args: &TrainArgs) -> bevy_nacre::Result<()> {
     bar.finish();
     match outcome {
         Outcome::Finished => println!(
-            "done: {} and {} in {}",
-            "config.json",
-            "model.safetensors",
+            "done: config.json and model.safetensors in {}",
             args.out.display()
         ),
         Outcome::Interrupted => println!(
