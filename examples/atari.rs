@@ -264,16 +264,18 @@ const DIGITS: [KeyCode; 10] = [
     KeyCode::Digit9,
 ];
 
+/// Views whose keys are not bound yet.
+type UnboundViews<'w, 's> = Query<
+    'w,
+    's,
+    (Entity, &'static ActionState, &'static mut ActionBindings),
+    (With<WorldView>, Without<KeysBound>),
+>;
+
 /// Once the model is loaded, binds each key to its single action (the binding's scale is the
 /// action's index, which the discrete channel rounds to a choice), and digit keys to the first
 /// ten actions by number.
-fn bind_keys(
-    mut commands: Commands,
-    mut views: Query<
-        (Entity, &ActionState, &mut ActionBindings),
-        (With<WorldView>, Without<KeysBound>),
-    >,
-) {
+fn bind_keys(mut commands: Commands, mut views: UnboundViews) {
     for (entity, state, mut bindings) in &mut views {
         let Some(choices) = action_choices(state) else {
             continue;

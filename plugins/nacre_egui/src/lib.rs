@@ -166,23 +166,28 @@ fn apply_direction(
     }
 }
 
+/// The views the panel directs, with what it reads and changes on them.
+type DirectedViews<'w, 's> = Query<
+    'w,
+    's,
+    (
+        Entity,
+        &'static WorldView,
+        &'static mut ViewControls,
+        &'static WorldViewStats,
+        &'static mut ActionBindings,
+        Option<&'static ViewRecording>,
+    ),
+    With<Directed>,
+>;
+
 #[allow(clippy::too_many_arguments)]
 fn draw_panel(
     mut contexts: EguiContexts,
     mut settings: ResMut<DirectorPanelSettings>,
     mut state: ResMut<PanelState>,
     runtime: Option<Res<NacreRuntime>>,
-    mut views: Query<
-        (
-            Entity,
-            &WorldView,
-            &mut ViewControls,
-            &WorldViewStats,
-            &mut ActionBindings,
-            Option<&ViewRecording>,
-        ),
-        With<Directed>,
-    >,
+    mut views: DirectedViews,
     mut saves: MessageWriter<SaveWorldViewToFile>,
     mut loads: MessageWriter<LoadWorldViewFromFile>,
     mut start_rec: MessageWriter<StartRecording>,
