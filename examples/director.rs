@@ -44,6 +44,8 @@ fn main() {
     let model = choose_model(&mut app, &options);
     app.insert_resource(DirectorPanelSettings {
         save_path: common::keys::save_path("director"),
+        // Below the HUD.
+        position: Vec2::new(12.0, 100.0),
         ..default()
     })
     .add_plugins(HudPlugin {

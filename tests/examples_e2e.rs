@@ -354,36 +354,87 @@ const DIRECTOR_VIEW: Region = Region {
     h: 440,
 };
 
+/// Inside the director panel (placed below the HUD by the example): the statistics and plot
+/// area, on egui's dark panel background.
+const DIRECTOR_PANEL: Region = Region {
+    x: 20,
+    y: 330,
+    w: 280,
+    h: 110,
+};
+
+/// Where the time-of-day slider's left end is, in the panel as the example places it.
+const TIME_SLIDER_START: (u32, u32) = (21, 177);
+
+/// Fraction of a region's pixels that are dark and colourless, as egui's dark panel is.
+fn panel_fraction(img: &image::RgbImage, r: Region) -> f32 {
+    let mut n = 0;
+    for y in r.y..r.y + r.h {
+        for x in r.x..r.x + r.w {
+            let p = img.get_pixel(x, y).0;
+            let (lo, hi) = (p.iter().min().unwrap(), p.iter().max().unwrap());
+            if *hi < 60 && hi - lo < 12 {
+                n += 1;
+            }
+        }
+    }
+    n as f32 / (r.w * r.h) as f32
+}
+
 #[test]
-fn director_phrases_change_the_world() {
-    let env = [
-        ("NACRE_EXIT_AFTER_FRAMES", "60".into()),
-        ("NACRE_SCREENSHOT", "shot.png".into()),
-    ];
-    let day = run(
+fn director_panel_and_phrases_change_the_world() {
+    // Day, then the time-of-day slider dragged to its left end (midnight) with the mouse.
+    let (sx, sy) = TIME_SLIDER_START;
+    let clicked = run(
         "director",
-        "director-day",
+        "director-slider",
         &["--reference", "--no-sound"],
-        &env,
+        &[
+            ("NACRE_EXIT_AFTER_FRAMES", "110".into()),
+            (
+                "NACRE_SCRIPT",
+                format!("40 screenshot day.png; 45 click {sx} {sy}; 100 screenshot slider.png"),
+            ),
+        ],
     );
+    // The same night asked for in words.
     let night = run(
         "director",
         "director-night",
         &["--reference", "--no-sound", "--direct", "clear night"],
-        &env,
+        &[
+            ("NACRE_EXIT_AFTER_FRAMES", "60".into()),
+            ("NACRE_SCREENSHOT", "shot.png".into()),
+        ],
     );
-    let day_img = keep(&day, "shot.png", "director-day.png");
+    let day_img = keep(&clicked, "day.png", "director-day.png");
+    let slider_img = keep(&clicked, "slider.png", "director-slider-midnight.png");
     let night_img = keep(&night, "shot.png", "director-night.png");
     assert_not_blank(&day_img, DIRECTOR_VIEW, "the directed view");
+
+    // The panel is drawn over the view (egui's pass runs after Bevy UI's).
+    let panel = panel_fraction(&day_img, DIRECTOR_PANEL);
+    let bare = panel_fraction(&day_img, DIRECTOR_VIEW);
+    assert!(
+        panel > 0.6 && bare < 0.1,
+        "no director panel: {:.0} % panel-coloured pixels where it should be, {:.0} % in the view",
+        panel * 100.0,
+        bare * 100.0
+    );
+
     let (day_l, _, _) = stats(&day_img, DIRECTOR_VIEW);
+    let (slider_l, _, _) = stats(&slider_img, DIRECTOR_VIEW);
     let (night_l, _, _) = stats(&night_img, DIRECTOR_VIEW);
+    assert!(
+        slider_l < 0.6 * day_l,
+        "after dragging the slider to midnight the view ({slider_l:.1}) should be darker than day ({day_l:.1})"
+    );
     assert!(
         night_l < 0.6 * day_l,
         "night {night_l:.1} should be darker than day {day_l:.1}"
     );
-    // The panel is drawn: its area differs from the bare view of the same world.
     assert!(night.stderr.contains("clear night") || night.stdout.contains("clear night"));
-    let _ = std::fs::remove_dir_all(&day.dir);
+    let _ = std::fs::remove_dir_all(&clicked.dir);
     let _ = std::fs::remove_dir_all(&night.dir);
 }
 

@@ -15,17 +15,20 @@
 //! exit code 3; a screenshot that could not be saved makes it quit with code 4.
 //!
 //! Script commands: `press KEY`, `release KEY`, `tap KEY` (press for one frame), `mouse DX DY`
-//! (mouse motion for one frame), `screenshot PATH`, `exit`. Keys are `KeyCode` names (`KeyW`,
+//! (mouse motion for one frame), `click X Y` (move the cursor to window pixel X, Y and click the
+//! left button there, released a frame later: what egui panels see), `screenshot PATH`, `exit`. Keys are `KeyCode` names (`KeyW`,
 //! `ArrowLeft`, `Space`, `F5`, ...).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use bevy::input::ButtonState;
 use bevy::input::InputSystems;
-use bevy::input::mouse::AccumulatedMouseMotion;
+use bevy::input::mouse::{AccumulatedMouseMotion, MouseButtonInput};
 use bevy::prelude::*;
 use bevy::render::view::window::screenshot::{Screenshot, ScreenshotCaptured, save_to_disk};
+use bevy::window::{CursorMoved, PrimaryWindow, WindowEvent};
 use bevy_nacre::prelude::*;
 
 /// One scripted action.
@@ -39,6 +42,8 @@ pub enum Command {
     Tap(KeyCode),
     /// Mouse motion for one frame, in pixels.
     Mouse(f32, f32),
+    /// Cursor to a window position (logical pixels from the top left) and a left click there.
+    Click(f32, f32),
     /// Save a screenshot of the window.
     Screenshot(PathBuf),
     /// Quit.
@@ -121,6 +126,13 @@ pub fn parse_script(text: &str) -> Result<Vec<(u64, Command)>, String> {
                 }
                 Command::Mouse(v[0], v[1])
             }
+            "click" => {
+                let v: Vec<f32> = rest.iter().filter_map(|v| v.parse().ok()).collect();
+                if v.len() != 2 {
+                    return Err(format!("script item '{item}': click needs X Y"));
+                }
+                Command::Click(v[0], v[1])
+            }
             "screenshot" => Command::Screenshot(PathBuf::from(
                 rest.first()
                     .ok_or_else(|| format!("script item '{item}': screenshot needs a path"))?,
@@ -193,6 +205,8 @@ struct AutomationState {
     frame: Option<u64>,
     next_item: usize,
     taps: Vec<KeyCode>,
+    /// A click to release next frame.
+    pressed_mouse: bool,
     shots: Vec<(PathBuf, Arc<AtomicBool>)>,
     exit_at: Option<u64>,
     frame_times: Vec<f32>,
@@ -219,12 +233,20 @@ fn drive(
     time: Res<Time>,
     mut keys: ResMut<ButtonInput<KeyCode>>,
     mut mouse: ResMut<AccumulatedMouseMotion>,
+    mut window_events: MessageWriter<WindowEvent>,
+    window: Query<Entity, With<PrimaryWindow>>,
     views: Query<&WorldViewStats>,
     mut exit: MessageWriter<AppExit>,
 ) {
     state.app_frames += 1;
     for key in std::mem::take(&mut state.taps) {
         keys.release(key);
+    }
+    let window = window.single().ok();
+    if std::mem::take(&mut state.pressed_mouse)
+        && let Some(window) = window
+    {
+        window_events.write(left_button(window, ButtonState::Released));
     }
     let frame = match state.frame {
         Some(f) => f + 1,
@@ -270,6 +292,19 @@ fn drive(
                 state.taps.push(*k);
             }
             Command::Mouse(dx, dy) => mouse.delta += Vec2::new(*dx, *dy),
+            Command::Click(x, y) => {
+                if let Some(window) = window {
+                    // The order a windowing system delivers them in: the cursor moves, then the
+                    // button goes down.
+                    window_events.write(WindowEvent::CursorMoved(CursorMoved {
+                        window,
+                        position: Vec2::new(*x, *y),
+                        delta: None,
+                    }));
+                    window_events.write(left_button(window, ButtonState::Pressed));
+                    state.pressed_mouse = true;
+                }
+            }
             Command::Screenshot(path) => take_screenshot(&mut commands, &mut state, path.clone()),
             Command::Exit => {
                 state.exit_at.get_or_insert(frame);
@@ -282,6 +317,14 @@ fn drive(
         }
         state.exit_at.get_or_insert(frame);
     }
+}
+
+fn left_button(window: Entity, state: ButtonState) -> WindowEvent {
+    WindowEvent::MouseButtonInput(MouseButtonInput {
+        button: MouseButton::Left,
+        state,
+        window,
+    })
 }
 
 fn finish(

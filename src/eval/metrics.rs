@@ -138,6 +138,9 @@ pub struct FrameStats {
     pub contrast: f32,
     /// Mean absolute difference between horizontally adjacent pixels (fine detail or noise).
     pub detail: f32,
+    /// How much stronger edges are on a square grid than between grid lines (see
+    /// [`block_edges`]): about 1 for a natural picture, well above 1 for a mosaic of blocks.
+    pub block_edges: f32,
 }
 
 impl FrameStats {
@@ -160,8 +163,60 @@ impl FrameStats {
             brightness: mean,
             contrast: var.sqrt(),
             detail: detail / count.max(1) as f32,
+            block_edges: block_edges(&l, w),
         }
     }
+}
+
+/// Grid periods [`block_edges`] looks for: the patch sizes of patch-based models (the default
+/// model's is 8) and of block codecs.
+pub const BLOCK_PERIODS: [usize; 3] = [4, 8, 16];
+
+/// Block artefacts in a luminance image `w` pixels wide: for each period in
+/// [`BLOCK_PERIODS`], the mean absolute step between neighbouring pixels across grid lines
+/// (horizontal and vertical) divided by the mean step everywhere else; the largest ratio.
+///
+/// A patch-based model that loses its structure decodes each patch on its own, and the picture
+/// turns into a mosaic whose seams sit exactly on the patch grid; brightness, contrast and
+/// detail can all stay in range while this ratio climbs from about 1 to 2 or more.
+pub fn block_edges(l: &[f32], w: usize) -> f32 {
+    let h = l.len() / w.max(1);
+    let mut worst = 0.0f32;
+    for period in BLOCK_PERIODS {
+        if w < 2 * period || h < 2 * period {
+            continue;
+        }
+        let (mut on, mut n_on, mut off, mut n_off) = (0.0f64, 0usize, 0.0f64, 0usize);
+        let mut add = |d: f32, seam: bool| {
+            if seam {
+                on += d as f64;
+                n_on += 1;
+            } else {
+                off += d as f64;
+                n_off += 1;
+            }
+        };
+        for y in 0..h {
+            for x in 1..w {
+                add((l[y * w + x] - l[y * w + x - 1]).abs(), x % period == 0);
+            }
+        }
+        for y in 1..h {
+            for x in 0..w {
+                add((l[y * w + x] - l[(y - 1) * w + x]).abs(), y % period == 0);
+            }
+        }
+        let seam = on / n_on.max(1) as f64;
+        let rest = off / n_off.max(1) as f64;
+        // A flat picture has no edges anywhere: call it 1 (no blocks), not 0/0.
+        let ratio = if rest < 1e-3 && seam < 1e-3 {
+            1.0
+        } else {
+            seam / rest.max(1e-3)
+        };
+        worst = worst.max(ratio as f32);
+    }
+    worst
 }
 
 /// Mean colour (R, G, B) of a frame.
@@ -232,5 +287,34 @@ mod tests {
         assert!((correlation(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]) - 1.0).abs() < 1e-9);
         let s = FrameStats::of(&Frame::solid(8, 8, [100, 100, 100, 255]));
         assert_eq!((s.contrast, s.detail), (0.0, 0.0));
+        assert_eq!(s.block_edges, 1.0);
+    }
+
+    #[test]
+    fn block_edges_find_a_mosaic() {
+        // A smooth gradient with fine texture has no grid; the same picture averaged over 8×8
+        // blocks has all its steps on the grid.
+        let (w, h) = (64usize, 64usize);
+        let smooth: Vec<f32> = (0..w * h)
+            .map(|i| {
+                let (x, y) = ((i % w) as f32, (i / w) as f32);
+                100.0 + x * 1.5 + y * 0.7 + ((x * 0.9).sin() + (y * 1.3).cos()) * 6.0
+            })
+            .collect();
+        let mut blocks = smooth.clone();
+        for by in (0..h).step_by(8) {
+            for bx in (0..w).step_by(8) {
+                let idx = |x: usize, y: usize| (by + y) * w + bx + x;
+                let mean = (0..64).map(|k| smooth[idx(k % 8, k / 8)]).sum::<f32>() / 64.0;
+                for k in 0..64 {
+                    // Keep some texture inside the block so "elsewhere" is not zero.
+                    blocks[idx(k % 8, k / 8)] = mean + (smooth[idx(k % 8, k / 8)] - mean) * 0.2;
+                }
+            }
+        }
+        let natural = block_edges(&smooth, w);
+        let mosaic = block_edges(&blocks, w);
+        assert!(natural < 1.3, "natural {natural}");
+        assert!(mosaic > 2.0, "mosaic {mosaic}");
     }
 }

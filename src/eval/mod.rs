@@ -11,7 +11,9 @@
 //! - **sound**: log-spectral distance of each frame's sound from the reference's, and how
 //!   strongly low-band sound energy follows walking (footsteps), for both;
 //! - **stability**: frame statistics over a long rollout stay inside the reference's range (no
-//!   collapse to grey, to noise, or to a frozen picture).
+//!   collapse to grey, to noise, to a frozen picture, or into a mosaic of blocks: the block-edge
+//!   ratio of [`metrics::block_edges`], since a patch-based model can keep brightness, contrast
+//!   and detail in range while its picture falls apart along the patch grid).
 //!
 //! It also writes `contact_sheet.png` (reference rows above generated rows) and `rollout.gif`
 //! (reference and generated side by side).
@@ -123,10 +125,10 @@ pub struct Stability {
     pub stable: bool,
     /// What went wrong, if anything.
     pub problems: Vec<String>,
-    /// Reference statistics range: (min, max) of brightness, contrast, detail.
-    pub reference_range: [(f32, f32); 3],
+    /// Reference statistics range: (min, max) of brightness, contrast, detail, block edges.
+    pub reference_range: [(f32, f32); 4],
     /// Generated statistics range.
-    pub generated_range: [(f32, f32); 3],
+    pub generated_range: [(f32, f32); 4],
     /// Fraction of generated frames whose statistics lie inside the reference range (with a
     /// 25 % margin).
     pub inside_reference_range: f64,
@@ -546,7 +548,12 @@ fn stability(
                 (lo.min(v), hi.max(v))
             })
     };
-    let fields: [fn(&FrameStats) -> f32; 3] = [|s| s.brightness, |s| s.contrast, |s| s.detail];
+    let fields: [fn(&FrameStats) -> f32; 4] = [
+        |s| s.brightness,
+        |s| s.contrast,
+        |s| s.detail,
+        |s| s.block_edges,
+    ];
     let reference_range = fields.map(|f| range(&ref_stats, f));
     let generated_range = fields.map(|f| range(&gen_stats, f));
     let inside = |s: &FrameStats| {
@@ -566,6 +573,20 @@ fn stability(
         }
         if tail.iter().all(|s| s.detail > reference_range[2].1 * 1.5) {
             problems.push("collapsed to noise".into());
+        }
+        let blocky = tail
+            .iter()
+            .filter(|s| s.block_edges > reference_range[3].1 * 1.25)
+            .count();
+        if blocky * 2 > tail.len() {
+            problems.push(format!(
+                "broke into blocks: {} of the last {} frames have grid-aligned edges beyond the \
+                 reference's (block-edge ratio up to {:.2}, reference at most {:.2})",
+                blocky,
+                tail.len(),
+                tail.iter().map(|s| s.block_edges).fold(0.0, f32::max),
+                reference_range[3].1
+            ));
         }
     }
     if inside_fraction < 0.9 {

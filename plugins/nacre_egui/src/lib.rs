@@ -65,6 +65,9 @@ pub struct Directed;
 pub struct DirectorPanelSettings {
     /// Whether the panel is shown.
     pub open: bool,
+    /// Where the panel first appears: logical pixels from the window's top-left corner (the
+    /// player can drag it elsewhere).
+    pub position: Vec2,
     /// File the save and load buttons use.
     pub save_path: PathBuf,
     /// Folder new recordings go into (one sub-folder per recording).
@@ -77,6 +80,7 @@ impl Default for DirectorPanelSettings {
     fn default() -> Self {
         Self {
             open: true,
+            position: Vec2::new(12.0, 12.0),
             save_path: PathBuf::from("saves/director.nacre"),
             recordings_dir: PathBuf::from("recordings"),
             record_gif: true,
@@ -204,7 +208,7 @@ fn draw_panel(
     }
     let state = &mut *state;
     egui::Window::new("Director")
-        .default_pos([12.0, 12.0])
+        .default_pos([settings.position.x, settings.position.y])
         .default_width(300.0)
         .show(ctx, |ui| {
             // Model and status.
