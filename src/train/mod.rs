@@ -116,6 +116,14 @@ impl TrainConfig {
         }
     }
 
+    fn stage_mut(&mut self, stage: Stage) -> &mut StageConfig {
+        match stage {
+            Stage::Autoencoder => &mut self.autoencoder,
+            Stage::Dynamics => &mut self.dynamics,
+            Stage::Decoder => &mut self.decoder,
+        }
+    }
+
     /// Steps over all stages.
     pub fn total_steps(&self) -> u64 {
         self.autoencoder.steps + self.dynamics.steps + self.decoder.steps
@@ -164,6 +172,10 @@ pub struct TrainState {
     pub step: u64,
     /// Seconds of training so far, over all sessions.
     pub elapsed_s: f64,
+    /// Step counts changed on resuming (see [`resumable_with`]), oldest first: a record of how
+    /// this run differs from a run of its final config from scratch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule_changes: Vec<String>,
 }
 
 /// What a progress callback sees after each step.
@@ -259,6 +271,7 @@ fn train_in_pool(
         stage: Stage::Autoencoder,
         step: 0,
         elapsed_s: 0.0,
+        schedule_changes: Vec::new(),
     };
     let mut optimizer_state = None;
     if resume {
@@ -684,6 +697,51 @@ fn save_checkpoint(
     )
 }
 
+/// Whether a checkpoint made with `saved` may continue under `cfg`, and what changed.
+///
+/// Everything must be the same except the thread count and the step counts of the current stage
+/// and the stages after it, which may change (to shorten or extend a run that turned out slower or faster than
+/// planned); the current stage must not end before the step already reached. Learning-rate
+/// schedules follow the new counts from the next step on, so such a run is close to, but not
+/// bit for bit, a run of `cfg` from scratch: the changes are returned to be recorded.
+pub fn resumable_with(
+    saved: &TrainConfig,
+    cfg: &TrainConfig,
+    state: &TrainState,
+) -> std::result::Result<Vec<String>, String> {
+    let mut adjusted = saved.clone();
+    // How many threads run the training is the machine's business, not the run's.
+    adjusted.threads = cfg.threads;
+    let mut changes = Vec::new();
+    for stage in Stage::ALL.into_iter().skip_while(|s| *s != state.stage) {
+        let (old, new) = (saved.stage(stage).steps, cfg.stage(stage).steps);
+        if old != new {
+            changes.push(format!(
+                "{} stage: {new} steps instead of {old}, from its step {}",
+                stage.name(),
+                if stage == state.stage { state.step } else { 0 }
+            ));
+            adjusted.stage_mut(stage).steps = new;
+        }
+    }
+    if &adjusted != cfg {
+        return Err(
+            "the checkpoint was made with a different training config; resume with the \
+                    same --config (only the step counts of the current and later stages may change)"
+                .into(),
+        );
+    }
+    if cfg.stage(state.stage).steps < state.step {
+        return Err(format!(
+            "the checkpoint is at step {} of the {} stage, past the {} steps the new config asks for",
+            state.step,
+            state.stage.name(),
+            cfg.stage(state.stage).steps
+        ));
+    }
+    Ok(changes)
+}
+
 fn load_checkpoint(
     dir: &Path,
     cfg: &TrainConfig,
@@ -695,11 +753,12 @@ fn load_checkpoint(
     let state: TrainState = serde_json::from_str(&text)
         .map_err(|e| Error::bad_file(&state_path, format!("not a training state: {e}")))?;
     let saved_cfg = TrainConfig::load(&dir.join(TRAIN_CONFIG_FILE))?;
-    if &saved_cfg != cfg {
-        return Err(Error::bad_file(
-            dir.join(TRAIN_CONFIG_FILE),
-            "the checkpoint was made with a different training config; resume with the same --config",
-        ));
+    let mut state = state;
+    let changes = resumable_with(&saved_cfg, cfg, &state)
+        .map_err(|why| Error::bad_file(dir.join(TRAIN_CONFIG_FILE), why))?;
+    for change in changes {
+        eprintln!("resuming with a changed schedule: {change}");
+        state.schedule_changes.push(change);
     }
     let weights = dir.join("model.safetensors");
     let tensors =
@@ -762,4 +821,44 @@ fn plot_curves(out: &Path, curves: &HashMap<String, Vec<(f64, f64)>>) -> Result<
         })
         .collect();
     plot::save_loss_plot(&out.join(PLOT_FILE), &series)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(stage: Stage, step: u64) -> TrainState {
+        TrainState {
+            stage,
+            step,
+            elapsed_s: 0.0,
+            schedule_changes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn resuming_may_change_only_the_remaining_step_counts() {
+        let saved = TrainConfig::tiny();
+        assert_eq!(
+            resumable_with(&saved, &saved, &at(Stage::Dynamics, 5)),
+            Ok(vec![])
+        );
+
+        // Shorter dynamics and longer decoder stages, from the middle of the dynamics stage.
+        let mut shorter = saved.clone();
+        shorter.dynamics.steps = 20;
+        shorter.decoder.steps = 15;
+        let changes = resumable_with(&saved, &shorter, &at(Stage::Dynamics, 5)).unwrap();
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(changes[0].contains("dynamics stage: 20 steps instead of 40, from its step 5"));
+
+        // Not below the step already reached, not a finished stage, nothing else.
+        assert!(resumable_with(&saved, &shorter, &at(Stage::Dynamics, 25)).is_err());
+        let mut ae = saved.clone();
+        ae.autoencoder.steps = 10;
+        assert!(resumable_with(&saved, &ae, &at(Stage::Dynamics, 5)).is_err());
+        let mut lr = saved.clone();
+        lr.dynamics.lr *= 2.0;
+        assert!(resumable_with(&saved, &lr, &at(Stage::Dynamics, 5)).is_err());
+    }
 }
