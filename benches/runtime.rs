@@ -13,7 +13,6 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bevy::input::InputPlugin;
 use bevy::prelude::*;
 use bevy_nacre::error::Result;
 use bevy_nacre::frame::{AudioChunk, Frame};
@@ -78,19 +77,7 @@ fn echo(size: u32) -> Arc<dyn WorldModel> {
 }
 
 fn headless_app(size: u32, with_view: bool) -> App {
-    let mut app = App::new();
-    app.add_plugins((
-        MinimalPlugins,
-        InputPlugin,
-        AssetPlugin::default(),
-        ImagePlugin::default(),
-        NacrePlugin {
-            worker: WorkerConfig {
-                cpu_threads: 1,
-                ..Default::default()
-            },
-        },
-    ));
+    let mut app = common::headless_app();
     app.add_world_model("echo", move |_| Ok(echo(size)));
     if with_view {
         let image = app

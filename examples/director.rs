@@ -14,9 +14,8 @@ mod common;
 
 use bevy::prelude::*;
 use bevy_nacre::prelude::*;
-use common::automation::AutomationPlugin;
 use common::hud::HudPlugin;
-use common::keys::{ExampleKeys, KeysPlugin, PrimaryView};
+use common::keys::{ExampleKeys, PrimaryView};
 use common::options::{Options, choose_model};
 use nacre_egui::{Directed, DirectorPanelPlugin, DirectorPanelSettings, apply_phrase};
 use nacre_kira::{GeneratedSoundPlugin, ViewSound};
@@ -25,19 +24,11 @@ const HELP: &str = "WASD/arrows move | F5 save | F9 load | R record | F12 screen
 
 fn main() {
     let options = Options::from_args();
-    let mut app = App::new();
-    app.add_plugins((
-        DefaultPlugins.set(common::window_plugin("bevy_nacre · director")),
-        NacrePlugin::default(),
-        DirectorPanelPlugin,
-        AutomationPlugin,
-        KeysPlugin {
-            keys: ExampleKeys {
-                name: "director",
-                grab_on_click: false,
-            },
-        },
-    ));
+    let mut app = common::example_app(ExampleKeys {
+        name: "director",
+        grab_on_click: false,
+    });
+    app.add_plugins(DirectorPanelPlugin);
     if !options.no_sound {
         app.add_plugins(GeneratedSoundPlugin::default());
     }

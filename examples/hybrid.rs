@@ -14,28 +14,18 @@ mod common;
 
 use bevy::prelude::*;
 use bevy_nacre::prelude::*;
-use common::automation::AutomationPlugin;
 use common::hud::HudPlugin;
-use common::keys::{ExampleKeys, KeysPlugin, PrimaryView};
+use common::keys::{ExampleKeys, PrimaryView};
 use common::options::{DEFAULT_ID, Options, REFERENCE_ID, add_default_model, add_reference};
 
 const HELP: &str = "WASD/arrows move both worlds | F5 save | F9 load | R record | F12 screenshot";
 
 fn main() {
     let options = Options::from_args();
-    let mut app = App::new();
-    app.add_plugins((
-        DefaultPlugins.set(common::window_plugin("bevy_nacre · hybrid")),
-        NacrePlugin::default(),
-        SessionFilesPlugin,
-        AutomationPlugin,
-        KeysPlugin {
-            keys: ExampleKeys {
-                name: "hybrid",
-                grab_on_click: false,
-            },
-        },
-    ));
+    let mut app = common::example_app(ExampleKeys {
+        name: "hybrid",
+        grab_on_click: false,
+    });
     add_reference(&mut app, &options);
     let right = if options.reference {
         None

@@ -16,9 +16,8 @@ mod common;
 
 use bevy::prelude::*;
 use bevy_nacre::prelude::*;
-use common::automation::AutomationPlugin;
 use common::hud::HudPlugin;
-use common::keys::{ExampleKeys, KeysPlugin, PrimaryView};
+use common::keys::{ExampleKeys, PrimaryView};
 use common::options::{Options, choose_model};
 use nacre_kira::{GeneratedSoundPlugin, ViewSound};
 
@@ -27,19 +26,10 @@ const HELP: &str = "WASD/arrows move | click: mouse look, Esc: release | Space j
 
 fn main() {
     let options = Options::from_args();
-    let mut app = App::new();
-    app.add_plugins((
-        DefaultPlugins.set(common::window_plugin("bevy_nacre · wander")),
-        NacrePlugin::default(),
-        SessionFilesPlugin,
-        AutomationPlugin,
-        KeysPlugin {
-            keys: ExampleKeys {
-                name: "wander",
-                grab_on_click: true,
-            },
-        },
-    ));
+    let mut app = common::example_app(ExampleKeys {
+        name: "wander",
+        grab_on_click: true,
+    });
     if !options.no_sound {
         app.add_plugins(GeneratedSoundPlugin::default());
     }

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bevy::app::AppExit;
-use bevy::input::InputPlugin;
 use bevy::input::gamepad::{
     Gamepad, GamepadAxis, GamepadButton, GamepadConnection, GamepadConnectionEvent,
     RawGamepadAxisChangedEvent, RawGamepadButtonChangedEvent, RawGamepadEvent,
@@ -21,19 +20,7 @@ use common::{Behaviour, PatternModel, expected_pattern, input};
 const WAIT: Duration = Duration::from_secs(10);
 
 fn app_with(behaviour: Behaviour) -> (App, Arc<AtomicBool>) {
-    let mut app = App::new();
-    app.add_plugins((
-        MinimalPlugins,
-        InputPlugin,
-        AssetPlugin::default(),
-        ImagePlugin::default(),
-        NacrePlugin {
-            worker: WorkerConfig {
-                cpu_threads: 1,
-                ..Default::default()
-            },
-        },
-    ));
+    let mut app = common::headless_app();
     let model = PatternModel::new(16, 12, behaviour);
     let dropped = model.dropped.clone();
     app.add_world_model("pattern", move |_| Ok(Arc::new(model)));
@@ -53,16 +40,8 @@ fn spawn_view(app: &mut App, seed: u64) -> (Entity, Handle<Image>) {
 }
 
 /// Updates the app until `done` says so, failing after [`WAIT`].
-fn update_until(app: &mut App, mut done: impl FnMut(&mut App) -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        app.update();
-        if done(app) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    panic!("condition not reached within {WAIT:?}");
+fn update_until(app: &mut App, done: impl FnMut(&mut App) -> bool) {
+    common::update_until(app, WAIT, done);
 }
 
 fn stats(app: &App, view: Entity) -> WorldViewStats {

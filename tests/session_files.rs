@@ -1,9 +1,11 @@
 //! Saving, loading, recording and exporting sessions through the Bevy plugin, in headless apps
 //! with the reference world (deterministic and fast), stepped one frame at a time.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bevy::prelude::*;
 use bevy_nacre::prelude::*;
@@ -64,30 +66,19 @@ fn capture(
 }
 
 fn app() -> (App, Entity) {
-    let mut app = App::new();
-    app.add_plugins((
-        MinimalPlugins,
-        AssetPlugin::default(),
-        ImagePlugin::default(),
-        NacrePlugin {
-            worker: WorkerConfig {
-                cpu_threads: 1,
-                ..Default::default()
-            },
-        },
-        SessionFilesPlugin,
-    ))
-    .init_resource::<Driver>()
-    .init_resource::<Captured>()
-    .init_resource::<FileEvents>()
-    .add_systems(
-        Update,
-        (
-            drive.before(NacreSystems::Submit),
-            step_after_submit.after(NacreSystems::Submit),
-        ),
-    )
-    .add_systems(PostUpdate, capture.after(NacreSystems::Present));
+    let mut app = common::headless_app();
+    app.add_plugins(SessionFilesPlugin)
+        .init_resource::<Driver>()
+        .init_resource::<Captured>()
+        .init_resource::<FileEvents>()
+        .add_systems(
+            Update,
+            (
+                drive.before(NacreSystems::Submit),
+                step_after_submit.after(NacreSystems::Submit),
+            ),
+        )
+        .add_systems(PostUpdate, capture.after(NacreSystems::Present));
     app.add_world_model("reference", |_| {
         Ok(Arc::new(ReferenceWorld::new(W, H)) as Arc<dyn WorldModel>)
     });
@@ -114,16 +105,8 @@ fn app() -> (App, Entity) {
     (app, view)
 }
 
-fn update_until(app: &mut App, mut done: impl FnMut(&mut App) -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        app.update();
-        if done(app) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    panic!("condition not reached within {WAIT:?}");
+fn update_until(app: &mut App, done: impl FnMut(&mut App) -> bool) {
+    common::update_until(app, WAIT, done);
 }
 
 /// Steps once with `action` and returns the new frame's index and pixels.

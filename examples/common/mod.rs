@@ -11,6 +11,21 @@ pub mod options;
 use bevy::prelude::*;
 use bevy::window::{PresentMode, WindowResolution};
 
+/// The app every playable example starts from: Bevy's default plugins with the example's
+/// window, bevy_nacre, save/load files, the automation end-to-end tests drive, and the example
+/// keys (save, load, record, screenshot, mute, cursor grab).
+pub fn example_app(keys: keys::ExampleKeys) -> App {
+    let mut app = App::new();
+    app.add_plugins((
+        DefaultPlugins.set(window_plugin(&format!("bevy_nacre · {}", keys.name))),
+        bevy_nacre::prelude::NacrePlugin::default(),
+        bevy_nacre::prelude::SessionFilesPlugin,
+        automation::AutomationPlugin,
+        keys::KeysPlugin { keys },
+    ));
+    app
+}
+
 /// The window every example opens.
 pub fn window_plugin(title: &str) -> WindowPlugin {
     WindowPlugin {

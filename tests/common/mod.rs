@@ -223,3 +223,43 @@ pub fn controls(values: &[f32]) -> Controls {
 pub fn action(values: &[f32]) -> Action {
     Action::new(values.to_vec())
 }
+
+/// A headless Bevy app with bevy_nacre and what its views need (assets, images, input), but no
+/// window or renderer; the worker runs inference on one thread.
+#[cfg(feature = "bevy")]
+pub fn headless_app() -> bevy::app::App {
+    use bevy::prelude::*;
+    use bevy_nacre::prelude::*;
+    let mut app = App::new();
+    app.add_plugins((
+        MinimalPlugins,
+        bevy::input::InputPlugin,
+        AssetPlugin::default(),
+        ImagePlugin::default(),
+        NacrePlugin {
+            worker: WorkerConfig {
+                cpu_threads: 1,
+                ..Default::default()
+            },
+        },
+    ));
+    app
+}
+
+/// Updates `app` until `done` says so; panics after `wait`.
+#[cfg(feature = "bevy")]
+pub fn update_until(
+    app: &mut bevy::app::App,
+    wait: Duration,
+    mut done: impl FnMut(&mut bevy::app::App) -> bool,
+) {
+    let deadline = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < deadline {
+        app.update();
+        if done(app) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("condition not reached within {wait:?}");
+}

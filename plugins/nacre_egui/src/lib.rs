@@ -15,6 +15,11 @@
 //!
 //! While a text box has the keyboard, the view's key bindings are paused, so typing "w" in the
 //! prompt does not walk.
+//!
+//! The panel is drawn over Bevy UI, so a view shown as a full-window `ImageNode` stays
+//! underneath it: this crate turns on bevy_egui's `bevy_ui` feature, which orders egui's render
+//! pass after Bevy UI's (without it the two passes run in either order). Place the panel with
+//! [`DirectorPanelSettings::position`] if your HUD sits in the top-left corner.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
