@@ -1,0 +1,92 @@
+//! How well a trained default model's dynamics predicts each latent channel, teacher-forced on
+//! a dataset: per channel, the latents' variance, the error of the dynamics' prediction and the
+//! error of copying the previous frame's latent. A channel whose prediction error is close to
+//! its variance is not being predicted at all.
+//!
+//! ```sh
+//! cargo run --release --example latent_channels -- assets/models/default data/heldout128
+//! ```
+
+use std::path::PathBuf;
+
+use bevy_nacre::default_model::conditions::condition_len;
+use bevy_nacre::default_model::weights::load_networks;
+use bevy_nacre::default_model::{Config, spec_for};
+use bevy_nacre::train::data::TrainingData;
+use candle_core::{DType, Device, Tensor};
+
+/// Frames of the dataset to look at (from the start), and every how many frames to predict.
+const FRAMES: usize = 400;
+const STRIDE: usize = 7;
+
+fn main() -> bevy_nacre::Result<()> {
+    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    let [model_dir, data_dir] = args.as_slice() else {
+        eprintln!("usage: latent_channels MODEL_DIR DATA_DIR");
+        std::process::exit(2);
+    };
+    let device = Device::Cpu;
+    let cfg = Config::load(&model_dir.join("config.json"))?;
+    let cond_len = condition_len(&spec_for(&cfg));
+    let nets = load_networks(
+        &model_dir.join("model.safetensors"),
+        &cfg,
+        cond_len,
+        &device,
+    )?;
+    let data = TrainingData::load(data_dir, &cfg)?;
+    let n = FRAMES.min(data.frame_count());
+    let rows: Vec<usize> = (0..n).collect();
+    let mut latents = Vec::new();
+    for chunk in rows.chunks(32) {
+        latents.push(nets.encoder.forward(&data.pixels(chunk, &device)?)?);
+    }
+    let z = Tensor::cat(&latents, 0)?; // (frames, tokens, channels)
+    let k = cfg.context;
+    let channels = cfg.latent_channels;
+    let (mut predicted, mut copied) = (vec![0.0f64; channels], vec![0.0f64; channels]);
+    let mut count = 0usize;
+    // Targets whose context lies inside the same episode.
+    let inside = |t: usize| {
+        data.episodes
+            .iter()
+            .any(|&(start, len)| start + k <= t && t < start + len)
+    };
+    for t in (k..n).step_by(STRIDE).filter(|&t| inside(t)) {
+        let context = z.narrow(0, t - k, k)?.unsqueeze(0)?;
+        let noise = cfg.inference_noise / cfg.train_noise_max;
+        let condition = data.conditions(&[t], &[noise], &device)?;
+        let (next, _, _) = nets.dynamics.forward(&context, &condition)?;
+        let truth = z.narrow(0, t, 1)?;
+        let last = z.narrow(0, t - 1, 1)?;
+        let per_channel = |a: Tensor| -> bevy_nacre::Result<Vec<f32>> {
+            Ok((a - &truth)?.sqr()?.mean((0, 1))?.to_vec1::<f32>()?)
+        };
+        for (sum, e) in predicted.iter_mut().zip(per_channel(next)?) {
+            *sum += e as f64;
+        }
+        for (sum, e) in copied.iter_mut().zip(per_channel(last)?) {
+            *sum += e as f64;
+        }
+        count += 1;
+    }
+    let variance: Vec<f32> = z
+        .to_dtype(DType::F32)?
+        .var_keepdim(0)?
+        .mean((0, 1))?
+        .to_vec1()?;
+    println!(
+        "{count} predictions over the first {n} frames of {}",
+        data_dir.display()
+    );
+    println!("channel  variance  prediction error  copy-last error");
+    for c in 0..channels {
+        println!(
+            "{c:7}  {:8.3}  {:16.3}  {:15.3}",
+            variance[c],
+            predicted[c] / count.max(1) as f64,
+            copied[c] / count.max(1) as f64
+        );
+    }
+    Ok(())
+}
