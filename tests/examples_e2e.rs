@@ -211,6 +211,21 @@ fn assert_not_blank(img: &image::RgbImage, r: Region, what: &str) {
     );
 }
 
+/// Between the two idle screenshots a region barely changes; between the second idle one and the
+/// turned one it changes by more than 10 per channel and more than four times as much.
+fn assert_turning_changes_more_than_waiting(
+    [idle0, idle1, turned]: [&image::RgbImage; 3],
+    r: Region,
+    what: &str,
+) {
+    let idle = difference(idle0, idle1, r);
+    let moved = difference(idle1, turned, r);
+    assert!(
+        moved > 10.0 && moved > 4.0 * idle,
+        "turning should change {what} much more than waiting: idle {idle:.2}, turned {moved:.2}"
+    );
+}
+
 /// The screenshots of one scripted run: idle at frame 40 and 90, then turning right with the
 /// arrow key from frame 90 to 150 and walking, screenshot at 160.
 fn idle_then_turn(extra: &str) -> String {
@@ -261,12 +276,7 @@ fn wander_shows_a_world_that_turns_with_the_arrow_keys_and_saves_and_records() {
     assert_eq!(idle0.dimensions(), (1280, 720));
     assert_not_blank(&idle0, WANDER_VIEW, "the generated view");
     assert_not_blank(&turned, WANDER_VIEW, "the generated view after turning");
-    let idle = difference(&idle0, &idle1, WANDER_VIEW);
-    let moved = difference(&idle1, &turned, WANDER_VIEW);
-    assert!(
-        moved > 10.0 && moved > 4.0 * idle,
-        "turning should change the view much more than waiting: idle {idle:.2}, turned {moved:.2}"
-    );
+    assert_turning_changes_more_than_waiting([&idle0, &idle1, &turned], WANDER_VIEW, "the view");
     // F5 saved the session, R started and stopped a recording.
     let save = run.dir.join("saves").join("wander.nacre");
     let header = bevy_nacre::session_file::decode(&std::fs::read(&save).unwrap())
@@ -477,11 +487,10 @@ fn hybrid_screens_show_both_worlds_moving_with_the_player() {
     // (see its model card): it must show a picture; the left (reference world) must turn.
     assert_not_blank(&turned, RIGHT_SCREEN, "right screen");
     assert_not_blank(&turned, LEFT_SCREEN, "left screen");
-    let idle = difference(&idle0, &idle1, LEFT_SCREEN);
-    let moved = difference(&idle1, &turned, LEFT_SCREEN);
-    assert!(
-        moved > 10.0 && moved > 4.0 * idle,
-        "left screen: turning should change it much more than waiting: idle {idle:.2}, turned {moved:.2}"
+    assert_turning_changes_more_than_waiting(
+        [&idle0, &idle1, &turned],
+        LEFT_SCREEN,
+        "the left screen",
     );
     let _ = std::fs::remove_dir_all(&run.dir);
 }

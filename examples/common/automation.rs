@@ -16,8 +16,8 @@
 //!
 //! Script commands: `press KEY`, `release KEY`, `tap KEY` (press for one frame), `mouse DX DY`
 //! (mouse motion for one frame), `click X Y` (move the cursor to window pixel X, Y and click the
-//! left button there, released a frame later: what egui panels see), `screenshot PATH`, `exit`. Keys are `KeyCode` names (`KeyW`,
-//! `ArrowLeft`, `Space`, `F5`, ...).
+//! left button there, released a frame later: what egui panels see), `screenshot PATH`, `exit`.
+//! Keys are `KeyCode` names (`KeyW`, `ArrowLeft`, `Space`, `F5`, ...).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -97,6 +97,14 @@ pub fn key_code(name: &str) -> Option<KeyCode> {
     })
 }
 
+/// Exactly two numbers, as `mouse` and `click` take.
+fn two_numbers(words: &[&str]) -> Option<(f32, f32)> {
+    match words {
+        [a, b] => Some((a.parse().ok()?, b.parse().ok()?)),
+        _ => None,
+    }
+}
+
 /// Parses a script (`FRAME COMMAND [ARGS]`, separated by `;`).
 pub fn parse_script(text: &str) -> Result<Vec<(u64, Command)>, String> {
     let mut out = Vec::new();
@@ -120,18 +128,14 @@ pub fn parse_script(text: &str) -> Result<Vec<(u64, Command)>, String> {
             "release" => Command::Release(key(&rest)?),
             "tap" => Command::Tap(key(&rest)?),
             "mouse" => {
-                let v: Vec<f32> = rest.iter().filter_map(|v| v.parse().ok()).collect();
-                if v.len() != 2 {
-                    return Err(format!("script item '{item}': mouse needs DX DY"));
-                }
-                Command::Mouse(v[0], v[1])
+                let (dx, dy) = two_numbers(&rest)
+                    .ok_or_else(|| format!("script item '{item}': mouse needs DX DY"))?;
+                Command::Mouse(dx, dy)
             }
             "click" => {
-                let v: Vec<f32> = rest.iter().filter_map(|v| v.parse().ok()).collect();
-                if v.len() != 2 {
-                    return Err(format!("script item '{item}': click needs X Y"));
-                }
-                Command::Click(v[0], v[1])
+                let (x, y) = two_numbers(&rest)
+                    .ok_or_else(|| format!("script item '{item}': click needs X Y"))?;
+                Command::Click(x, y)
             }
             "screenshot" => Command::Screenshot(PathBuf::from(
                 rest.first()
