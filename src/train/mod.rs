@@ -65,6 +65,14 @@ pub struct TrainConfig {
     pub dynamics: StageConfig,
     /// Steps of self-rollout per dynamics sample.
     pub unroll: usize,
+    /// How the dynamics' latent loss weighs the latent channels: each channel by its pixel cost
+    /// (the squared norm of its column in the decoder's linear path) to this power, normalised
+    /// to a mean of 1. 0 weighs every channel alike; 1 makes the loss the pixel MSE of the
+    /// linear decode, so the coarse picture (one channel carries ~28 times the average pixel
+    /// cost) counts for what it shows, rather than for 1/32 like the least predictable texture
+    /// channel. See [`channel_weights`].
+    #[serde(default)]
+    pub latent_weighting: f64,
     /// Weight of the sound loss next to the latent loss.
     pub audio_weight: f64,
     /// Stage 3.
@@ -90,6 +98,7 @@ impl TrainConfig {
             autoencoder: stage(30),
             dynamics: stage(40),
             unroll: 2,
+            latent_weighting: 1.0,
             audio_weight: 0.05,
             decoder: stage(10),
             checkpoint_every: 25,
@@ -218,6 +227,8 @@ struct Run<'a> {
     nets: Networks,
     device: Device,
     latents: Option<Vec<f32>>,
+    /// Per-channel weights `(1, 1, C)` of the latent loss, set with `latents`.
+    channel_weights: Option<Tensor>,
     rng: NoiseRng,
 }
 
@@ -291,6 +302,7 @@ fn train_in_pool(
         nets,
         device,
         latents: None,
+        channel_weights: None,
         rng: NoiseRng::new(cfg.seed),
     };
     let mut log = open_log(out, resume)?;
@@ -309,6 +321,17 @@ fn train_in_pool(
         let sc = cfg.stage(stage);
         if stage != Stage::Autoencoder && run.latents.is_none() && sc.steps > state.step {
             run.latents = Some(run.encode_all()?);
+            let decoder_skip = run.varmap.get(
+                (cfg.model.patch_values(), cfg.model.latent_channels),
+                "decoder.skip.weight",
+                candle_nn::Init::Const(0.0),
+                DTYPE,
+                &run.device,
+            )?;
+            run.channel_weights = Some(channel_weights(
+                &decoder_skip.detach(),
+                cfg.latent_weighting,
+            )?);
         }
         let vars: Vec<(String, Var)> = run
             .varmap
@@ -537,6 +560,25 @@ fn mse(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     (a - b)?.sqr()?.mean_all()
 }
 
+/// Weights `(1, 1, C)` of the latent channels for the dynamics loss, from the decoder's linear
+/// path `decoder_skip` `(patch values, C)`: column `c`'s squared norm (the pixel error that a
+/// unit error in channel `c` causes) to the power `power`, normalised to a mean of 1.
+///
+/// With `power` 1 the weighted latent MSE equals the linear decode's pixel MSE (times a
+/// constant) because the columns start orthogonal (principal components); the dynamics then
+/// spends its capacity on the coarse picture rather than on fine texture it cannot predict.
+pub fn channel_weights(decoder_skip: &Tensor, power: f64) -> candle_core::Result<Tensor> {
+    let cost = decoder_skip.sqr()?.sum(0)?;
+    let weights = cost.powf(power)?;
+    let weights = weights.broadcast_div(&weights.mean_all()?)?;
+    weights.reshape((1, 1, ()))
+}
+
+/// Mean over samples, tokens and channels of `weights · (a − b)²` (`weights` `(1, 1, C)`).
+fn weighted_mse(a: &Tensor, b: &Tensor, weights: &Tensor) -> candle_core::Result<Tensor> {
+    (a - b)?.sqr()?.broadcast_mul(weights)?.mean_all()
+}
+
 impl Run<'_> {
     fn normal_tensor(&mut self, shape: &[usize]) -> Result<Tensor> {
         let n: usize = shape.iter().product();
@@ -633,10 +675,14 @@ impl Run<'_> {
             })
             .collect();
         let steps = self.rollout(batch, &sigma, true)?;
+        let weights = self
+            .channel_weights
+            .clone()
+            .expect("channel weights set with the latents");
         let mut latent = Tensor::zeros((), DTYPE, &self.device)?;
         let mut audio = Tensor::zeros((), DTYPE, &self.device)?;
         for (rows, next, audio_pred) in &steps {
-            latent = (latent + mse(next, &self.latents_at(rows)?)?)?;
+            latent = (latent + weighted_mse(next, &self.latents_at(rows)?, &weights)?)?;
             let target = self.data.audio_targets(rows, &self.device)?;
             audio = (audio + mse(audio_pred, &target)?)?;
         }
@@ -834,6 +880,36 @@ mod tests {
             elapsed_s: 0.0,
             schedule_changes: Vec::new(),
         }
+    }
+
+    /// With orthogonal decoder columns (as principal components start), power 1 makes the
+    /// weighted latent MSE proportional to the pixel MSE of the linear decode; power 0 weighs
+    /// the channels alike.
+    #[test]
+    fn pixel_weighted_latent_loss_is_the_linear_decodes_pixel_loss() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        // Two orthogonal columns of squared norm 9 and 1 in a 3-value patch.
+        let skip = Tensor::new(&[[3f32, 0.0], [0.0, 0.6], [0.0, 0.8]], &dev)?;
+        let w = channel_weights(&skip, 1.0)?;
+        assert_eq!(w.dims(), &[1, 1, 2]);
+        assert_eq!(w.flatten_all()?.to_vec1::<f32>()?, vec![1.8, 0.2]);
+        let even = channel_weights(&skip, 0.0)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        assert_eq!(even, vec![1.0, 1.0]);
+
+        let a = Tensor::new(&[[[0.5f32, -1.0], [2.0, 0.0]]], &dev)?;
+        let b = Tensor::new(&[[[0.0f32, 1.0], [1.0, 0.5]]], &dev)?;
+        let latent = weighted_mse(&a, &b, &w)?.to_scalar::<f32>()?;
+        let decode = |t: &Tensor| t.broadcast_matmul(&skip.t()?);
+        let pixel = mse(&decode(&a)?, &decode(&b)?)?.to_scalar::<f32>()?;
+        // Per token, pixel MSE = Σ_c |col c|² e_c² / 3 values and latent = Σ_c w_c e_c² / 2
+        // channels with w_c = |col c|² / 5 (the mean cost): the ratio is 5 · 2 / 3.
+        assert!(
+            (pixel / latent - 10.0 / 3.0).abs() < 1e-5,
+            "{pixel} / {latent}"
+        );
+        Ok(())
     }
 
     #[test]
