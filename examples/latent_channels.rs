@@ -52,9 +52,9 @@ fn main() -> bevy_nacre::Result<()> {
             .iter()
             .any(|&(start, len)| start + k <= t && t < start + len)
     };
+    let noise = cfg.inference_noise / cfg.train_noise_max;
     for t in (k..n).step_by(STRIDE).filter(|&t| inside(t)) {
         let context = z.narrow(0, t - k, k)?.unsqueeze(0)?;
-        let noise = cfg.inference_noise / cfg.train_noise_max;
         let condition = data.conditions(&[t], &[noise], &device)?;
         let (next, _, _) = nets.dynamics.forward(&context, &condition)?;
         let truth = z.narrow(0, t, 1)?;

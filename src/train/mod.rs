@@ -322,17 +322,15 @@ fn train_in_pool(
         let sc = cfg.stage(stage);
         if stage != Stage::Autoencoder && run.latents.is_none() && sc.steps > state.step {
             run.latents = Some(run.encode_all()?);
-            let decoder_skip = run.varmap.get(
-                (cfg.model.patch_values(), cfg.model.latent_channels),
-                "decoder.skip.weight",
-                candle_nn::Init::Const(0.0),
-                DTYPE,
-                &run.device,
-            )?;
-            run.channel_weights = Some(channel_weights(
-                &decoder_skip.detach(),
-                cfg.latent_weighting,
-            )?);
+            let decoder_skip = run
+                .varmap
+                .data()
+                .lock()
+                .expect("varmap lock")
+                .get("decoder.skip.weight")
+                .map(|v| v.as_tensor().detach())
+                .ok_or_else(|| Error::Other("model has no `decoder.skip.weight`".into()))?;
+            run.channel_weights = Some(channel_weights(&decoder_skip, cfg.latent_weighting)?);
         }
         let vars: Vec<(String, Var)> = run
             .varmap
