@@ -51,6 +51,11 @@ pub struct Config {
     pub audio_bands: usize,
     /// Spectra per frame (each covers `samples_per_frame / audio_subframes` samples).
     pub audio_subframes: usize,
+    /// Motion-compensated dynamics: the last frame is first moved by a global shift and zoom
+    /// that the action predicts (see [`MotionWarp`](super::network::MotionWarp)), and the
+    /// transformer predicts only what that leaves. Absent in older configs, which mean `false`.
+    #[serde(default)]
+    pub motion_warp: bool,
 }
 
 /// Version of [`Config`] this build reads.
@@ -81,6 +86,7 @@ impl Default for Config {
             samples_per_frame: 800,
             audio_bands: 24,
             audio_subframes: 4,
+            motion_warp: true,
         }
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! pixels (3×H×W) ─patchify─▶ tokens (T×p²·3) ─Encoder─▶ latent (T×C)
-//! latents t-k+1..t (+ noise σ) ─Dynamics(action, controls, σ)─▶ latent t+1, hidden
+//! latent t ─MotionWarp(action)─▶ latent t moved by a global shift and zoom (optional)
+//! latents t-k+1..t (+ noise σ), moved latent ─Dynamics(action, controls, σ)─▶ latent t+1, hidden
 //! latent t+1 ─Decoder─▶ tokens ─unpatchify─▶ pixels t+1
 //! hidden, condition ─AudioHead─▶ log band energies of frame t+1's sound
 //! ```
@@ -171,6 +172,113 @@ impl Module for ConditionEmbedding {
     }
 }
 
+/// Largest shift, in pixels, that one unit of the motion head's output stands for.
+const SHIFT_SCALE: f64 = 8.0;
+/// Log-zoom that one unit of the motion head's output stands for.
+const ZOOM_SCALE: f64 = 0.1;
+
+/// Motion-compensated prediction for the dynamics. Turning moves the whole view sideways by a
+/// few pixels per frame, looking up or down moves it vertically, walking zooms it; a transformer
+/// that must learn to move every token itself learns this slowly (the first candidates did not
+/// learn turning at all). Here a small head reads the embedded action and gives a global shift
+/// and zoom per axis; the last latent frame is decoded to pixels with the linear (PCA) path,
+/// moved by that warp with linear interpolation, and encoded back. The dynamics then predicts
+/// only what the warp leaves: the new content at the edges, parallax, light.
+///
+/// The linear codec is a copy of the encoder's and decoder's linear paths taken when the
+/// dynamics stage starts (`warp.encode`, `warp.decode`), frozen afterwards so that the decoder's
+/// later fine-tuning cannot change what the dynamics learned to expect.
+#[derive(Clone, Debug)]
+pub struct MotionWarp {
+    head: Linear,
+    decode: Linear,
+    encode: Linear,
+    patch: usize,
+    height: usize,
+    width: usize,
+}
+
+impl MotionWarp {
+    /// `head_vb`: the trained motion head (`dim → 4`, small random start so that gradients reach
+    /// it from the identity warp); `codec_vb`: `decode` (C → p²·3) and `encode` (p²·3 → C).
+    pub fn new(cfg: &Config, head_vb: VarBuilder, codec_vb: VarBuilder) -> Result<Self> {
+        let small = candle_nn::Init::Randn {
+            mean: 0.0,
+            stdev: 1e-3,
+        };
+        let head = Linear::new(
+            head_vb.get_with_hints((4, cfg.dim), "weight", small)?,
+            Some(head_vb.get_with_hints(4, "bias", candle_nn::Init::Const(0.0))?),
+        );
+        Ok(Self {
+            head,
+            decode: linear(
+                cfg.latent_channels,
+                cfg.patch_values(),
+                codec_vb.pp("decode"),
+            )?,
+            encode: linear(
+                cfg.patch_values(),
+                cfg.latent_channels,
+                codec_vb.pp("encode"),
+            )?,
+            patch: cfg.patch,
+            height: cfg.height,
+            width: cfg.width,
+        })
+    }
+
+    /// The warp's parameters for each sample: `(shift_x, zoom_x, shift_y, zoom_y)`, each
+    /// `(batch, 1)`; shifts in pixels (positive moves content right or down), zooms as factors
+    /// (above 1 magnifies).
+    pub fn motion(&self, cond: &Tensor) -> Result<[Tensor; 4]> {
+        let m = self.head.forward(cond)?;
+        let part = |i: usize| m.narrow(1, i, 1);
+        Ok([
+            (part(0)? * SHIFT_SCALE)?,
+            (part(1)? * ZOOM_SCALE)?.exp()?,
+            (part(2)? * SHIFT_SCALE)?,
+            (part(3)? * ZOOM_SCALE)?.exp()?,
+        ])
+    }
+
+    /// `last`: `(batch, tokens, C)`; `cond`: the embedded condition `(batch, dim)`. Returns the
+    /// warped latent `(batch, tokens, C)`.
+    pub fn forward(&self, last: &Tensor, cond: &Tensor) -> Result<Tensor> {
+        let [shift_x, zoom_x, shift_y, zoom_y] = self.motion(cond)?;
+        let pixels = unpatchify(
+            &self.decode.forward(last)?,
+            self.patch,
+            self.height,
+            self.width,
+        )?;
+        let mx = interpolation(self.width, &shift_x, &zoom_x)?;
+        let my = interpolation(self.height, &shift_y, &zoom_y)?;
+        // Rows: out[.., y, i] = Σ_j in[.., y, j]·mx[i, j]; then columns with my.
+        let moved = pixels.broadcast_matmul(&mx.transpose(1, 2)?.unsqueeze(1)?)?;
+        let moved = my.unsqueeze(1)?.broadcast_matmul(&moved)?;
+        self.encode.forward(&patchify(&moved, self.patch)?)
+    }
+}
+
+/// Linear-interpolation matrices `(batch, n, n)` that move a line of `n` pixels by `shift` and
+/// scale it by `zoom` about its centre: row `i` holds the weights of the source pixels of output
+/// pixel `i`. Sources beyond the edge are clamped to it (the edge pixel repeats).
+pub fn interpolation(n: usize, shift: &Tensor, zoom: &Tensor) -> Result<Tensor> {
+    let dev = shift.device();
+    let centre = (n as f64 - 1.0) / 2.0;
+    let out = (Tensor::arange(0f32, n as f32, dev)? - centre)?.reshape((1, n, 1))?;
+    let source = (zoom
+        .unsqueeze(2)?
+        .recip()?
+        .broadcast_mul(&out)?
+        .broadcast_sub(&shift.unsqueeze(2)?)?
+        + centre)?
+        .clamp(0f32, (n - 1) as f32)?;
+    let columns = Tensor::arange(0f32, n as f32, dev)?.reshape((1, 1, n))?;
+    (1.0 - columns.broadcast_sub(&source)?.abs()?)?.relu()
+}
+
 /// Predicts the next latent frame.
 #[derive(Clone, Debug)]
 pub struct Dynamics {
@@ -180,12 +288,19 @@ pub struct Dynamics {
     blocks: Vec<Block>,
     norm: Norm,
     out: Linear,
+    warp: Option<MotionWarp>,
 }
 
 impl Dynamics {
     /// Weights under `vb`: `embed`, `pos`, `cond`, `blocks.N`, `norm`, `out` (zero-initialised,
-    /// so an untrained model predicts "nothing changes").
-    pub fn new(cfg: &Config, cond_inputs: usize, vb: VarBuilder) -> Result<Self> {
+    /// so an untrained model predicts "nothing changes"), and `motion` when `cfg.motion_warp`
+    /// (its codec's weights are under `codec_vb`).
+    pub fn new(
+        cfg: &Config,
+        cond_inputs: usize,
+        vb: VarBuilder,
+        codec_vb: VarBuilder,
+    ) -> Result<Self> {
         let blocks = (0..cfg.dynamics_layers)
             .map(|i| {
                 Block::new(
@@ -203,14 +318,32 @@ impl Dynamics {
             out_vb.get_with_hints((cfg.latent_channels, cfg.dim), "weight", zero)?,
             Some(out_vb.get_with_hints(cfg.latent_channels, "bias", zero)?),
         );
+        let warp = if cfg.motion_warp {
+            Some(MotionWarp::new(cfg, vb.pp("motion"), codec_vb)?)
+        } else {
+            None
+        };
+        // The warped last frame is one more input frame.
+        let inputs = (cfg.context + usize::from(cfg.motion_warp)) * cfg.latent_channels;
         Ok(Self {
-            embed: linear(cfg.context * cfg.latent_channels, cfg.dim, vb.pp("embed"))?,
+            embed: linear(inputs, cfg.dim, vb.pp("embed"))?,
             pos: positions(cfg, &vb)?,
             cond: ConditionEmbedding::new(cond_inputs, cfg.dim, vb.pp("cond"))?,
             blocks,
             norm: Norm::new(cfg.dim, 1e-6, vb.pp("norm"))?,
             out,
+            warp,
         })
+    }
+
+    /// The motion warp, when the config has one.
+    pub fn warp(&self) -> Option<&MotionWarp> {
+        self.warp.as_ref()
+    }
+
+    /// The embedded condition `(batch, dim)` that modulates the blocks and drives the warp.
+    pub fn embed_condition(&self, condition: &Tensor) -> Result<Tensor> {
+        self.cond.forward(condition)
     }
 
     /// `context`: `(batch, k, tokens, C)`, oldest first; `condition`: `(batch, cond_inputs)`.
@@ -224,13 +357,21 @@ impl Dynamics {
         let (b, k, t, c) = context.dims4()?;
         let stacked = context.permute((0, 2, 1, 3))?.reshape((b, t, k * c))?;
         let cond = self.cond.forward(condition)?;
+        let last = context.narrow(1, k - 1, 1)?.squeeze(1)?;
+        let (base, stacked) = match &self.warp {
+            Some(warp) => {
+                let moved = warp.forward(&last, &cond)?;
+                let stacked = Tensor::cat(&[&stacked, &moved], D::Minus1)?;
+                (moved, stacked)
+            }
+            None => (last, stacked),
+        };
         let mut x = self.embed.forward(&stacked)?.broadcast_add(&self.pos)?;
         for block in &self.blocks {
             x = block.forward(&x, Some(&cond))?;
         }
         let x = self.norm.forward(&x)?;
-        let last = context.narrow(1, k - 1, 1)?.squeeze(1)?;
-        let next = (last + self.out.forward(&x)?)?;
+        let next = (base + self.out.forward(&x)?)?;
         Ok((next, x.mean(1)?, cond))
     }
 }
@@ -281,7 +422,7 @@ impl Networks {
         Ok(Self {
             encoder: Encoder::new(cfg, vb.pp("encoder"))?,
             decoder: Decoder::new(cfg, vb.pp("decoder"))?,
-            dynamics: Dynamics::new(cfg, cond_inputs, vb.pp("dynamics"))?,
+            dynamics: Dynamics::new(cfg, cond_inputs, vb.pp("dynamics"), vb.pp("warp"))?,
             audio: AudioHead::new(cfg, vb.pp("audio"))?,
         })
     }
@@ -294,11 +435,20 @@ pub fn flops_per_frame(cfg: &Config, cond_inputs: usize) -> u64 {
     let c = cfg.latent_channels as u64;
     let blocks =
         |n: usize, cond: usize| n as u64 * block_flops(cfg.tokens(), cfg.dim, cfg.mlp_ratio, cond);
-    let dynamics = 2 * t * cfg.context as u64 * c * d
+    let p = cfg.patch_values() as u64;
+    let warp = if cfg.motion_warp {
+        let (h, w) = (cfg.height as u64, cfg.width as u64);
+        // Motion head, linear decode, two interpolation products over 3 channels, linear encode.
+        2 * d * 4 + 2 * t * c * p + 2 * 3 * (h * w * w + h * h * w) + 2 * t * p * c
+    } else {
+        0
+    };
+    let inputs = cfg.context as u64 + u64::from(cfg.motion_warp);
+    let dynamics = warp
+        + 2 * t * inputs * c * d
         + 2 * (cond_inputs as u64 * d + d * d)
         + blocks(cfg.dynamics_layers, cfg.dim)
         + 2 * t * d * c;
-    let p = cfg.patch_values() as u64;
     let decoder = 2 * t * c * d + blocks(cfg.decoder_layers, 0) + 2 * t * d * p + 2 * t * c * p;
     let audio = 2 * (2 * d * d + d * d + d * (cfg.audio_bands * cfg.audio_subframes) as u64);
     dynamics + decoder + audio
@@ -306,3 +456,80 @@ pub fn flops_per_frame(cfg: &Config, cond_inputs: usize) -> u64 {
 
 /// The dtype all networks use.
 pub const DTYPE: DType = DType::F32;
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+    use candle_nn::{VarBuilder, VarMap};
+
+    use super::*;
+
+    /// A warp whose codec is the identity (one latent channel per patch value), so latent
+    /// tokens are pixel patches and the warp's effect can be read off directly.
+    fn identity_warp(shift_x: f32) -> candle_core::Result<(MotionWarp, VarMap)> {
+        let mut cfg = Config::tiny();
+        cfg.motion_warp = true;
+        cfg.latent_channels = cfg.patch_values();
+        let dev = Device::Cpu;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DTYPE, &dev);
+        let warp = MotionWarp::new(&cfg, vb.pp("motion"), vb.pp("warp"))?;
+        let data = varmap.data().lock().unwrap();
+        let n = cfg.patch_values();
+        let eye = Tensor::eye(n, DTYPE, &dev)?;
+        for name in ["warp.decode.weight", "warp.encode.weight"] {
+            data[name].set(&eye)?;
+        }
+        for name in ["warp.decode.bias", "warp.encode.bias"] {
+            data[name].set(&Tensor::zeros(n, DTYPE, &dev)?)?;
+        }
+        data["motion.weight"].set(&Tensor::zeros((4, cfg.dim), DTYPE, &dev)?)?;
+        let bias = Tensor::new(&[shift_x / SHIFT_SCALE as f32, 0.0, 0.0, 0.0], &dev)?;
+        data["motion.bias"].set(&bias)?;
+        drop(data);
+        Ok((warp, varmap))
+    }
+
+    #[test]
+    fn a_one_patch_shift_moves_every_token_one_place_right() -> candle_core::Result<()> {
+        let (warp, _) = identity_warp(8.0)?;
+        let dev = Device::Cpu;
+        // 32×32 pixels in 8×8 patches: a 4×4 grid of tokens of 192 values.
+        let last = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
+        let cond = Tensor::zeros((1, 32), DTYPE, &dev)?;
+        let moved = warp.forward(&last, &cond)?;
+        for row in 0..4 {
+            for col in 1..4 {
+                let got = moved.narrow(1, row * 4 + col, 1)?;
+                let want = last.narrow(1, row * 4 + col - 1, 1)?;
+                let err = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(err < 1e-5, "token ({row}, {col}) differs by {err}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_shift_is_learnable_from_the_identity() -> candle_core::Result<()> {
+        // A target moved 3 pixels right; starting slightly off the identity, the gradient must
+        // ask for a larger shift.
+        let dev = Device::Cpu;
+        let last = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
+        let cond = Tensor::zeros((1, 32), DTYPE, &dev)?;
+        let (target_warp, _) = identity_warp(3.0)?;
+        let target = target_warp.forward(&last, &cond)?;
+        let (warp, varmap) = identity_warp(0.01)?;
+        let loss = (warp.forward(&last, &cond)? - target)?.sqr()?.mean_all()?;
+        let grads = loss.backward()?;
+        let bias = varmap.data().lock().unwrap()["motion.bias"]
+            .as_tensor()
+            .clone();
+        let g = grads.get(&bias).expect("gradient reaches the motion head");
+        let g: Vec<f32> = g.to_vec1()?;
+        assert!(
+            g[0] < 0.0,
+            "gradient on the shift {g:?} should ask for more shift"
+        );
+        Ok(())
+    }
+}

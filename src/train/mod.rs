@@ -320,6 +320,9 @@ fn train_in_pool(
     let first_stage = state.stage;
     for stage in Stage::ALL.into_iter().skip_while(|s| *s != first_stage) {
         let sc = cfg.stage(stage);
+        if stage == Stage::Dynamics && state.step == 0 && cfg.model.motion_warp {
+            start_warp_at_codec(&run.varmap)?;
+        }
         if stage != Stage::Autoencoder && run.latents.is_none() && sc.steps > state.step {
             run.latents = Some(run.encode_all()?);
             let decoder_skip = run
@@ -457,7 +460,11 @@ fn reseed(varmap: &VarMap, seed: u64) -> Result<()> {
             continue;
         }
         let mut rng = NoiseRng::new(seed ^ fnv(name));
-        let fresh: Vec<f32> = if name.ends_with("pos") {
+        let fresh: Vec<f32> = if name.starts_with("dynamics.motion.") {
+            // The motion head starts near the identity warp, but not at it: the interpolation's
+            // gradient with respect to the shift vanishes at exactly zero.
+            (0..values.len()).map(|_| rng.normal() * 1e-3).collect()
+        } else if name.ends_with("pos") {
             (0..values.len()).map(|_| rng.normal() * 0.02).collect()
         } else if name.ends_with(".weight") {
             // 1/√fan-in keeps activations at unit scale through the residual stream.
@@ -534,6 +541,25 @@ fn start_codec_at_pca(
     ] {
         let var = &map[name];
         set(name, &var.as_tensor().zeros_like()?)?;
+    }
+    Ok(())
+}
+
+/// Copies the encoder's and decoder's linear paths into the motion warp's frozen codec
+/// ([`MotionWarp`](crate::default_model::network::MotionWarp)) as the dynamics stage starts.
+fn start_warp_at_codec(varmap: &VarMap) -> Result<()> {
+    let map = varmap.data().lock().expect("varmap lock");
+    let get = |name: &str| {
+        map.get(name)
+            .ok_or_else(|| Error::Other(format!("model has no `{name}`")))
+    };
+    for (from, to) in [
+        ("encoder.skip.weight", "warp.encode.weight"),
+        ("encoder.skip.bias", "warp.encode.bias"),
+        ("decoder.skip.weight", "warp.decode.weight"),
+        ("decoder.skip.bias", "warp.decode.bias"),
+    ] {
+        get(to)?.set(&get(from)?.as_tensor().detach())?;
     }
     Ok(())
 }
