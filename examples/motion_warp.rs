@@ -15,6 +15,9 @@ use bevy_nacre::reference::render::HALF_FOV;
 use bevy_nacre::reference::{LOOK_RATE, TURN_RATE, action_index as ai};
 use candle_core::{Device, Tensor};
 
+/// A named action: `(channel, value)` pairs, and the reference's horizontal shift if known.
+type Case = (&'static str, &'static [(usize, f32)], Option<f32>);
+
 fn main() -> bevy_nacre::Result<()> {
     let Some(model_dir) = std::env::args_os().nth(1).map(PathBuf::from) else {
         eprintln!("usage: motion_warp MODEL_DIR");
@@ -37,7 +40,7 @@ fn main() -> bevy_nacre::Result<()> {
     // Pixels the view moves at the picture's centre when the camera rotates by `angle`.
     let focal = cfg.width as f32 / 2.0 / HALF_FOV.tan();
     let centre_shift = |rate: f32| focal * (rate / cfg.fps).tan();
-    let cases: [(&str, &[(usize, f32)], Option<f32>); 8] = [
+    let cases: [Case; 8] = [
         ("standing still", &[], Some(0.0)),
         // Turning right moves the world left across the picture.
         (
@@ -79,8 +82,7 @@ fn main() -> bevy_nacre::Result<()> {
         encode_condition(&spec, &action.values, &controls.values, noise, &mut cond);
         let len = cond.len();
         let cond = Tensor::from_vec(cond, (1, len), &device)?;
-        let embedded = nets.dynamics.embed_condition(&cond)?;
-        let [sx, zx, sy, zy] = warp.motion(&embedded)?.map(|t| {
+        let [sx, zx, sy, zy] = warp.motion(&cond)?.map(|t| {
             t.flatten_all()
                 .and_then(|t| t.to_vec1::<f32>())
                 .map(|v| v[0])

@@ -172,16 +172,20 @@ impl Module for ConditionEmbedding {
     }
 }
 
-/// Largest shift, in pixels, that one unit of the motion head's output stands for.
-const SHIFT_SCALE: f64 = 8.0;
-/// Log-zoom that one unit of the motion head's output stands for.
-const ZOOM_SCALE: f64 = 0.1;
+/// Pixels of shift that one unit of the motion head's output stands for. AdamW moves each weight
+/// by about the learning rate per step whatever the gradient's size, so this scale sets how fast
+/// the shift can learn: at 64, a weight step of 5e-4 moves the view by 0.03 pixels, and a full
+/// turn's 5 pixels per frame is reached in a few hundred steps (at 8 it had reached 0.3 after 200).
+const SHIFT_SCALE: f64 = 64.0;
+/// Log-zoom that one unit of the motion head's output stands for (same reasoning).
+const ZOOM_SCALE: f64 = 1.0;
 
 /// Motion-compensated prediction for the dynamics. Turning moves the whole view sideways by a
 /// few pixels per frame, looking up or down moves it vertically, walking zooms it; a transformer
 /// that must learn to move every token itself learns this slowly (the first candidates did not
-/// learn turning at all). Here a small head reads the embedded action and gives a global shift
-/// and zoom per axis; the last latent frame is decoded to pixels with the linear (PCA) path,
+/// learn turning at all). Here a linear head reads the step's condition vector (action, controls,
+/// noise level) and gives a global shift and zoom per axis: turning by half the rate moves the
+/// view half as far, which a linear map of the action expresses exactly; the last latent frame is decoded to pixels with the linear (PCA) path,
 /// moved by that warp with linear interpolation, and encoded back. The dynamics then predicts
 /// only what the warp leaves: the new content at the edges, parallax, light.
 ///
@@ -199,15 +203,21 @@ pub struct MotionWarp {
 }
 
 impl MotionWarp {
-    /// `head_vb`: the trained motion head (`dim → 4`, small random start so that gradients reach
-    /// it from the identity warp); `codec_vb`: `decode` (C → p²·3) and `encode` (p²·3 → C).
-    pub fn new(cfg: &Config, head_vb: VarBuilder, codec_vb: VarBuilder) -> Result<Self> {
+    /// `head_vb`: the trained motion head (`cond_inputs → 4`, small random start so that
+    /// gradients reach it from the identity warp); `codec_vb`: `decode` (C → p²·3) and `encode`
+    /// (p²·3 → C).
+    pub fn new(
+        cfg: &Config,
+        cond_inputs: usize,
+        head_vb: VarBuilder,
+        codec_vb: VarBuilder,
+    ) -> Result<Self> {
         let small = candle_nn::Init::Randn {
             mean: 0.0,
-            stdev: 1e-3,
+            stdev: 1e-4,
         };
         let head = Linear::new(
-            head_vb.get_with_hints((4, cfg.dim), "weight", small)?,
+            head_vb.get_with_hints((4, cond_inputs), "weight", small)?,
             Some(head_vb.get_with_hints(4, "bias", candle_nn::Init::Const(0.0))?),
         );
         Ok(Self {
@@ -231,8 +241,9 @@ impl MotionWarp {
     /// The warp's parameters for each sample: `(shift_x, zoom_x, shift_y, zoom_y)`, each
     /// `(batch, 1)`; shifts in pixels (positive moves content right or down), zooms as factors
     /// (above 1 magnifies).
-    pub fn motion(&self, cond: &Tensor) -> Result<[Tensor; 4]> {
-        let m = self.head.forward(cond)?;
+    /// `condition`: the condition vectors `(batch, cond_inputs)`.
+    pub fn motion(&self, condition: &Tensor) -> Result<[Tensor; 4]> {
+        let m = self.head.forward(condition)?;
         let part = |i: usize| m.narrow(1, i, 1);
         Ok([
             (part(0)? * SHIFT_SCALE)?,
@@ -242,10 +253,10 @@ impl MotionWarp {
         ])
     }
 
-    /// `last`: `(batch, tokens, C)`; `cond`: the embedded condition `(batch, dim)`. Returns the
-    /// warped latent `(batch, tokens, C)`.
-    pub fn forward(&self, last: &Tensor, cond: &Tensor) -> Result<Tensor> {
-        let [shift_x, zoom_x, shift_y, zoom_y] = self.motion(cond)?;
+    /// `last`: `(batch, tokens, C)`; `condition`: `(batch, cond_inputs)`. Returns the warped
+    /// latent `(batch, tokens, C)`.
+    pub fn forward(&self, last: &Tensor, condition: &Tensor) -> Result<Tensor> {
+        let [shift_x, zoom_x, shift_y, zoom_y] = self.motion(condition)?;
         let pixels = unpatchify(
             &self.decode.forward(last)?,
             self.patch,
@@ -319,7 +330,12 @@ impl Dynamics {
             Some(out_vb.get_with_hints(cfg.latent_channels, "bias", zero)?),
         );
         let warp = if cfg.motion_warp {
-            Some(MotionWarp::new(cfg, vb.pp("motion"), codec_vb)?)
+            Some(MotionWarp::new(
+                cfg,
+                cond_inputs,
+                vb.pp("motion"),
+                codec_vb,
+            )?)
         } else {
             None
         };
@@ -341,11 +357,6 @@ impl Dynamics {
         self.warp.as_ref()
     }
 
-    /// The embedded condition `(batch, dim)` that modulates the blocks and drives the warp.
-    pub fn embed_condition(&self, condition: &Tensor) -> Result<Tensor> {
-        self.cond.forward(condition)
-    }
-
     /// `context`: `(batch, k, tokens, C)`, oldest first; `condition`: `(batch, cond_inputs)`.
     /// Returns the next latent `(batch, tokens, C)` and the pooled hidden state `(batch, dim)`
     /// and the embedded condition `(batch, dim)` for the audio head.
@@ -360,7 +371,7 @@ impl Dynamics {
         let last = context.narrow(1, k - 1, 1)?.squeeze(1)?;
         let (base, stacked) = match &self.warp {
             Some(warp) => {
-                let moved = warp.forward(&last, &cond)?;
+                let moved = warp.forward(&last, condition)?;
                 let stacked = Tensor::cat(&[&stacked, &moved], D::Minus1)?;
                 (moved, stacked)
             }
@@ -439,7 +450,7 @@ pub fn flops_per_frame(cfg: &Config, cond_inputs: usize) -> u64 {
     let warp = if cfg.motion_warp {
         let (h, w) = (cfg.height as u64, cfg.width as u64);
         // Motion head, linear decode, two interpolation products over 3 channels, linear encode.
-        2 * d * 4 + 2 * t * c * p + 2 * 3 * (h * w * w + h * h * w) + 2 * t * p * c
+        2 * cond_inputs as u64 * 4 + 2 * t * c * p + 2 * 3 * (h * w * w + h * h * w) + 2 * t * p * c
     } else {
         0
     };
@@ -473,7 +484,7 @@ mod tests {
         let dev = Device::Cpu;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DTYPE, &dev);
-        let warp = MotionWarp::new(&cfg, vb.pp("motion"), vb.pp("warp"))?;
+        let warp = MotionWarp::new(&cfg, 6, vb.pp("motion"), vb.pp("warp"))?;
         let data = varmap.data().lock().unwrap();
         let n = cfg.patch_values();
         let eye = Tensor::eye(n, DTYPE, &dev)?;
@@ -483,7 +494,7 @@ mod tests {
         for name in ["warp.decode.bias", "warp.encode.bias"] {
             data[name].set(&Tensor::zeros(n, DTYPE, &dev)?)?;
         }
-        data["motion.weight"].set(&Tensor::zeros((4, cfg.dim), DTYPE, &dev)?)?;
+        data["motion.weight"].set(&Tensor::zeros((4, 6), DTYPE, &dev)?)?;
         let bias = Tensor::new(&[shift_x / SHIFT_SCALE as f32, 0.0, 0.0, 0.0], &dev)?;
         data["motion.bias"].set(&bias)?;
         drop(data);
@@ -496,7 +507,7 @@ mod tests {
         let dev = Device::Cpu;
         // 32×32 pixels in 8×8 patches: a 4×4 grid of tokens of 192 values.
         let last = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
-        let cond = Tensor::zeros((1, 32), DTYPE, &dev)?;
+        let cond = Tensor::zeros((1, 6), DTYPE, &dev)?;
         let moved = warp.forward(&last, &cond)?;
         for row in 0..4 {
             for col in 1..4 {
@@ -515,7 +526,7 @@ mod tests {
         // ask for a larger shift.
         let dev = Device::Cpu;
         let last = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
-        let cond = Tensor::zeros((1, 32), DTYPE, &dev)?;
+        let cond = Tensor::zeros((1, 6), DTYPE, &dev)?;
         let (target_warp, _) = identity_warp(3.0)?;
         let target = target_warp.forward(&last, &cond)?;
         let (warp, varmap) = identity_warp(0.01)?;

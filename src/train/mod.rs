@@ -463,7 +463,7 @@ fn reseed(varmap: &VarMap, seed: u64) -> Result<()> {
         let fresh: Vec<f32> = if name.starts_with("dynamics.motion.") {
             // The motion head starts near the identity warp, but not at it: the interpolation's
             // gradient with respect to the shift vanishes at exactly zero.
-            (0..values.len()).map(|_| rng.normal() * 1e-3).collect()
+            (0..values.len()).map(|_| rng.normal() * 1e-4).collect()
         } else if name.ends_with("pos") {
             (0..values.len()).map(|_| rng.normal() * 0.02).collect()
         } else if name.ends_with(".weight") {
