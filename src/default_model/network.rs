@@ -174,11 +174,12 @@ impl Module for ConditionEmbedding {
 
 /// Pixels of shift that one unit of the motion head's output stands for. AdamW moves each weight
 /// by about the learning rate per step whatever the gradient's size, so this scale sets how fast
-/// the shift can learn: at 64, a weight step of 5e-4 moves the view by 0.03 pixels, and a full
-/// turn's 5 pixels per frame is reached in a few hundred steps (at 8 it had reached 0.3 after 200).
-const SHIFT_SCALE: f64 = 64.0;
-/// Log-zoom that one unit of the motion head's output stands for (same reasoning).
-const ZOOM_SCALE: f64 = 1.0;
+/// the shift can move in training (0.008 pixels per step at a learning rate of 5e-4). Training
+/// starts the shift at the motion measured in the data (`train::motion`).
+pub const SHIFT_SCALE: f64 = 16.0;
+/// Log-zoom that one unit of the motion head's output stands for (same reasoning; the zoom is
+/// not measured, it learns from the loss alone).
+pub const ZOOM_SCALE: f64 = 1.0;
 
 /// Motion-compensated prediction for the dynamics. Turning moves the whole view sideways by a
 /// few pixels per frame, looking up or down moves it vertically, walking zooms it; a transformer

@@ -14,6 +14,7 @@
 //! `checkpoint_every` steps and when training is stopped; `resume` continues from it exactly.
 
 pub mod data;
+pub mod motion;
 pub mod optim;
 pub mod pca;
 pub mod plot;
@@ -322,6 +323,7 @@ fn train_in_pool(
         let sc = cfg.stage(stage);
         if stage == Stage::Dynamics && state.step == 0 && cfg.model.motion_warp {
             start_warp_at_codec(&run.varmap)?;
+            start_motion_at_measured(&run.varmap, &run.data, &cfg.model, &run.device)?;
         }
         if stage != Stage::Autoencoder && run.latents.is_none() && sc.steps > state.step {
             run.latents = Some(run.encode_all()?);
@@ -561,6 +563,44 @@ fn start_warp_at_codec(varmap: &VarMap) -> Result<()> {
     ] {
         get(to)?.set(&get(from)?.as_tensor().detach())?;
     }
+    Ok(())
+}
+
+/// Starts the motion head's shifts at a least-squares fit of the global image motion measured
+/// between consecutive training frames to their condition vectors (see [`motion`]).
+fn start_motion_at_measured(
+    varmap: &VarMap,
+    data: &TrainingData,
+    cfg: &Config,
+    device: &Device,
+) -> Result<()> {
+    use crate::default_model::network::SHIFT_SCALE;
+    let measured = motion::measure(data, 2);
+    let rows: Vec<usize> = measured.iter().map(|m| m.0).collect();
+    let noise = cfg.inference_noise / cfg.train_noise_max.max(f32::EPSILON);
+    let conditions = data.conditions(&rows, &vec![noise; rows.len()], device)?;
+    let inputs: Vec<Vec<f32>> = conditions.to_vec2()?;
+    let map = varmap.data().lock().expect("varmap lock");
+    let get = |name: &str| {
+        map.get(name)
+            .ok_or_else(|| Error::Other(format!("model has no `{name}`")))
+    };
+    let mut weight: Vec<Vec<f32>> = get("dynamics.motion.weight")?.as_tensor().to_vec2()?;
+    let mut bias: Vec<f32> = get("dynamics.motion.bias")?.as_tensor().to_vec1()?;
+    // Rows 0 and 2 of the head are the horizontal and vertical shift.
+    for (row, axis) in [(0, 0), (2, 1)] {
+        let targets: Vec<f32> = measured
+            .iter()
+            .map(|m| if axis == 0 { m.1 } else { m.2 })
+            .collect();
+        let (w, b) = motion::fit_linear(&inputs, &targets)?;
+        weight[row] = w.iter().map(|v| v / SHIFT_SCALE as f32).collect();
+        bias[row] = b / SHIFT_SCALE as f32;
+    }
+    let (rows_n, cols) = (weight.len(), weight[0].len());
+    let flat: Vec<f32> = weight.into_iter().flatten().collect();
+    get("dynamics.motion.weight")?.set(&Tensor::from_vec(flat, (rows_n, cols), device)?)?;
+    get("dynamics.motion.bias")?.set(&Tensor::from_vec(bias, rows_n, device)?)?;
     Ok(())
 }
 
