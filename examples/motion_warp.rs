@@ -1,9 +1,11 @@
 //! What a trained default model's motion warp learned: for a few actions, the global shift and
 //! zoom its motion head gives the last frame, next to how far the reference world's view moves
-//! at the centre of the picture for the same action in one frame.
+//! at the centre of the picture for the same action in one frame and, given a dataset, the
+//! least-squares fit of the shifts measured between its consecutive frames (what training
+//! starts the head at).
 //!
 //! ```sh
-//! cargo run --release --example motion_warp -- assets/models/default
+//! cargo run --release --example motion_warp -- assets/models/default [data/heldout128]
 //! ```
 
 use std::path::PathBuf;
@@ -13,14 +15,17 @@ use bevy_nacre::default_model::weights::load_networks;
 use bevy_nacre::default_model::{Config, spec_for};
 use bevy_nacre::reference::render::HALF_FOV;
 use bevy_nacre::reference::{LOOK_RATE, TURN_RATE, action_index as ai};
+use bevy_nacre::train::data::TrainingData;
+use bevy_nacre::train::motion;
 use candle_core::{Device, Tensor};
 
 /// A named action: `(channel, value)` pairs, and the reference's horizontal shift if known.
 type Case = (&'static str, &'static [(usize, f32)], Option<f32>);
 
 fn main() -> bevy_nacre::Result<()> {
-    let Some(model_dir) = std::env::args_os().nth(1).map(PathBuf::from) else {
-        eprintln!("usage: motion_warp MODEL_DIR");
+    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    let Some(model_dir) = args.first() else {
+        eprintln!("usage: motion_warp MODEL_DIR [DATA_DIR]");
         std::process::exit(2);
     };
     let device = Device::Cpu;
@@ -69,9 +74,30 @@ fn main() -> bevy_nacre::Result<()> {
     ];
     let noise = cfg.inference_noise / cfg.train_noise_max.max(f32::EPSILON);
     let controls = spec.default_controls();
+    // The data's measured shifts, fitted linearly to the condition vectors.
+    let fits = match args.get(1) {
+        Some(dir) => {
+            let data = TrainingData::load(dir, &cfg)?;
+            let measured = motion::measure(&data, 1);
+            let rows: Vec<usize> = measured.iter().map(|m| m.0).collect();
+            let inputs = data
+                .conditions(&rows, &vec![noise; rows.len()], &device)?
+                .to_vec2::<f32>()?;
+            let xs: Vec<f32> = measured.iter().map(|m| m.1).collect();
+            let ys: Vec<f32> = measured.iter().map(|m| m.2).collect();
+            println!("{} frame pairs measured in {}", rows.len(), dir.display());
+            Some((
+                motion::fit_linear(&inputs, &xs)?,
+                motion::fit_linear(&inputs, &ys)?,
+            ))
+        }
+        None => None,
+    };
+    let apply =
+        |(w, b): &(Vec<f32>, f32), x: &[f32]| w.iter().zip(x).map(|(a, b)| a * b).sum::<f32>() + b;
     println!(
-        "{:<16} {:>9} {:>7} {:>9} {:>7} {:>15}",
-        "action", "shift x", "zoom x", "shift y", "zoom y", "reference x"
+        "{:<16} {:>9} {:>7} {:>9} {:>7} {:>15} {:>17}",
+        "action", "shift x", "zoom x", "shift y", "zoom y", "reference x", "data fit x, y"
     );
     for (name, values, reference) in cases {
         let mut action = spec.neutral_action();
@@ -81,6 +107,9 @@ fn main() -> bevy_nacre::Result<()> {
         let mut cond = Vec::new();
         encode_condition(&spec, &action.values, &controls.values, noise, &mut cond);
         let len = cond.len();
+        let fit = fits.as_ref().map_or("-".to_string(), |(fx, fy)| {
+            format!("{:+.2}, {:+.2}", apply(fx, &cond), apply(fy, &cond))
+        });
         let cond = Tensor::from_vec(cond, (1, len), &device)?;
         let [sx, zx, sy, zy] = warp.motion(&cond)?.map(|t| {
             t.flatten_all()
@@ -89,7 +118,7 @@ fn main() -> bevy_nacre::Result<()> {
         });
         let reference = reference.map_or("-".to_string(), |r| format!("{r:+.2} px"));
         println!(
-            "{name:<16} {:>+9.2} {:>7.4} {:>+9.2} {:>7.4} {reference:>15}",
+            "{name:<16} {:>+9.2} {:>7.4} {:>+9.2} {:>7.4} {reference:>15} {fit:>17}",
             sx?, zx?, sy?, zy?
         );
     }
