@@ -3,8 +3,9 @@
 //! controls.
 //!
 //! - [`network`]: encoder and decoder between 128×128 pixels and a 16×16 grid of latent tokens,
-//!   the dynamics that predicts the next latent frame (conditioned through adaptive layer norm),
-//!   and the audio head that predicts the frame's band spectrum.
+//!   the dynamics that predicts the next latent frame (conditioned through adaptive layer norm,
+//!   after a motion warp that moves the last frame by the shift and zoom the action causes), and
+//!   the audio head that predicts the frame's band spectrum.
 //! - [`model`]: the [`WorldModel`](crate::model::WorldModel) implementation; a session keeps
 //!   only its last `context` latents, so cost and memory per frame are constant.
 //! - Training is in [`crate::train`]; evaluation in [`crate::eval`].
