@@ -1,8 +1,8 @@
 //! What a trained default model's motion warp learned: for a few actions, the global shift and
 //! zoom its motion head gives the last frame, next to how far the reference world's view moves
 //! at the centre of the picture for the same action in one frame and, given a dataset, the
-//! least-squares fit of the shifts measured between its consecutive frames (what training
-//! starts the head at).
+//! least-squares fit of the shifts measured between its consecutive frames to the actions (what
+//! training starts the head at, less the fit's intercept).
 //!
 //! ```sh
 //! cargo run --release --example motion_warp -- assets/models/default [data/heldout128]
@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use bevy_nacre::default_model::conditions::{condition_len, encode_condition};
+use bevy_nacre::default_model::conditions::{action_len, condition_len, encode_condition};
 use bevy_nacre::default_model::weights::load_networks;
 use bevy_nacre::default_model::{Config, spec_for};
 use bevy_nacre::reference::render::HALF_FOV;
@@ -82,6 +82,7 @@ fn main() -> bevy_nacre::Result<()> {
             let rows: Vec<usize> = measured.iter().map(|m| m.0).collect();
             let inputs = data
                 .conditions(&rows, &vec![noise; rows.len()], &device)?
+                .narrow(1, 0, action_len(&spec))?
                 .to_vec2::<f32>()?;
             let xs: Vec<f32> = measured.iter().map(|m| m.1).collect();
             let ys: Vec<f32> = measured.iter().map(|m| m.2).collect();

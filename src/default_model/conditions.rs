@@ -7,16 +7,20 @@ use std::f32::consts::TAU;
 
 use crate::spec::{ActionKind, ControlKind, ModelSpec};
 
-/// Length of the condition vector for `spec`.
-pub fn condition_len(spec: &ModelSpec) -> usize {
-    let actions: usize = spec
-        .actions
+/// Length of the action part at the start of the condition vector for `spec`.
+pub fn action_len(spec: &ModelSpec) -> usize {
+    spec.actions
         .iter()
         .map(|c| match &c.kind {
             ActionKind::Discrete { choices } => choices.len(),
             _ => 1,
         })
-        .sum();
+        .sum()
+}
+
+/// Length of the condition vector for `spec`.
+pub fn condition_len(spec: &ModelSpec) -> usize {
+    let actions = action_len(spec);
     let controls: usize = spec
         .controls
         .iter()

@@ -184,9 +184,12 @@ pub const ZOOM_SCALE: f64 = 1.0;
 /// Motion-compensated prediction for the dynamics. Turning moves the whole view sideways by a
 /// few pixels per frame, looking up or down moves it vertically, walking zooms it; a transformer
 /// that must learn to move every token itself learns this slowly (the first candidates did not
-/// learn turning at all). Here a linear head reads the step's condition vector (action, controls,
-/// noise level) and gives a global shift and zoom per axis: turning by half the rate moves the
-/// view half as far, which a linear map of the action expresses exactly; the last latent frame is decoded to pixels with the linear (PCA) path,
+/// learn turning at all). Here a linear head without bias reads the action part of the step's
+/// condition vector and gives a global shift and zoom per axis: turning by half the rate moves
+/// the view half as far, which a linear map of the action expresses exactly, and no action means
+/// no warp at all. (A first version also read the director controls and the noise level and had a
+/// bias: standing still, it then shifted and zoomed the view a fraction of a pixel per frame, and
+/// over a few hundred frames the repeated edge rows — the sky — filled the picture with white.) the last latent frame is decoded to pixels with the linear (PCA) path,
 /// moved by that warp with linear interpolation, and encoded back. The dynamics then predicts
 /// only what the warp leaves: the new content at the edges, parallax, light.
 ///
@@ -195,7 +198,9 @@ pub const ZOOM_SCALE: f64 = 1.0;
 /// later fine-tuning cannot change what the dynamics learned to expect.
 #[derive(Clone, Debug)]
 pub struct MotionWarp {
-    head: Linear,
+    /// `(4, action inputs)`; no bias.
+    head: Tensor,
+    action_inputs: usize,
     decode: Linear,
     encode: Linear,
     patch: usize,
@@ -204,12 +209,12 @@ pub struct MotionWarp {
 }
 
 impl MotionWarp {
-    /// `head_vb`: the trained motion head (`cond_inputs → 4`, small random start so that
-    /// gradients reach it from the identity warp); `codec_vb`: `decode` (C → p²·3) and `encode`
-    /// (p²·3 → C).
+    /// `head_vb`: the trained motion head's `weight` (`action_inputs → 4`, small random start
+    /// so that gradients reach it from the identity warp); `codec_vb`: `decode` (C → p²·3) and
+    /// `encode` (p²·3 → C).
     pub fn new(
         cfg: &Config,
-        cond_inputs: usize,
+        action_inputs: usize,
         head_vb: VarBuilder,
         codec_vb: VarBuilder,
     ) -> Result<Self> {
@@ -217,12 +222,9 @@ impl MotionWarp {
             mean: 0.0,
             stdev: 1e-4,
         };
-        let head = Linear::new(
-            head_vb.get_with_hints((4, cond_inputs), "weight", small)?,
-            Some(head_vb.get_with_hints(4, "bias", candle_nn::Init::Const(0.0))?),
-        );
         Ok(Self {
-            head,
+            head: head_vb.get_with_hints((4, action_inputs), "weight", small)?,
+            action_inputs,
             decode: linear(
                 cfg.latent_channels,
                 cfg.patch_values(),
@@ -242,9 +244,10 @@ impl MotionWarp {
     /// The warp's parameters for each sample: `(shift_x, zoom_x, shift_y, zoom_y)`, each
     /// `(batch, 1)`; shifts in pixels (positive moves content right or down), zooms as factors
     /// (above 1 magnifies).
-    /// `condition`: the condition vectors `(batch, cond_inputs)`.
+    /// `condition`: the condition vectors `(batch, cond_inputs)`, actions first.
     pub fn motion(&self, condition: &Tensor) -> Result<[Tensor; 4]> {
-        let m = self.head.forward(condition)?;
+        let actions = condition.narrow(1, 0, self.action_inputs)?;
+        let m = actions.matmul(&self.head.t()?)?;
         let part = |i: usize| m.narrow(1, i, 1);
         Ok([
             (part(0)? * SHIFT_SCALE)?,
@@ -331,9 +334,10 @@ impl Dynamics {
             Some(out_vb.get_with_hints(cfg.latent_channels, "bias", zero)?),
         );
         let warp = if cfg.motion_warp {
+            let action_inputs = super::conditions::action_len(&super::spec_for(cfg));
             Some(MotionWarp::new(
                 cfg,
-                cond_inputs,
+                action_inputs,
                 vb.pp("motion"),
                 codec_vb,
             )?)
@@ -451,7 +455,10 @@ pub fn flops_per_frame(cfg: &Config, cond_inputs: usize) -> u64 {
     let warp = if cfg.motion_warp {
         let (h, w) = (cfg.height as u64, cfg.width as u64);
         // Motion head, linear decode, two interpolation products over 3 channels, linear encode.
-        2 * cond_inputs as u64 * 4 + 2 * t * c * p + 2 * 3 * (h * w * w + h * h * w) + 2 * t * p * c
+        2 * 4 * super::conditions::action_len(&super::spec_for(cfg)) as u64
+            + 2 * t * c * p
+            + 2 * 3 * (h * w * w + h * h * w)
+            + 2 * t * p * c
     } else {
         0
     };
@@ -495,9 +502,10 @@ mod tests {
         for name in ["warp.decode.bias", "warp.encode.bias"] {
             data[name].set(&Tensor::zeros(n, DTYPE, &dev)?)?;
         }
-        data["motion.weight"].set(&Tensor::zeros((4, 6), DTYPE, &dev)?)?;
-        let bias = Tensor::new(&[shift_x / SHIFT_SCALE as f32, 0.0, 0.0, 0.0], &dev)?;
-        data["motion.bias"].set(&bias)?;
+        // Action 0 drives the horizontal shift.
+        let mut head = vec![0f32; 4 * 6];
+        head[0] = shift_x / SHIFT_SCALE as f32;
+        data["motion.weight"].set(&Tensor::from_vec(head, (4, 6), &dev)?)?;
         drop(data);
         Ok((warp, varmap))
     }
@@ -508,7 +516,7 @@ mod tests {
         let dev = Device::Cpu;
         // 32×32 pixels in 8×8 patches: a 4×4 grid of tokens of 192 values.
         let last = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
-        let cond = Tensor::zeros((1, 6), DTYPE, &dev)?;
+        let cond = Tensor::new(&[[1f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.7]], &dev)?;
         let moved = warp.forward(&last, &cond)?;
         for row in 0..4 {
             for col in 1..4 {
@@ -527,17 +535,17 @@ mod tests {
         // ask for a larger shift.
         let dev = Device::Cpu;
         let last = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
-        let cond = Tensor::zeros((1, 6), DTYPE, &dev)?;
+        let cond = Tensor::new(&[[1f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.7]], &dev)?;
         let (target_warp, _) = identity_warp(3.0)?;
         let target = target_warp.forward(&last, &cond)?;
         let (warp, varmap) = identity_warp(0.01)?;
         let loss = (warp.forward(&last, &cond)? - target)?.sqr()?.mean_all()?;
         let grads = loss.backward()?;
-        let bias = varmap.data().lock().unwrap()["motion.bias"]
+        let head = varmap.data().lock().unwrap()["motion.weight"]
             .as_tensor()
             .clone();
-        let g = grads.get(&bias).expect("gradient reaches the motion head");
-        let g: Vec<f32> = g.to_vec1()?;
+        let g = grads.get(&head).expect("gradient reaches the motion head");
+        let g: Vec<f32> = g.flatten_all()?.to_vec1()?;
         assert!(
             g[0] < 0.0,
             "gradient on the shift {g:?} should ask for more shift"

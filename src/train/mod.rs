@@ -567,7 +567,7 @@ fn start_warp_at_codec(varmap: &VarMap) -> Result<()> {
 }
 
 /// Starts the motion head's shifts at a least-squares fit of the global image motion measured
-/// between consecutive training frames to their condition vectors (see [`motion`]).
+/// between consecutive training frames to their actions (see [`motion`]).
 fn start_motion_at_measured(
     varmap: &VarMap,
     data: &TrainingData,
@@ -579,28 +579,27 @@ fn start_motion_at_measured(
     let rows: Vec<usize> = measured.iter().map(|m| m.0).collect();
     let noise = cfg.inference_noise / cfg.train_noise_max.max(f32::EPSILON);
     let conditions = data.conditions(&rows, &vec![noise; rows.len()], device)?;
-    let inputs: Vec<Vec<f32>> = conditions.to_vec2()?;
+    let actions = crate::default_model::conditions::action_len(&data.spec);
+    let inputs: Vec<Vec<f32>> = conditions.narrow(1, 0, actions)?.to_vec2()?;
     let map = varmap.data().lock().expect("varmap lock");
     let get = |name: &str| {
         map.get(name)
             .ok_or_else(|| Error::Other(format!("model has no `{name}`")))
     };
     let mut weight: Vec<Vec<f32>> = get("dynamics.motion.weight")?.as_tensor().to_vec2()?;
-    let mut bias: Vec<f32> = get("dynamics.motion.bias")?.as_tensor().to_vec1()?;
-    // Rows 0 and 2 of the head are the horizontal and vertical shift.
+    // Rows 0 and 2 of the head are the horizontal and vertical shift. The head has no bias (no
+    // action, no motion); the fit's intercept takes up the measurement's own bias.
     for (row, axis) in [(0, 0), (2, 1)] {
         let targets: Vec<f32> = measured
             .iter()
             .map(|m| if axis == 0 { m.1 } else { m.2 })
             .collect();
-        let (w, b) = motion::fit_linear(&inputs, &targets)?;
+        let (w, _intercept) = motion::fit_linear(&inputs, &targets)?;
         weight[row] = w.iter().map(|v| v / SHIFT_SCALE as f32).collect();
-        bias[row] = b / SHIFT_SCALE as f32;
     }
     let (rows_n, cols) = (weight.len(), weight[0].len());
     let flat: Vec<f32> = weight.into_iter().flatten().collect();
     get("dynamics.motion.weight")?.set(&Tensor::from_vec(flat, (rows_n, cols), device)?)?;
-    get("dynamics.motion.bias")?.set(&Tensor::from_vec(bias, rows_n, device)?)?;
     Ok(())
 }
 
