@@ -62,7 +62,9 @@ pub struct Config {
 pub const CONFIG_FORMAT: u32 = 1;
 
 impl Default for Config {
-    /// The shipped configuration: 128×128 output, 8×8 patches (a 16×16 token grid), width 128.
+    /// The configuration `configs/default.json` trains: 128×128 output, 8×8 patches (a 16×16
+    /// token grid), width 128, motion warp. (The weights shipped today predate the warp; their
+    /// `config.json` has no `motion_warp`.)
     fn default() -> Self {
         Self {
             format_version: CONFIG_FORMAT,
