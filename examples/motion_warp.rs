@@ -42,7 +42,7 @@ fn main() -> bevy_nacre::Result<()> {
         return Ok(());
     };
 
-    // Pixels the view moves at the picture's centre when the camera rotates by `angle`.
+    // Pixels the view moves at the picture's centre in one frame of rotating at `rate`.
     let focal = cfg.width as f32 / 2.0 / HALF_FOV.tan();
     let centre_shift = |rate: f32| focal * (rate / cfg.fps).tan();
     let cases: [Case; 8] = [
@@ -74,7 +74,7 @@ fn main() -> bevy_nacre::Result<()> {
     ];
     let noise = cfg.inference_noise / cfg.train_noise_max.max(f32::EPSILON);
     let controls = spec.default_controls();
-    // The data's measured shifts, fitted linearly to the condition vectors.
+    // The data's measured shifts, fitted linearly to the actions.
     let fits = match args.get(1) {
         Some(dir) => {
             let data = TrainingData::load(dir, &cfg)?;

@@ -6,7 +6,7 @@
 //! five pixels per frame, so the gradient is weak and noisy (a first run reached 0.2 of the needed
 //! shift after 200 steps). The motion is measurable, though: for pairs of consecutive frames, the
 //! horizontal and vertical shift that best aligns them is found by search, and a least-squares
-//! fit of those shifts to the condition vectors gives the head's start, the way the principal
+//! fit of those shifts to the actions gives the head's start, the way the principal
 //! components give the codec's. Nothing here knows the reference world; any dataset works.
 
 use crate::error::{Error, Result};
