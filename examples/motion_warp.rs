@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use bevy_nacre::default_model::conditions::{action_len, condition_len, encode_condition};
+use bevy_nacre::default_model::conditions::{condition_len, encode_condition};
 use bevy_nacre::default_model::weights::load_networks;
 use bevy_nacre::default_model::{Config, spec_for};
 use bevy_nacre::reference::render::HALF_FOV;
@@ -78,19 +78,9 @@ fn main() -> bevy_nacre::Result<()> {
     let fits = match args.get(1) {
         Some(dir) => {
             let data = TrainingData::load(dir, &cfg)?;
-            let measured = motion::measure(&data, 1);
-            let rows: Vec<usize> = measured.iter().map(|m| m.0).collect();
-            let inputs = data
-                .conditions(&rows, &vec![noise; rows.len()], &device)?
-                .narrow(1, 0, action_len(&spec))?
-                .to_vec2::<f32>()?;
-            let xs: Vec<f32> = measured.iter().map(|m| m.1).collect();
-            let ys: Vec<f32> = measured.iter().map(|m| m.2).collect();
-            println!("{} frame pairs measured in {}", rows.len(), dir.display());
-            Some((
-                motion::fit_linear(&inputs, &xs)?,
-                motion::fit_linear(&inputs, &ys)?,
-            ))
+            let pairs: usize = data.episodes.iter().map(|e| e.1.saturating_sub(1)).sum();
+            println!("{pairs} frame pairs measured in {}", dir.display());
+            Some(motion::fit_shifts_to_actions(&data, 1, &device)?)
         }
         None => None,
     };
@@ -108,7 +98,7 @@ fn main() -> bevy_nacre::Result<()> {
         let mut cond = Vec::new();
         encode_condition(&spec, &action.values, &controls.values, noise, &mut cond);
         let len = cond.len();
-        let fit = fits.as_ref().map_or("-".to_string(), |(fx, fy)| {
+        let fit = fits.as_ref().map_or("-".to_string(), |[fx, fy]| {
             format!("{:+.2}, {:+.2}", apply(fx, &cond), apply(fy, &cond))
         });
         let cond = Tensor::from_vec(cond, (1, len), &device)?;

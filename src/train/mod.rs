@@ -323,18 +323,16 @@ fn train_in_pool(
         let sc = cfg.stage(stage);
         if stage == Stage::Dynamics && state.step == 0 && cfg.model.motion_warp {
             start_warp_at_codec(&run.varmap)?;
-            start_motion_at_measured(&run.varmap, &run.data, &cfg.model, &run.device)?;
+            start_motion_at_measured(&run.varmap, &run.data, &run.device)?;
         }
         if stage != Stage::Autoencoder && run.latents.is_none() && sc.steps > state.step {
             run.latents = Some(run.encode_all()?);
-            let decoder_skip = run
-                .varmap
-                .data()
-                .lock()
-                .expect("varmap lock")
-                .get("decoder.skip.weight")
-                .map(|v| v.as_tensor().detach())
-                .ok_or_else(|| Error::Other("model has no `decoder.skip.weight`".into()))?;
+            let decoder_skip = named(
+                &run.varmap.data().lock().expect("varmap lock"),
+                "decoder.skip.weight",
+            )?
+            .as_tensor()
+            .detach();
             run.channel_weights = Some(channel_weights(&decoder_skip, cfg.latent_weighting)?);
         }
         let vars: Vec<(String, Var)> = run
@@ -525,10 +523,7 @@ fn start_codec_at_pca(
     let [enc_w, enc_b, dec_w, dec_b] = pca::linear_codec(&components, device)?;
     let map = varmap.data().lock().expect("varmap lock");
     let set = |name: &str, t: &Tensor| -> Result<()> {
-        let var = map
-            .get(name)
-            .ok_or_else(|| Error::Other(format!("model has no `{name}`")))?;
-        var.set(&t.to_dtype(DTYPE)?)?;
+        named(&map, name)?.set(&t.to_dtype(DTYPE)?)?;
         Ok(())
     };
     set("encoder.skip.weight", &enc_w)?;
@@ -551,56 +546,40 @@ fn start_codec_at_pca(
 /// ([`MotionWarp`](crate::default_model::network::MotionWarp)) as the dynamics stage starts.
 fn start_warp_at_codec(varmap: &VarMap) -> Result<()> {
     let map = varmap.data().lock().expect("varmap lock");
-    let get = |name: &str| {
-        map.get(name)
-            .ok_or_else(|| Error::Other(format!("model has no `{name}`")))
-    };
     for (from, to) in [
         ("encoder.skip.weight", "warp.encode.weight"),
         ("encoder.skip.bias", "warp.encode.bias"),
         ("decoder.skip.weight", "warp.decode.weight"),
         ("decoder.skip.bias", "warp.decode.bias"),
     ] {
-        get(to)?.set(&get(from)?.as_tensor().detach())?;
+        named(&map, to)?.set(&named(&map, from)?.as_tensor().detach())?;
     }
     Ok(())
 }
 
 /// Starts the motion head's shifts at a least-squares fit of the global image motion measured
 /// between consecutive training frames to their actions (see [`motion`]).
-fn start_motion_at_measured(
-    varmap: &VarMap,
-    data: &TrainingData,
-    cfg: &Config,
-    device: &Device,
-) -> Result<()> {
+fn start_motion_at_measured(varmap: &VarMap, data: &TrainingData, device: &Device) -> Result<()> {
     use crate::default_model::network::SHIFT_SCALE;
-    let measured = motion::measure(data, 2);
-    let rows: Vec<usize> = measured.iter().map(|m| m.0).collect();
-    let noise = cfg.inference_noise / cfg.train_noise_max.max(f32::EPSILON);
-    let conditions = data.conditions(&rows, &vec![noise; rows.len()], device)?;
-    let actions = crate::default_model::conditions::action_len(&data.spec);
-    let inputs: Vec<Vec<f32>> = conditions.narrow(1, 0, actions)?.to_vec2()?;
+    let fits = motion::fit_shifts_to_actions(data, 2, device)?;
     let map = varmap.data().lock().expect("varmap lock");
-    let get = |name: &str| {
-        map.get(name)
-            .ok_or_else(|| Error::Other(format!("model has no `{name}`")))
-    };
-    let mut weight: Vec<Vec<f32>> = get("dynamics.motion.weight")?.as_tensor().to_vec2()?;
+    let head = named(&map, "dynamics.motion.weight")?;
+    let mut weight: Vec<Vec<f32>> = head.as_tensor().to_vec2()?;
     // Rows 0 and 2 of the head are the horizontal and vertical shift. The head has no bias (no
     // action, no motion); the fit's intercept takes up the measurement's own bias.
-    for (row, axis) in [(0, 0), (2, 1)] {
-        let targets: Vec<f32> = measured
-            .iter()
-            .map(|m| if axis == 0 { m.1 } else { m.2 })
-            .collect();
-        let (w, _intercept) = motion::fit_linear(&inputs, &targets)?;
+    for (row, (w, _intercept)) in [0, 2].into_iter().zip(fits) {
         weight[row] = w.iter().map(|v| v / SHIFT_SCALE as f32).collect();
     }
-    let (rows_n, cols) = (weight.len(), weight[0].len());
+    let (rows, cols) = (weight.len(), weight[0].len());
     let flat: Vec<f32> = weight.into_iter().flatten().collect();
-    get("dynamics.motion.weight")?.set(&Tensor::from_vec(flat, (rows_n, cols), device)?)?;
+    head.set(&Tensor::from_vec(flat, (rows, cols), device)?)?;
     Ok(())
+}
+
+/// The variable `name` of a model's variable map, or an error naming it.
+fn named<'a>(map: &'a HashMap<String, Var>, name: &str) -> Result<&'a Var> {
+    map.get(name)
+        .ok_or_else(|| Error::Other(format!("model has no `{name}`")))
 }
 
 /// FNV-1a hash of a name (stable across runs and platforms).

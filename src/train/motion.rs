@@ -9,6 +9,9 @@
 //! fit of those shifts to the actions gives the head's start, the way the principal
 //! components give the codec's. Nothing here knows the reference world; any dataset works.
 
+use candle_core::Device;
+
+use crate::default_model::conditions::action_len;
 use crate::error::{Error, Result};
 
 use super::data::TrainingData;
@@ -135,6 +138,23 @@ pub fn fit_linear(inputs: &[Vec<f32>], targets: &[f32]) -> Result<(Vec<f32>, f32
     }
     let theta: Vec<f32> = (0..n).map(|i| (rhs[i] / a[i * n + i]) as f32).collect();
     Ok((theta[..k].to_vec(), theta[k]))
+}
+
+/// Least-squares fits `(W, intercept)` of the measured horizontal and vertical shifts of every
+/// `stride`-th pair of consecutive frames (see [`measure`]) to the actions that caused them.
+pub fn fit_shifts_to_actions(
+    data: &TrainingData,
+    stride: usize,
+    device: &Device,
+) -> Result<[(Vec<f32>, f32); 2]> {
+    let measured = measure(data, stride);
+    let rows: Vec<usize> = measured.iter().map(|m| m.0).collect();
+    // The noise level is part of the condition vector but not of its action part.
+    let conditions = data.conditions(&rows, &vec![0.0; rows.len()], device)?;
+    let inputs: Vec<Vec<f32>> = conditions.narrow(1, 0, action_len(&data.spec))?.to_vec2()?;
+    let xs: Vec<f32> = measured.iter().map(|m| m.1).collect();
+    let ys: Vec<f32> = measured.iter().map(|m| m.2).collect();
+    Ok([fit_linear(&inputs, &xs)?, fit_linear(&inputs, &ys)?])
 }
 
 /// Measured shifts `(dx, dy)` of every `stride`-th pair of consecutive frames inside an
