@@ -179,6 +179,62 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
 }
 
 #[test]
+fn fine_tuning_starts_from_a_trained_model() {
+    let tmp = tempdir("finetune");
+    let data = tmp.join("data");
+    tiny_dataset(&data);
+    let base = tmp.join("base");
+    train_tiny(&data, &base);
+
+    // No autoencoder steps, a few dynamics steps that first run free on the model's own
+    // predictions, a few decoder steps.
+    let mut cfg = TrainConfig::tiny();
+    cfg.init_from = Some(base.clone());
+    cfg.autoencoder.steps = 0;
+    cfg.dynamics.steps = 6;
+    cfg.decoder.steps = 2;
+    cfg.free_run = 3;
+    let tuned = tmp.join("tuned");
+    let outcome = train(&data, &cfg, &tuned, false, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert_eq!(outcome, Outcome::Finished);
+
+    let load = |dir: &Path| {
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap()
+    };
+    let (before, after) = (load(&base), load(&tuned));
+    let same = |name: &str| {
+        let v = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        v(&before[name]) == v(&after[name])
+    };
+    // The encoder trains only in the autoencoder stage, so it is exactly the base model's; the
+    // dynamics and the decoder moved on from it.
+    assert!(same("encoder.skip.weight"), "the encoder must start from the base model");
+    assert!(same("warp.decode.weight"), "the warp's codec copy is kept");
+    assert!(!same("dynamics.out.weight"));
+    assert!(!same("decoder.skip.weight"));
+    let base_version = Config::load(&base.join("config.json")).unwrap().version;
+    let version = Config::load(&tuned.join("config.json")).unwrap().version;
+    assert_eq!(version, format!("{base_version}+seed1-steps8"));
+
+    // A base model that builds other networks is refused, naming the file.
+    let mut other = TrainConfig::tiny();
+    other.model.dim *= 2;
+    other.init_from = Some(base.clone());
+    let err = train(
+        &data,
+        &other,
+        &tmp.join("other"),
+        false,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .err()
+    .expect("other networks are refused")
+    .to_string();
+    assert!(err.contains("model.safetensors"), "{err}");
+}
+
+#[test]
 fn mismatched_or_corrupt_weights_give_clear_errors() {
     let tmp = tempdir("badweights");
     let dir = tmp.join("model");

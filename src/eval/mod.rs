@@ -10,6 +10,9 @@
 //!   or weather, next to the reference world's change under the same switch;
 //! - **sound**: log-spectral distance of each frame's sound from the reference's, and how
 //!   strongly low-band sound energy follows walking (footsteps), for both;
+//! - **standing still**: with no action for 200 frames the reference view barely changes
+//!   (clouds drift), so the generated view should keep the picture it started from: PSNR
+//!   against the reference along the way and how much of its contrast and detail are left;
 //! - **stability**: frame statistics over a long rollout stay inside the reference's range (no
 //!   collapse to grey, to noise, to a frozen picture, or into a mosaic of blocks: the block-edge
 //!   ratio of [`metrics::block_edges`], since a patch-based model can keep brightness, contrast
@@ -134,6 +137,22 @@ pub struct Stability {
     pub inside_reference_range: f64,
 }
 
+/// The player stands still.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StandingStill {
+    /// Frames of standing still.
+    pub frames: usize,
+    /// PSNR (dB) against the reference after 10, 50 and 200 frames: `(frame, dB)`.
+    pub psnr_db: Vec<(usize, f64)>,
+    /// The last generated frame's luminance contrast as a fraction of the reference's.
+    pub contrast_kept: f64,
+    /// The last generated frame's fine detail as a fraction of the reference's.
+    pub detail_kept: f64,
+    /// Block-edge ratio of the last frame, generated and reference
+    /// ([`metrics::block_edges`]).
+    pub block_edges: (f32, f32),
+}
+
 /// Everything `nacre eval` measures.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EvalReport {
@@ -155,6 +174,9 @@ pub struct EvalReport {
     pub director: Vec<DirectorCase>,
     /// Sound.
     pub audio: AudioScore,
+    /// Standing still (absent in reports written before it was measured).
+    #[serde(default)]
+    pub standing_still: StandingStill,
     /// Long-rollout stability.
     pub stability: Stability,
     /// Wall time of the evaluation.
@@ -377,6 +399,10 @@ pub fn evaluate(
     progress("director switches");
     let director = director_cases(model, opts.seed)?;
 
+    progress("standing still");
+    let (standing_still, still_row) = standing_still(model, opts.seed)?;
+    sheet_rows.push(still_row);
+
     progress("stability rollout");
     let (stability, gif_frames) = stability(model, opts)?;
 
@@ -394,6 +420,7 @@ pub fn evaluate(
             footsteps_walking_correlation: correlation(&gen_low, &walking),
             reference_footsteps_walking_correlation: correlation(&ref_low, &walking),
         },
+        standing_still,
         stability,
         seconds: started.elapsed().as_secs_f64(),
     };
@@ -478,6 +505,53 @@ fn director_cases(model: &dyn WorldModel, seed: u64) -> Result<Vec<DirectorCase>
         });
     }
     Ok(cases)
+}
+
+/// Frames of standing still, and the ones shown in the contact sheet's last row.
+const STILL_FRAMES: usize = 200;
+const STILL_SHOWN: [usize; 8] = [1, 5, 10, 25, 50, 100, 150, 200];
+
+/// Starts the model from the reference world's first frames at the default controls and lets
+/// both stand still. Returns the measures and a contact-sheet row (reference, generated).
+fn standing_still(
+    model: &dyn WorldModel,
+    seed: u64,
+) -> Result<(StandingStill, (Vec<Frame>, Vec<Frame>))> {
+    let spec = model.spec().clone();
+    let k = spec.context_frames.max(1);
+    let world = ReferenceWorld::new(spec.width, spec.height);
+    let input = StepInput {
+        action: spec.neutral_action(),
+        controls: spec.default_controls(),
+    };
+    let mut reference = world.start_session(&Prompt {
+        seed,
+        start_frames: Vec::new(),
+        controls: Some(input.controls.clone()),
+    })?;
+    let first: Vec<Frame> = (0..k)
+        .map(|_| reference.step_world(&input).map(|o| o.frame))
+        .collect::<Result<_>>()?;
+    let mut generated = start_from(model, &first, &input)?;
+    let (mut report, mut row) = (StandingStill::default(), (Vec::new(), Vec::new()));
+    let (mut r, mut g) = (first[k - 1].clone(), first[k - 1].clone());
+    for i in 1..=STILL_FRAMES {
+        r = reference.step_world(&input)?.frame;
+        g = generated.step(&input)?.frame;
+        if [10, 50, STILL_FRAMES].contains(&i) {
+            report.psnr_db.push((i, psnr(&g, &r)));
+        }
+        if STILL_SHOWN.contains(&i) {
+            row.0.push(r.clone());
+            row.1.push(g.clone());
+        }
+    }
+    let (rs, gs) = (FrameStats::of(&r), FrameStats::of(&g));
+    report.frames = STILL_FRAMES;
+    report.contrast_kept = (gs.contrast / rs.contrast.max(1e-6)) as f64;
+    report.detail_kept = (gs.detail / rs.detail.max(1e-6)) as f64;
+    report.block_edges = (gs.block_edges, rs.block_edges);
+    Ok((report, row))
 }
 
 /// Drives the model and the reference world with the same player-like trajectory for

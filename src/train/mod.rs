@@ -67,6 +67,20 @@ pub struct TrainConfig {
     pub dynamics: StageConfig,
     /// Steps of self-rollout per dynamics sample.
     pub unroll: usize,
+    /// At most this many steps the dynamics first runs on its own predictions, without
+    /// gradients, before the `unroll` steps whose loss is taken (drawn anew each step, 0 to
+    /// this). The loss then teaches it to bring its own drifted, blurred context back to the
+    /// true frames, which the `unroll` steps from true context alone rarely show it. The decoder
+    /// stage fine-tunes on latents predicted the same way. 0 turns it off.
+    #[serde(default)]
+    pub free_run: usize,
+    /// Start from this trained model's weights (a folder with `config.json` and
+    /// `model.safetensors`, relative to where `nacre train` runs) instead of from scratch: for
+    /// fine-tuning. Its config must build the same networks as `model`. The initialisations
+    /// from the data (principal components, measured motion, mean sound) are then skipped, and
+    /// so is copying the codec into the motion warp, which keeps the copy it was trained with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<std::path::PathBuf>,
     /// How the dynamics' latent loss weighs the latent channels: each channel by its pixel cost
     /// (the squared norm of its column in the decoder's linear path) to this power, normalised
     /// to a mean of 1. 0 weighs every channel alike; 1 makes the loss the pixel MSE of the
@@ -100,6 +114,8 @@ impl TrainConfig {
             autoencoder: stage(30),
             dynamics: stage(40),
             unroll: 2,
+            free_run: 0,
+            init_from: None,
             latent_weighting: 1.0,
             audio_weight: 0.05,
             decoder: stage(10),
@@ -277,8 +293,13 @@ fn train_in_pool(
         VarBuilder::from_varmap(&varmap, DTYPE, &device),
     )?;
     reseed(&varmap, cfg.seed)?;
-    start_audio_at_mean(&varmap, &data)?;
-    start_codec_at_pca(&varmap, &data, &cfg.model, &device)?;
+    match &cfg.init_from {
+        Some(dir) => start_from_trained(&varmap, dir, &cfg.model, cond_len)?,
+        None => {
+            start_audio_at_mean(&varmap, &data)?;
+            start_codec_at_pca(&varmap, &data, &cfg.model, &device)?;
+        }
+    }
     let ckpt = out.join(CHECKPOINT_DIR);
     let mut state = TrainState {
         stage: Stage::Autoencoder,
@@ -321,7 +342,11 @@ fn train_in_pool(
     let first_stage = state.stage;
     for stage in Stage::ALL.into_iter().skip_while(|s| *s != first_stage) {
         let sc = cfg.stage(stage);
-        if stage == Stage::Dynamics && state.step == 0 && cfg.model.motion_warp {
+        if stage == Stage::Dynamics
+            && state.step == 0
+            && cfg.model.motion_warp
+            && cfg.init_from.is_none()
+        {
             start_warp_at_codec(&run.varmap)?;
             start_motion_at_measured(&run.varmap, &run.data, &run.device)?;
         }
@@ -433,7 +458,11 @@ fn train_in_pool(
     plot_curves(out, &curves)?;
     let mut model_cfg = cfg.model.clone();
     if model_cfg.version == "untrained" {
-        model_cfg.version = format!("seed{}-steps{}", cfg.seed, cfg.total_steps());
+        let own = format!("seed{}-steps{}", cfg.seed, cfg.total_steps());
+        model_cfg.version = match &cfg.init_from {
+            Some(dir) => format!("{}+{own}", Config::load(&dir.join("config.json"))?.version),
+            None => own,
+        };
     }
     save_varmap(&run.varmap, &out.join("model.safetensors"))?;
     write_atomic(
@@ -538,6 +567,25 @@ fn start_codec_at_pca(
     ] {
         let var = &map[name];
         set(name, &var.as_tensor().zeros_like()?)?;
+    }
+    Ok(())
+}
+
+/// Sets every variable to a trained model's weights (names, shapes and dtypes checked).
+fn start_from_trained(varmap: &VarMap, dir: &Path, cfg: &Config, cond_len: usize) -> Result<()> {
+    let trained = Config::load(&dir.join("config.json"))?;
+    if trained.motion_warp != cfg.motion_warp {
+        return Err(Error::bad_file(
+            dir.join("config.json"),
+            "the model to start from and the training config differ in `motion_warp`",
+        ));
+    }
+    let weights = dir.join("model.safetensors");
+    let tensors =
+        crate::default_model::weights::read_checked(&weights, cfg, cond_len, &Device::Cpu)?;
+    let data = varmap.data().lock().expect("varmap lock");
+    for (name, var) in data.iter() {
+        var.set(&tensors[name])?;
     }
     Ok(())
 }
@@ -667,9 +715,10 @@ impl Run<'_> {
         )?)
     }
 
-    /// Rolls the dynamics forward `unroll` steps from true context latents with context noise
-    /// `sigma` (one level per sample). Returns per step: the rows predicted, the predicted
-    /// latents, and the audio prediction.
+    /// Rolls the dynamics forward from true context latents with context noise `sigma` (one
+    /// level per sample): first a random number (up to `free_run`) of steps without gradients,
+    /// then `unroll` steps. Returns per unrolled step: the rows predicted, the predicted latents,
+    /// and the audio prediction.
     fn rollout(
         &mut self,
         batch: usize,
@@ -678,7 +727,14 @@ impl Run<'_> {
     ) -> Result<Vec<(Vec<usize>, Tensor, Tensor)>> {
         let m = &self.cfg.model;
         let (k, unroll) = (m.context, self.cfg.unroll.max(1));
-        let starts = self.data.random_windows(batch, k + unroll, &mut self.rng)?;
+        let free = if self.cfg.free_run > 0 {
+            ((self.rng.uniform() * (self.cfg.free_run + 1) as f32) as usize).min(self.cfg.free_run)
+        } else {
+            0
+        };
+        let starts = self
+            .data
+            .random_windows(batch, k + free + unroll, &mut self.rng)?;
         let mut context: Vec<Tensor> = (0..k)
             .map(|j| {
                 let rows: Vec<usize> = starts.iter().map(|s| s + j).collect();
@@ -688,7 +744,7 @@ impl Run<'_> {
         let sigma_t = Tensor::from_vec(sigma.to_vec(), (batch, 1, 1, 1), &self.device)?;
         let relative: Vec<f32> = sigma.iter().map(|s| s / m.train_noise_max).collect();
         let mut steps = Vec::with_capacity(unroll);
-        for r in 0..unroll {
+        for r in 0..free + unroll {
             let rows: Vec<usize> = starts.iter().map(|s| s + k + r).collect();
             let stacked = Tensor::stack(&context, 1)?;
             let noise = self.normal_tensor(stacked.dims())?;
@@ -696,10 +752,16 @@ impl Run<'_> {
             let cond = self.data.conditions(&rows, &relative, &self.device)?;
             let (next, hidden, cond_emb) = self.nets.dynamics.forward(&noisy, &cond)?;
             let audio = self.nets.audio.forward(&hidden, &cond_emb)?;
-            let next = if grad { next } else { next.detach() };
+            let next = if grad && r >= free {
+                next
+            } else {
+                next.detach()
+            };
             context.remove(0);
             context.push(next.clone());
-            steps.push((rows, next, audio));
+            if r >= free {
+                steps.push((rows, next, audio));
+            }
         }
         Ok(steps)
     }
