@@ -195,7 +195,15 @@ fn fine_tuning_starts_from_a_trained_model() {
     cfg.decoder.steps = 2;
     cfg.free_run = 3;
     let tuned = tmp.join("tuned");
-    let outcome = train(&data, &cfg, &tuned, false, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    let outcome = train(
+        &data,
+        &cfg,
+        &tuned,
+        false,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(outcome, Outcome::Finished);
 
     let load = |dir: &Path| {
@@ -208,7 +216,10 @@ fn fine_tuning_starts_from_a_trained_model() {
     };
     // The encoder trains only in the autoencoder stage, so it is exactly the base model's; the
     // dynamics and the decoder moved on from it.
-    assert!(same("encoder.skip.weight"), "the encoder must start from the base model");
+    assert!(
+        same("encoder.skip.weight"),
+        "the encoder must start from the base model"
+    );
     assert!(same("warp.decode.weight"), "the warp's codec copy is kept");
     assert!(!same("dynamics.out.weight"));
     assert!(!same("decoder.skip.weight"));
@@ -228,8 +239,7 @@ fn fine_tuning_starts_from_a_trained_model() {
         &AtomicBool::new(false),
         &mut |_| {},
     )
-    .err()
-    .expect("other networks are refused")
+    .expect_err("other networks are refused")
     .to_string();
     assert!(err.contains("model.safetensors"), "{err}");
 }

@@ -18,8 +18,8 @@
 //!   ratio of [`metrics::block_edges`], since a patch-based model can keep brightness, contrast
 //!   and detail in range while its picture falls apart along the patch grid).
 //!
-//! It also writes `contact_sheet.png` (reference rows above generated rows) and `rollout.gif`
-//! (reference and generated side by side).
+//! It also writes `contact_sheet.png` (reference rows above generated rows; the last pair is
+//! standing still, at frames 1 to 200) and `rollout.gif` (reference and generated side by side).
 
 pub mod metrics;
 
@@ -329,7 +329,7 @@ pub fn evaluate(
     let mut response = ActionResponse::default();
     let (mut turn_ok, mut walk_ok) = (0usize, 0usize);
     let (mut walking, mut gen_low, mut ref_low) = (Vec::new(), Vec::new(), Vec::new());
-    let mut sheet_rows: Vec<(Vec<Frame>, Vec<Frame>)> = Vec::new();
+    let mut sheet_rows: Vec<SheetRow> = Vec::new();
     let scales: Vec<f32> = (0..=16).map(|i| 0.92 + i as f32 * 0.01).collect();
     for ep in &episodes {
         if ep.frames.len() < k + longest {
@@ -511,12 +511,12 @@ fn director_cases(model: &dyn WorldModel, seed: u64) -> Result<Vec<DirectorCase>
 const STILL_FRAMES: usize = 200;
 const STILL_SHOWN: [usize; 8] = [1, 5, 10, 25, 50, 100, 150, 200];
 
+/// A contact-sheet row: reference frames above generated frames.
+type SheetRow = (Vec<Frame>, Vec<Frame>);
+
 /// Starts the model from the reference world's first frames at the default controls and lets
 /// both stand still. Returns the measures and a contact-sheet row (reference, generated).
-fn standing_still(
-    model: &dyn WorldModel,
-    seed: u64,
-) -> Result<(StandingStill, (Vec<Frame>, Vec<Frame>))> {
+fn standing_still(model: &dyn WorldModel, seed: u64) -> Result<(StandingStill, SheetRow)> {
     let spec = model.spec().clone();
     let k = spec.context_frames.max(1);
     let world = ReferenceWorld::new(spec.width, spec.height);
@@ -682,7 +682,7 @@ fn stability(
     ))
 }
 
-fn save_sheet(path: &Path, rows: &[(Vec<Frame>, Vec<Frame>)]) -> Result<()> {
+fn save_sheet(path: &Path, rows: &[SheetRow]) -> Result<()> {
     let Some((first, _)) = rows.first() else {
         return Ok(());
     };
