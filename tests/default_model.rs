@@ -194,6 +194,7 @@ fn fine_tuning_starts_from_a_trained_model() {
     cfg.dynamics.steps = 6;
     cfg.decoder.steps = 2;
     cfg.free_run = 3;
+    cfg.still_share = 0.5;
     let tuned = tmp.join("tuned");
     let outcome = train(
         &data,

@@ -12,7 +12,7 @@
 //!   strongly low-band sound energy follows walking (footsteps), for both;
 //! - **standing still**: with no action for 200 frames the reference view barely changes
 //!   (clouds drift), so the generated view should keep the picture it started from: PSNR
-//!   against the reference along the way and how much of its contrast and detail are left;
+//!   against the reference along the way (after 1, 10, 50 and 200 frames) and how much of its contrast and detail are left;
 //! - **stability**: frame statistics over a long rollout stay inside the reference's range (no
 //!   collapse to grey, to noise, to a frozen picture, or into a mosaic of blocks: the block-edge
 //!   ratio of [`metrics::block_edges`], since a patch-based model can keep brightness, contrast
@@ -142,7 +142,7 @@ pub struct Stability {
 pub struct StandingStill {
     /// Frames of standing still.
     pub frames: usize,
-    /// PSNR (dB) against the reference after 10, 50 and 200 frames: `(frame, dB)`.
+    /// PSNR (dB) against the reference after 1, 10, 50 and 200 frames: `(frame, dB)`.
     pub psnr_db: Vec<(usize, f64)>,
     /// The last generated frame's luminance contrast as a fraction of the reference's.
     pub contrast_kept: f64,
@@ -538,7 +538,7 @@ fn standing_still(model: &dyn WorldModel, seed: u64) -> Result<(StandingStill, S
     for i in 1..=STILL_FRAMES {
         r = reference.step_world(&input)?.frame;
         g = generated.step(&input)?.frame;
-        if [10, 50, STILL_FRAMES].contains(&i) {
+        if [1, 10, 50, STILL_FRAMES].contains(&i) {
             report.psnr_db.push((i, psnr(&g, &r)));
         }
         if STILL_SHOWN.contains(&i) {

@@ -157,6 +157,31 @@ impl TrainingData {
             .collect()
     }
 
+    /// Whether the player does nothing in `row`: every action value within 0.02 of zero.
+    pub fn is_still(&self, row: usize) -> bool {
+        let a = self.spec.actions.len();
+        self.actions[row * a..(row + 1) * a]
+            .iter()
+            .all(|v| v.abs() < 0.02)
+    }
+
+    /// A random window of `len` rows inside one episode whose rows from `skip` on are all
+    /// [still](Self::is_still); its first row, or `None` if 10,000 draws found none.
+    pub fn random_still_window(
+        &self,
+        len: usize,
+        skip: usize,
+        rng: &mut NoiseRng,
+    ) -> Result<Option<usize>> {
+        for _ in 0..10_000 {
+            let start = self.random_windows(1, len, rng)?[0];
+            if (start + skip..start + len).all(|r| self.is_still(r)) {
+                return Ok(Some(start));
+            }
+        }
+        Ok(None)
+    }
+
     /// `count` random windows of `len` consecutive rows inside one episode; returns each
     /// window's first row. Episodes shorter than `len` are never chosen.
     pub fn random_windows(
@@ -189,5 +214,51 @@ impl TrainingData {
                 unreachable!("pick is below the total")
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows of 1×1 pixels: episode 0 (rows 0–9) moves throughout; in episode 1 (rows 10–21)
+    /// the player stands still from row 14 on.
+    fn data() -> TrainingData {
+        let spec = crate::default_model::spec_for(&Config::tiny());
+        let a = spec.actions.len();
+        let mut actions = vec![0.0; 22 * a];
+        for row in 0..14 {
+            actions[row * a] = 1.0;
+        }
+        TrainingData {
+            width: 1,
+            height: 1,
+            frames: vec![0; 22 * 3],
+            actions,
+            controls: vec![0.0; 22 * spec.controls.len()],
+            audio: Vec::new(),
+            episodes: vec![(0, 10), (10, 12)],
+            spec,
+        }
+    }
+
+    #[test]
+    fn still_windows_are_still_from_the_skipped_rows_on() {
+        let data = data();
+        let mut rng = NoiseRng::new(3);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let start = data.random_still_window(5, 2, &mut rng).unwrap().unwrap();
+            assert!((start + 2..start + 5).all(|r| data.is_still(r)), "{start}");
+            assert!(start + 5 <= 22, "the window stays inside its episode");
+            seen.insert(start);
+        }
+        // Rows 14–21 are still: windows start at 12 (rows 14–16 predicted) up to 17.
+        assert_eq!(
+            seen.into_iter().collect::<Vec<_>>(),
+            vec![12, 13, 14, 15, 16, 17]
+        );
+        // No episode stands still for 9 rows after 2 context rows.
+        assert_eq!(data.random_still_window(11, 2, &mut rng).unwrap(), None);
     }
 }

@@ -74,6 +74,12 @@ pub struct TrainConfig {
     /// stage fine-tunes on latents predicted the same way. 0 turns it off.
     #[serde(default)]
     pub free_run: usize,
+    /// Share of each dynamics batch drawn from windows in which the player stands still through
+    /// every predicted step. Standing still is about a tenth of recorded play, yet it is where a
+    /// drifting model shows most: the picture should not change at all. 0 draws every window
+    /// alike.
+    #[serde(default)]
+    pub still_share: f64,
     /// Start from this trained model's weights (a folder with `config.json` and
     /// `model.safetensors`, relative to where `nacre train` runs) instead of from scratch: for
     /// fine-tuning. Its config must build the same networks as `model`. The initialisations
@@ -115,6 +121,7 @@ impl TrainConfig {
             dynamics: stage(40),
             unroll: 2,
             free_run: 0,
+            still_share: 0.0,
             init_from: None,
             latent_weighting: 1.0,
             audio_weight: 0.05,
@@ -732,9 +739,21 @@ impl Run<'_> {
         } else {
             0
         };
-        let starts = self
+        let mut starts = self
             .data
             .random_windows(batch, k + free + unroll, &mut self.rng)?;
+        if grad && self.cfg.still_share > 0.0 {
+            let still = (batch as f64 * self.cfg.still_share).round() as usize;
+            for start in starts.iter_mut().take(still.min(batch)) {
+                match self
+                    .data
+                    .random_still_window(k + free + unroll, k, &mut self.rng)?
+                {
+                    Some(s) => *start = s,
+                    None => break,
+                }
+            }
+        }
         let mut context: Vec<Tensor> = (0..k)
             .map(|j| {
                 let rows: Vec<usize> = starts.iter().map(|s| s + j).collect();
