@@ -5,8 +5,10 @@
 //!    and the audio head learn to predict the next latent and its sound from the last `context`
 //!    latents, the action and the controls. Context latents get Gaussian noise of a random level
 //!    (given to the network as an input), and the loss is taken over `unroll` steps in which the
-//!    model's own predictions become its context: both keep long rollouts from drifting. The
-//!    latent loss weighs each channel by its pixel cost ([`TrainConfig::latent_weighting`]);
+//!    model's own predictions become its context: both keep long rollouts from drifting. It may
+//!    first run free on its own predictions ([`TrainConfig::free_run`]), and part of each batch
+//!    may come from standing still ([`TrainConfig::still_share`]). The latent loss weighs each
+//!    channel by its pixel cost ([`TrainConfig::latent_weighting`]);
 //! 3. **decoder**: the decoder is fine-tuned to turn the dynamics' predicted latents (rather
 //!    than only encoded ones) into the true frames.
 //!
