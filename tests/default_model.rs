@@ -2,7 +2,7 @@
 //! falls, saved weights reload to identical outputs, long rollouts stay finite and in range, and
 //! bad weights are refused with a clear message.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use bevy_nacre::dataset::{DatagenOptions, generate};
@@ -17,11 +17,31 @@ fn tiny_dataset(dir: &Path) {
     generate(&opts, &|_, _| {}).unwrap();
 }
 
+/// Trains without stopping and without progress output.
+fn train_uninterrupted(
+    data: &Path,
+    cfg: &TrainConfig,
+    out: &Path,
+    resume: bool,
+) -> bevy_nacre::Result<Outcome> {
+    train(data, cfg, out, resume, &AtomicBool::new(false), &mut |_| {})
+}
+
 fn train_tiny(data: &Path, out: &Path) -> TrainConfig {
     let cfg = TrainConfig::tiny();
-    let outcome = train(data, &cfg, out, false, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    let outcome = train_uninterrupted(data, &cfg, out, false).unwrap();
     assert_eq!(outcome, Outcome::Finished);
     cfg
+}
+
+/// A fresh temporary folder with a tiny dataset (`data`) and a tiny model trained on it
+/// (`model`): `(folder, data, model)`.
+fn tiny_data_and_model(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let tmp = tempdir(name);
+    let (data, model) = (tmp.join("data"), tmp.join("model"));
+    tiny_dataset(&data);
+    train_tiny(&data, &model);
+    (tmp, data, model)
 }
 
 /// Mean loss over the first and over the last five logged steps of one stage. Single batches
@@ -132,11 +152,7 @@ fn tiny_model_trains_saves_loads_and_rolls_out() {
 
 #[test]
 fn an_interrupted_run_resumes_to_the_same_weights() {
-    let tmp = tempdir("resume");
-    let data = tmp.join("data");
-    tiny_dataset(&data);
-    let whole = tmp.join("whole");
-    train_tiny(&data, &whole);
+    let (tmp, data, whole) = tiny_data_and_model("resume");
 
     // Stop in the middle of the dynamics stage (step 37 of 60), then resume.
     let parts = tmp.join("parts");
@@ -151,24 +167,9 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
     assert_eq!(outcome, Outcome::Interrupted);
     assert!(parts.join("checkpoint/optimizer.safetensors").exists());
     // Starting again without --resume refuses to overwrite the checkpoint.
-    let again = train(
-        &data,
-        &cfg,
-        &parts,
-        false,
-        &AtomicBool::new(false),
-        &mut |_| {},
-    );
+    let again = train_uninterrupted(&data, &cfg, &parts, false);
     assert!(again.err().unwrap().to_string().contains("--resume"));
-    let outcome = train(
-        &data,
-        &cfg,
-        &parts,
-        true,
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap();
+    let outcome = train_uninterrupted(&data, &cfg, &parts, true).unwrap();
     assert_eq!(outcome, Outcome::Finished);
     let digest = |p: &Path| bevy_nacre::dataset::sha256_hex(&std::fs::read(p).unwrap());
     assert_eq!(
@@ -180,11 +181,7 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
 
 #[test]
 fn fine_tuning_starts_from_a_trained_model() {
-    let tmp = tempdir("finetune");
-    let data = tmp.join("data");
-    tiny_dataset(&data);
-    let base = tmp.join("base");
-    train_tiny(&data, &base);
+    let (tmp, data, base) = tiny_data_and_model("finetune");
 
     // No autoencoder steps, a few dynamics steps that first run free on the model's own
     // predictions, a few decoder steps.
@@ -196,15 +193,7 @@ fn fine_tuning_starts_from_a_trained_model() {
     cfg.free_run = 3;
     cfg.still_share = 0.5;
     let tuned = tmp.join("tuned");
-    let outcome = train(
-        &data,
-        &cfg,
-        &tuned,
-        false,
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap();
+    let outcome = train_uninterrupted(&data, &cfg, &tuned, false).unwrap();
     assert_eq!(outcome, Outcome::Finished);
 
     let load = |dir: &Path| {
@@ -232,16 +221,9 @@ fn fine_tuning_starts_from_a_trained_model() {
     let mut other = TrainConfig::tiny();
     other.model.dim *= 2;
     other.init_from = Some(base.clone());
-    let err = train(
-        &data,
-        &other,
-        &tmp.join("other"),
-        false,
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .expect_err("other networks are refused")
-    .to_string();
+    let err = train_uninterrupted(&data, &other, &tmp.join("other"), false)
+        .expect_err("other networks are refused")
+        .to_string();
     assert!(err.contains("model.safetensors"), "{err}");
 }
 
@@ -320,7 +302,7 @@ fn mismatched_or_corrupt_weights_give_clear_errors() {
     assert!(err.contains("config.json"), "{err}");
 }
 
-fn tempdir(name: &str) -> std::path::PathBuf {
+fn tempdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("nacre-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
