@@ -1,7 +1,8 @@
 //! How well a trained default model's dynamics predicts each latent channel, teacher-forced on
 //! a dataset: per channel, the latents' variance, the error of the dynamics' prediction and the
 //! error of copying the previous frame's latent. A channel whose prediction error is close to
-//! its variance is not being predicted at all.
+//! its variance is not being predicted at all. Then the same for moments where the player stands
+//! still and the view does not change, where copying is exactly right.
 //!
 //! ```sh
 //! cargo run --release --example latent_channels -- assets/models/default data/heldout128
@@ -18,6 +19,8 @@ use candle_core::{DType, Device, Tensor};
 /// Frames of the dataset to look at (from the start), and every how many frames to predict.
 const FRAMES: usize = 400;
 const STRIDE: usize = 7;
+/// Frames searched for standing still (every one of them is predicted).
+const STILL_FRAMES: usize = 2000;
 
 fn main() -> bevy_nacre::Result<()> {
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
@@ -36,7 +39,8 @@ fn main() -> bevy_nacre::Result<()> {
     )?;
     let data = TrainingData::load(data_dir, &cfg)?;
     let n = FRAMES.min(data.frame_count());
-    let rows: Vec<usize> = (0..n).collect();
+    let searched = STILL_FRAMES.min(data.frame_count());
+    let rows: Vec<usize> = (0..searched).collect();
     let mut latents = Vec::new();
     for chunk in rows.chunks(32) {
         latents.push(nets.encoder.forward(&data.pixels(chunk, &device)?)?);
@@ -45,7 +49,8 @@ fn main() -> bevy_nacre::Result<()> {
     let k = cfg.context;
     let channels = cfg.latent_channels;
     let (mut predicted, mut copied) = (vec![0.0f64; channels], vec![0.0f64; channels]);
-    let mut count = 0usize;
+    let (mut still_predicted, mut still_copied) = (vec![0.0f64; channels], vec![0.0f64; channels]);
+    let (mut count, mut still_count) = (0usize, 0usize);
     // Targets whose context lies inside the same episode.
     let inside = |t: usize| {
         data.episodes
@@ -53,7 +58,8 @@ fn main() -> bevy_nacre::Result<()> {
             .any(|&(start, len)| start + k <= t && t < start + len)
     };
     let noise = cfg.inference_noise / cfg.train_noise_max;
-    for t in (k..n).step_by(STRIDE).filter(|&t| inside(t)) {
+    // Per channel: the squared error of the prediction and of copying the last latent.
+    let errors = |t: usize| -> bevy_nacre::Result<(Vec<f32>, Vec<f32>)> {
         let context = z.narrow(0, t - k, k)?.unsqueeze(0)?;
         let condition = data.conditions(&[t], &[noise], &device)?;
         let (next, _, _) = nets.dynamics.forward(&context, &condition)?;
@@ -62,13 +68,29 @@ fn main() -> bevy_nacre::Result<()> {
         let per_channel = |a: Tensor| -> bevy_nacre::Result<Vec<f32>> {
             Ok((a - &truth)?.sqr()?.mean((0, 1))?.to_vec1::<f32>()?)
         };
-        for (sum, e) in predicted.iter_mut().zip(per_channel(next)?) {
-            *sum += e as f64;
+        Ok((per_channel(next)?, per_channel(last)?))
+    };
+    let add = |sums: &mut [f64], e: &[f32]| {
+        for (sum, e) in sums.iter_mut().zip(e) {
+            *sum += *e as f64;
         }
-        for (sum, e) in copied.iter_mut().zip(per_channel(last)?) {
-            *sum += e as f64;
-        }
+    };
+    for t in (k..n).step_by(STRIDE).filter(|&t| inside(t)) {
+        let (p, c) = errors(t)?;
+        add(&mut predicted, &p);
+        add(&mut copied, &c);
         count += 1;
+    }
+    // Standing still: no action in the context and target rows, and copying the last latent is
+    // almost exact (mean squared change under 0.01 per channel).
+    for t in (k..searched).filter(|&t| inside(t) && (t - k..=t).all(|r| data.is_still(r))) {
+        let (p, c) = errors(t)?;
+        if c.iter().sum::<f32>() / channels as f32 >= 0.01 {
+            continue;
+        }
+        add(&mut still_predicted, &p);
+        add(&mut still_copied, &c);
+        still_count += 1;
     }
     let variance: Vec<f32> = z
         .to_dtype(DType::F32)?
@@ -86,6 +108,18 @@ fn main() -> bevy_nacre::Result<()> {
             variance[c],
             predicted[c] / count.max(1) as f64,
             copied[c] / count.max(1) as f64
+        );
+    }
+    println!(
+        "\nstanding still: {still_count} predictions over the first {searched} frames \
+         (no action, view unchanged)"
+    );
+    println!("channel  prediction error  copy-last error");
+    for c in 0..channels {
+        println!(
+            "{c:7}  {:16.4}  {:15.4}",
+            still_predicted[c] / still_count.max(1) as f64,
+            still_copied[c] / still_count.max(1) as f64
         );
     }
     Ok(())
