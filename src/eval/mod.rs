@@ -12,7 +12,8 @@
 //!   strongly low-band sound energy follows walking (footsteps), for both;
 //! - **standing still**: with no action for 200 frames the reference view barely changes
 //!   (clouds drift), so the generated view should keep the picture it started from: PSNR
-//!   against the reference along the way (after 1, 10, 50 and 200 frames) and how much of its contrast and detail are left;
+//!   against the reference after 1, 10, 50 and 200 frames, and how much of its contrast and
+//!   detail are left;
 //! - **stability**: frame statistics over a long rollout stay inside the reference's range (no
 //!   collapse to grey, to noise, to a frozen picture, or into a mosaic of blocks: the block-edge
 //!   ratio of [`metrics::block_edges`], since a patch-based model can keep brightness, contrast

@@ -580,7 +580,7 @@ fn start_codec_at_pca(
     Ok(())
 }
 
-/// Sets every variable to a trained model's weights (names, shapes and dtypes checked).
+/// Sets every variable to a trained model's weights.
 fn start_from_trained(varmap: &VarMap, dir: &Path, cfg: &Config, cond_len: usize) -> Result<()> {
     let trained = Config::load(&dir.join("config.json"))?;
     if trained.motion_warp != cfg.motion_warp {
@@ -589,9 +589,13 @@ fn start_from_trained(varmap: &VarMap, dir: &Path, cfg: &Config, cond_len: usize
             "the model to start from and the training config differ in `motion_warp`",
         ));
     }
-    let weights = dir.join("model.safetensors");
+    set_from_weights(varmap, &dir.join("model.safetensors"), cfg, cond_len)
+}
+
+/// Sets every variable from a weights file (names, shapes and dtypes checked against `cfg`).
+fn set_from_weights(varmap: &VarMap, weights: &Path, cfg: &Config, cond_len: usize) -> Result<()> {
     let tensors =
-        crate::default_model::weights::read_checked(&weights, cfg, cond_len, &Device::Cpu)?;
+        crate::default_model::weights::read_checked(weights, cfg, cond_len, &Device::Cpu)?;
     let data = varmap.data().lock().expect("varmap lock");
     for (name, var) in data.iter() {
         var.set(&tensors[name])?;
@@ -746,7 +750,7 @@ impl Run<'_> {
             .random_windows(batch, k + free + unroll, &mut self.rng)?;
         if grad && self.cfg.still_share > 0.0 {
             let still = (batch as f64 * self.cfg.still_share).round() as usize;
-            for start in starts.iter_mut().take(still.min(batch)) {
+            for start in starts.iter_mut().take(still) {
                 match self
                     .data
                     .random_still_window(k + free + unroll, k, &mut self.rng)?
@@ -932,15 +936,7 @@ fn load_checkpoint(
         eprintln!("resuming with a changed schedule: {change}");
         state.schedule_changes.push(change);
     }
-    let weights = dir.join("model.safetensors");
-    let tensors =
-        crate::default_model::weights::read_checked(&weights, &cfg.model, cond_len, &Device::Cpu)?;
-    {
-        let data = varmap.data().lock().expect("varmap lock");
-        for (name, var) in data.iter() {
-            var.set(&tensors[name])?;
-        }
-    }
+    set_from_weights(varmap, &dir.join("model.safetensors"), &cfg.model, cond_len)?;
     let opt_path = dir.join("optimizer.safetensors");
     let opt = candle_core::safetensors::load(&opt_path, &Device::Cpu)
         .map_err(|e| Error::bad_file(&opt_path, e.to_string()))?;
