@@ -215,7 +215,21 @@ fn fine_tuning_starts_from_a_trained_model() {
     assert!(!same("decoder.skip.weight"));
     let base_version = Config::load(&base.join("config.json")).unwrap().version;
     let version = Config::load(&tuned.join("config.json")).unwrap().version;
-    assert_eq!(version, format!("{base_version}+seed1-steps8"));
+    // The base's version, this run's seed and steps, and a hash of the config that changes with
+    // the config.
+    let prefix = format!("{base_version}+seed1-steps8-");
+    let hash = version.strip_prefix(&prefix).expect(&version);
+    assert!(
+        hash.len() == 8 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+        "{version}"
+    );
+    cfg.still_share = 0.25;
+    let other_tuned = tmp.join("other-tuned");
+    train_uninterrupted(&data, &cfg, &other_tuned, false).unwrap();
+    let other_version = Config::load(&other_tuned.join("config.json"))
+        .unwrap()
+        .version;
+    assert!(other_version.starts_with(&prefix) && other_version != version);
 
     // A base model that builds other networks is refused, naming the file.
     let mut other = TrainConfig::tiny();

@@ -87,6 +87,8 @@ pub struct TrainConfig {
     /// fine-tuning. Its config must build the same networks as `model`. The initialisations
     /// from the data (principal components, measured motion, mean sound) are then skipped, and
     /// so is copying the codec into the motion warp, which keeps the copy it was trained with.
+    /// The result's version is the base's, then `+seedS-stepsN-` and 8 hex digits of a hash of
+    /// this config, which tell fine-tunings with other configs apart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_from: Option<std::path::PathBuf>,
     /// How the dynamics' latent loss weighs the latent channels: each channel by its pixel cost
@@ -469,7 +471,16 @@ fn train_in_pool(
     if model_cfg.version == "untrained" {
         let own = format!("seed{}-steps{}", cfg.seed, cfg.total_steps());
         model_cfg.version = match &cfg.init_from {
-            Some(dir) => format!("{}+{own}", Config::load(&dir.join("config.json"))?.version),
+            // Fine-tunings of one base with the same step count differ in their config, so the
+            // version ends with a hash of it (the first 8 hex digits of FNV-1a over its JSON).
+            Some(dir) => {
+                let config = serde_json::to_string(cfg).expect("config serialises");
+                format!(
+                    "{}+{own}-{:08x}",
+                    Config::load(&dir.join("config.json"))?.version,
+                    fnv(&config) >> 32
+                )
+            }
             None => own,
         };
     }
