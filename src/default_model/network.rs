@@ -189,8 +189,9 @@ pub const ZOOM_SCALE: f64 = 1.0;
 /// the view half as far, which a linear map of the action expresses exactly, and no action means
 /// no warp at all. (A first version also read the director controls and the noise level and had a
 /// bias: standing still, it then shifted and zoomed the view a fraction of a pixel per frame, and
-/// over a few hundred frames the repeated edge rows — the sky — filled the picture with white.) The last latent frame is decoded to pixels with the linear (PCA) path,
-/// moved by that warp with linear interpolation, and encoded back. The dynamics then predicts
+/// over a few hundred frames the repeated edge rows — the sky — filled the picture with white.)
+/// The last latent frame is decoded to pixels with the linear (PCA) path, moved by that warp
+/// with linear interpolation, and encoded back. The dynamics then predicts
 /// only what the warp leaves: the new content at the edges, parallax, light.
 ///
 /// The linear codec is a copy of the encoder's and decoder's linear paths taken when the

@@ -303,14 +303,6 @@ fn train_in_pool(
         cond_len,
         VarBuilder::from_varmap(&varmap, DTYPE, &device),
     )?;
-    reseed(&varmap, cfg.seed)?;
-    match &cfg.init_from {
-        Some(dir) => start_from_trained(&varmap, dir, &cfg.model, cond_len)?,
-        None => {
-            start_audio_at_mean(&varmap, &data)?;
-            start_codec_at_pca(&varmap, &data, &cfg.model, &device)?;
-        }
-    }
     let ckpt = out.join(CHECKPOINT_DIR);
     let mut state = TrainState {
         stage: Stage::Autoencoder,
@@ -320,6 +312,7 @@ fn train_in_pool(
     };
     let mut optimizer_state = None;
     if resume {
+        // The checkpoint sets every variable: no initialisation to do.
         let (s, opt) = load_checkpoint(&ckpt, cfg, &varmap, cond_len)?;
         state = s;
         optimizer_state = Some(opt);
@@ -328,6 +321,15 @@ fn train_in_pool(
             "{} already holds a checkpoint; pass --resume to continue it or choose another --out",
             out.display()
         )));
+    } else {
+        match &cfg.init_from {
+            Some(dir) => start_from_trained(&varmap, dir, &cfg.model, cond_len)?,
+            None => {
+                reseed(&varmap, cfg.seed)?;
+                start_audio_at_mean(&varmap, &data)?;
+                start_codec_at_pca(&varmap, &data, &cfg.model, &device)?;
+            }
+        }
     }
     let mut run = Run {
         cfg,
@@ -654,7 +656,7 @@ fn named<'a>(map: &'a HashMap<String, Var>, name: &str) -> Result<&'a Var> {
         .ok_or_else(|| Error::Other(format!("model has no `{name}`")))
 }
 
-/// FNV-1a hash of a name (stable across runs and platforms).
+/// FNV-1a hash of a string (stable across runs and platforms).
 fn fnv(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x1000_0000_01b3)
