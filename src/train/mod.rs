@@ -99,6 +99,14 @@ pub struct TrainConfig {
     /// channel. See [`channel_weights`].
     #[serde(default)]
     pub latent_weighting: f64,
+    /// The highest context-noise level drawn for dynamics samples, when below the model's
+    /// `train_noise_max`. The model is still told each level as a share of `train_noise_max`,
+    /// so a fine-tuning can train on lighter noise without changing what the levels it learned
+    /// mean. Heavy noise is what teaches a model to pull drifted context back, but its large
+    /// residuals dominate the loss, and the exact copy that standing still needs is learned
+    /// from the lightly noised samples only. `None` draws up to `train_noise_max`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_noise_max: Option<f32>,
     /// Weight of the sound loss next to the latent loss.
     pub audio_weight: f64,
     /// Stage 3.
@@ -128,6 +136,7 @@ impl TrainConfig {
             still_share: 0.0,
             init_from: None,
             latent_weighting: 1.0,
+            context_noise_max: None,
             audio_weight: 0.05,
             decoder: stage(10),
             checkpoint_every: 25,
@@ -696,6 +705,22 @@ fn weighted_mse(a: &Tensor, b: &Tensor, weights: &Tensor) -> candle_core::Result
     (a - b)?.sqr()?.broadcast_mul(weights)?.mean_all()
 }
 
+/// The context-noise level of each dynamics sample: a quarter exactly at the level used when
+/// generating, the rest uniform up to `train_noise_max` (or the lower `context_noise_max`).
+fn context_noise_levels(cfg: &TrainConfig, batch: usize, rng: &mut NoiseRng) -> Vec<f32> {
+    let max = cfg.model.train_noise_max;
+    let max = cfg.context_noise_max.map_or(max, |m| m.min(max));
+    (0..batch)
+        .map(|i| {
+            if i % 4 == 0 {
+                cfg.model.inference_noise
+            } else {
+                rng.uniform() * max
+            }
+        })
+        .collect()
+}
+
 impl Run<'_> {
     fn normal_tensor(&mut self, shape: &[usize]) -> Result<Tensor> {
         let n: usize = shape.iter().product();
@@ -805,18 +830,7 @@ impl Run<'_> {
     }
 
     fn dynamics_loss(&mut self, batch: usize) -> Result<(Tensor, Vec<(&'static str, f64)>)> {
-        let max = self.cfg.model.train_noise_max;
-        let inference = self.cfg.model.inference_noise;
-        // Mostly random levels, a quarter exactly at the level used when generating.
-        let sigma: Vec<f32> = (0..batch)
-            .map(|i| {
-                if i % 4 == 0 {
-                    inference
-                } else {
-                    self.rng.uniform() * max
-                }
-            })
-            .collect();
+        let sigma = context_noise_levels(self.cfg, batch, &mut self.rng);
         let steps = self.rollout(batch, &sigma, true)?;
         let weights = self
             .channel_weights
@@ -1045,6 +1059,24 @@ mod tests {
             "{pixel} / {latent}"
         );
         Ok(())
+    }
+
+    #[test]
+    fn context_noise_stays_below_its_bound() {
+        let mut cfg = TrainConfig::tiny();
+        cfg.model.train_noise_max = 0.7;
+        cfg.model.inference_noise = 0.1;
+        let mut rng = NoiseRng::new(3);
+        let full = context_noise_levels(&cfg, 400, &mut rng);
+        assert!(full.iter().all(|&s| (0.0..=0.7).contains(&s)));
+        assert!(full.iter().any(|&s| s > 0.5), "draws use the whole range");
+        cfg.context_noise_max = Some(0.2);
+        let light = context_noise_levels(&cfg, 400, &mut rng);
+        assert!(light.iter().all(|&s| (0.0..=0.2).contains(&s)));
+        assert!(
+            light.iter().step_by(4).all(|&s| s == 0.1),
+            "a quarter at the generating level"
+        );
     }
 
     #[test]
