@@ -2,7 +2,9 @@
 //! a dataset: per channel, the latents' variance, the error of the dynamics' prediction and the
 //! error of copying the previous frame's latent. A channel whose prediction error is close to
 //! its variance is not being predicted at all. Then the same for moments where the player stands
-//! still and the view does not change, where copying is exactly right.
+//! still and the view does not change, where copying is exactly right, with the prediction's
+//! gain on the last latent (1 keeps the picture, below 1 fades it) and its mean change (a
+//! steady drift).
 //!
 //! ```sh
 //! cargo run --release --example latent_channels -- assets/models/default data/heldout128
@@ -50,6 +52,11 @@ fn main() -> bevy_nacre::Result<()> {
     let channels = cfg.latent_channels;
     let (mut predicted, mut copied) = (vec![0.0f64; channels], vec![0.0f64; channels]);
     let (mut still_predicted, mut still_copied) = (vec![0.0f64; channels], vec![0.0f64; channels]);
+    let mut still_sums = [
+        vec![0.0f64; channels],
+        vec![0.0f64; channels],
+        vec![0.0f64; channels],
+    ];
     let (mut count, mut still_count) = (0usize, 0usize);
     // Targets whose context lies inside the same episode.
     let inside = |t: usize| {
@@ -58,17 +65,24 @@ fn main() -> bevy_nacre::Result<()> {
             .any(|&(start, len)| start + k <= t && t < start + len)
     };
     let noise = cfg.inference_noise / cfg.train_noise_max;
-    // Per channel: the squared error of the prediction and of copying the last latent.
-    let errors = |t: usize| -> bevy_nacre::Result<(Vec<f32>, Vec<f32>)> {
+    // Per channel: the squared error of the prediction and of copying the last latent, and
+    // sums over tokens of prediction × last, last² and prediction − last.
+    let errors = |t: usize| -> bevy_nacre::Result<(Vec<f32>, Vec<f32>, [Vec<f32>; 3])> {
         let context = z.narrow(0, t - k, k)?.unsqueeze(0)?;
         let condition = data.conditions(&[t], &[noise], &device)?;
         let (next, _, _) = nets.dynamics.forward(&context, &condition)?;
         let truth = z.narrow(0, t, 1)?;
         let last = z.narrow(0, t - 1, 1)?;
-        let per_channel = |a: Tensor| -> bevy_nacre::Result<Vec<f32>> {
+        let per_channel = |a: &Tensor| -> bevy_nacre::Result<Vec<f32>> {
             Ok((a - &truth)?.sqr()?.mean((0, 1))?.to_vec1::<f32>()?)
         };
-        Ok((per_channel(next)?, per_channel(last)?))
+        let sum = |a: Tensor| -> bevy_nacre::Result<Vec<f32>> { Ok(a.sum((0, 1))?.to_vec1()?) };
+        let sums = [
+            sum((&next * &last)?)?,
+            sum(last.sqr()?)?,
+            sum((&next - &last)?)?,
+        ];
+        Ok((per_channel(&next)?, per_channel(&last)?, sums))
     };
     let add = |sums: &mut [f64], e: &[f32]| {
         for (sum, e) in sums.iter_mut().zip(e) {
@@ -76,7 +90,7 @@ fn main() -> bevy_nacre::Result<()> {
         }
     };
     for t in (k..n).step_by(STRIDE).filter(|&t| inside(t)) {
-        let (p, c) = errors(t)?;
+        let (p, c, _) = errors(t)?;
         add(&mut predicted, &p);
         add(&mut copied, &c);
         count += 1;
@@ -84,12 +98,15 @@ fn main() -> bevy_nacre::Result<()> {
     // Standing still: no action in the context and target rows, and copying the last latent is
     // almost exact (mean squared change under 0.01 per channel).
     for t in (k..searched).filter(|&t| inside(t) && (t - k..=t).all(|r| data.is_still(r))) {
-        let (p, c) = errors(t)?;
+        let (p, c, sums) = errors(t)?;
         if c.iter().sum::<f32>() / channels as f32 >= 0.01 {
             continue;
         }
         add(&mut still_predicted, &p);
         add(&mut still_copied, &c);
+        for (total, s) in still_sums.iter_mut().zip(&sums) {
+            add(total, s);
+        }
         still_count += 1;
     }
     let variance: Vec<f32> = z
@@ -114,12 +131,15 @@ fn main() -> bevy_nacre::Result<()> {
         "\nstanding still: {still_count} predictions over the first {searched} frames \
          (no action, view unchanged)"
     );
-    println!("channel  prediction error  copy-last error");
+    println!("channel  prediction error  copy-last error  gain on last  mean change");
+    let tokens = (still_count.max(1) * cfg.tokens()) as f64;
     for c in 0..channels {
         println!(
-            "{c:7}  {:16.4}  {:15.4}",
+            "{c:7}  {:16.4}  {:15.4}  {:12.4}  {:11.4}",
             still_predicted[c] / still_count.max(1) as f64,
-            still_copied[c] / still_count.max(1) as f64
+            still_copied[c] / still_count.max(1) as f64,
+            still_sums[0][c] / still_sums[1][c].max(1e-12),
+            still_sums[2][c] / tokens,
         );
     }
     Ok(())
