@@ -56,14 +56,6 @@ pub struct Config {
     /// transformer predicts only what that leaves. Absent in older configs, which mean `false`.
     #[serde(default)]
     pub motion_warp: bool,
-    /// The dynamics starts from the last frame (moved by the warp) scaled by `1/(1 + σ²)`, the
-    /// best guess of a unit-variance latent seen through context noise of level σ, instead of
-    /// the noisy frame itself. The transformer then no longer learns that shrinking itself:
-    /// without it, trained models shrank the texture channels by about 15 % at every step even
-    /// on clean context (noise 0), which erased the picture within seconds of standing still.
-    /// With no context noise it is the identity. Absent in older configs, which mean `false`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub denoised_base: bool,
 }
 
 /// Version of [`Config`] this build reads.
@@ -97,7 +89,6 @@ impl Default for Config {
             audio_bands: 24,
             audio_subframes: 4,
             motion_warp: true,
-            denoised_base: false,
         }
     }
 }

@@ -305,9 +305,6 @@ pub struct Dynamics {
     norm: Norm,
     out: Linear,
     warp: Option<MotionWarp>,
-    /// `train_noise_max` when the config asks for a denoised base: the condition's last entry
-    /// is the context-noise level as a share of it.
-    denoise_scale: Option<f64>,
 }
 
 impl Dynamics {
@@ -358,7 +355,6 @@ impl Dynamics {
             norm: Norm::new(cfg.dim, 1e-6, vb.pp("norm"))?,
             out,
             warp,
-            denoise_scale: cfg.denoised_base.then_some(f64::from(cfg.train_noise_max)),
         })
     }
 
@@ -386,14 +382,6 @@ impl Dynamics {
                 (moved, stacked)
             }
             None => (last, stacked),
-        };
-        let base = match self.denoise_scale {
-            Some(scale) => {
-                let sigma = (condition.narrow(1, condition.dim(1)? - 1, 1)? * scale)?;
-                let keep = (sigma.sqr()? + 1.0)?.recip()?.unsqueeze(2)?;
-                base.broadcast_mul(&keep)?
-            }
-            None => base,
         };
         let mut x = self.embed.forward(&stacked)?.broadcast_add(&self.pos)?;
         for block in &self.blocks {
@@ -563,40 +551,6 @@ mod tests {
             g[0] < 0.0,
             "gradient on the shift {g:?} should ask for more shift"
         );
-        Ok(())
-    }
-
-    /// An untrained dynamics (zero output layer) predicts its base: the last latent, scaled
-    /// by `1/(1 + σ²)` with a denoised base and unchanged without one or at noise 0.
-    #[test]
-    fn a_denoised_base_shrinks_by_the_context_noise() -> candle_core::Result<()> {
-        let dev = Device::Cpu;
-        let mut cfg = Config::tiny();
-        cfg.motion_warp = false;
-        cfg.train_noise_max = 0.5;
-        let cond_inputs = 5;
-        let context = Tensor::randn(0f32, 1.0, (2, cfg.context, cfg.tokens(), 8), &dev)?;
-        let last = context.narrow(1, cfg.context - 1, 1)?.squeeze(1)?;
-        // Noise level as a share of train_noise_max: 0 for the first sample, 0.8 (σ 0.4) for
-        // the second.
-        let cond = Tensor::new(
-            &[[0f32, 1.0, 0.0, 0.2, 0.0], [0.0, 1.0, 0.0, 0.2, 0.8]],
-            &dev,
-        )?;
-        for denoised in [false, true] {
-            cfg.denoised_base = denoised;
-            let vb = VarBuilder::from_varmap(&VarMap::new(), DTYPE, &dev);
-            let dynamics = Dynamics::new(&cfg, cond_inputs, vb.pp("dynamics"), vb.pp("warp"))?;
-            let (next, _, _) = dynamics.forward(&context, &cond)?;
-            let keep = if denoised {
-                1.0 / (1.0 + 0.4 * 0.4)
-            } else {
-                1.0
-            };
-            let want = Tensor::cat(&[last.narrow(0, 0, 1)?, (last.narrow(0, 1, 1)? * keep)?], 0)?;
-            let err = (next - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert!(err < 1e-5, "denoised {denoised}: off by {err}");
-        }
         Ok(())
     }
 }
