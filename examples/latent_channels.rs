@@ -24,6 +24,16 @@ const STRIDE: usize = 7;
 /// Frames searched for standing still (every one of them is predicted).
 const STILL_FRAMES: usize = 2000;
 
+/// One prediction's numbers, per latent channel.
+struct ChannelStats {
+    /// Squared error of the dynamics' prediction.
+    predicted: Vec<f32>,
+    /// Squared error of copying the last latent.
+    copied: Vec<f32>,
+    /// Sums over tokens of prediction × last, last² and prediction − last.
+    sums: [Vec<f32>; 3],
+}
+
 fn main() -> bevy_nacre::Result<()> {
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
     let [model_dir, data_dir] = args.as_slice() else {
@@ -65,9 +75,7 @@ fn main() -> bevy_nacre::Result<()> {
             .any(|&(start, len)| start + k <= t && t < start + len)
     };
     let noise = cfg.inference_noise / cfg.train_noise_max;
-    // Per channel: the squared error of the prediction and of copying the last latent, and
-    // sums over tokens of prediction × last, last² and prediction − last.
-    let errors = |t: usize| -> bevy_nacre::Result<(Vec<f32>, Vec<f32>, [Vec<f32>; 3])> {
+    let errors = |t: usize| -> bevy_nacre::Result<ChannelStats> {
         let context = z.narrow(0, t - k, k)?.unsqueeze(0)?;
         let condition = data.conditions(&[t], &[noise], &device)?;
         let (next, _, _) = nets.dynamics.forward(&context, &condition)?;
@@ -82,7 +90,11 @@ fn main() -> bevy_nacre::Result<()> {
             sum(last.sqr()?)?,
             sum((&next - &last)?)?,
         ];
-        Ok((per_channel(&next)?, per_channel(&last)?, sums))
+        Ok(ChannelStats {
+            predicted: per_channel(&next)?,
+            copied: per_channel(&last)?,
+            sums,
+        })
     };
     let add = |sums: &mut [f64], e: &[f32]| {
         for (sum, e) in sums.iter_mut().zip(e) {
@@ -90,21 +102,21 @@ fn main() -> bevy_nacre::Result<()> {
         }
     };
     for t in (k..n).step_by(STRIDE).filter(|&t| inside(t)) {
-        let (p, c, _) = errors(t)?;
-        add(&mut predicted, &p);
-        add(&mut copied, &c);
+        let stats = errors(t)?;
+        add(&mut predicted, &stats.predicted);
+        add(&mut copied, &stats.copied);
         count += 1;
     }
     // Standing still: no action in the context and target rows, and copying the last latent is
     // almost exact (mean squared change under 0.01 per channel).
     for t in (k..searched).filter(|&t| inside(t) && (t - k..=t).all(|r| data.is_still(r))) {
-        let (p, c, sums) = errors(t)?;
-        if c.iter().sum::<f32>() / channels as f32 >= 0.01 {
+        let stats = errors(t)?;
+        if stats.copied.iter().sum::<f32>() / channels as f32 >= 0.01 {
             continue;
         }
-        add(&mut still_predicted, &p);
-        add(&mut still_copied, &c);
-        for (total, s) in still_sums.iter_mut().zip(&sums) {
+        add(&mut still_predicted, &stats.predicted);
+        add(&mut still_copied, &stats.copied);
+        for (total, s) in still_sums.iter_mut().zip(&stats.sums) {
             add(total, s);
         }
         still_count += 1;
