@@ -13,6 +13,7 @@
 use std::path::PathBuf;
 
 use bevy_nacre::default_model::conditions::condition_len;
+use bevy_nacre::default_model::model::NoiseRng;
 use bevy_nacre::default_model::weights::load_networks;
 use bevy_nacre::default_model::{Config, spec_for};
 use bevy_nacre::train::data::TrainingData;
@@ -78,7 +79,19 @@ fn main() -> bevy_nacre::Result<()> {
     let errors = |t: usize| -> bevy_nacre::Result<ChannelStats> {
         let context = z.narrow(0, t - k, k)?.unsqueeze(0)?;
         let condition = data.conditions(&[t], &[noise], &device)?;
-        let (next, _, _) = nets.dynamics.forward(&context, &condition)?;
+        let prediction = nets.dynamics.forward(&context, &condition)?;
+        // With a sampler, one sample (noise seeded by the frame) stands for the model's output.
+        let next = match &nets.sampler {
+            Some(sampler) => {
+                let mut rng = NoiseRng::new(t as u64);
+                let dims = prediction.mean.dims().to_vec();
+                let n: usize = dims.iter().product();
+                let noise: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+                let noise = Tensor::from_vec(noise, dims, &device)?;
+                (&prediction.mean + sampler.sample(&noise, &prediction.sampler_condition())?)?
+            }
+            None => prediction.mean,
+        };
         let truth = z.narrow(0, t, 1)?;
         let last = z.narrow(0, t - 1, 1)?;
         let per_channel = |a: &Tensor| -> bevy_nacre::Result<Vec<f32>> {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use bevy_nacre::dataset::{DatagenOptions, generate};
+use bevy_nacre::default_model::sampler::SamplerConfig;
 use bevy_nacre::default_model::{self, Config};
 use bevy_nacre::model::{Prompt, StepInput, WorldModel};
 use bevy_nacre::train::{LOG_FILE, Outcome, TrainConfig, train};
@@ -239,6 +240,64 @@ fn fine_tuning_starts_from_a_trained_model() {
         .expect_err("other networks are refused")
         .to_string();
     assert!(err.contains("model.safetensors"), "{err}");
+}
+
+#[test]
+fn a_sampler_added_to_a_trained_model_trains_alone_and_replays_bit_for_bit() {
+    let (tmp, data, base) = tiny_data_and_model("sampler");
+    let mut cfg = TrainConfig::tiny();
+    cfg.init_from = Some(base.clone());
+    cfg.model.sampler = Some(SamplerConfig {
+        width: 32,
+        layers: 2,
+        steps: 3,
+        temperature: 1.0,
+    });
+    cfg.sampler_only = true;
+    cfg.autoencoder.steps = 0;
+    cfg.dynamics.steps = 60;
+    cfg.dynamics.lr = 5e-3;
+    cfg.decoder.steps = 2;
+    let tuned = tmp.join("tuned");
+    let outcome = train_uninterrupted(&data, &cfg, &tuned, false).unwrap();
+    assert_eq!(outcome, Outcome::Finished);
+
+    // Only the sampler learned in the dynamics stage, and its flow-matching loss fell.
+    let load = |dir: &Path| {
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap()
+    };
+    let (before, after) = (load(&base), load(&tuned));
+    let values = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for (name, tensor) in &before {
+        if name.starts_with("dynamics.") || name.starts_with("audio.") {
+            assert_eq!(values(tensor), values(&after[name]), "{name} changed");
+        }
+    }
+    assert!(
+        values(&after["sampler.out.weight"])
+            .iter()
+            .any(|&v| v != 0.0)
+    );
+    let (first, last) = first_and_last_loss(&tuned.join(LOG_FILE), "dynamics");
+    assert!(last < first * 0.9, "sampler loss {first} -> {last}");
+
+    // Its samples come from the session's own random stream: two loads play alike, and a
+    // restored session continues bit for bit.
+    let model = default_model::load(&tuned, &Device::Cpu).unwrap();
+    let again = default_model::load(&tuned, &Device::Cpu).unwrap();
+    let input = StepInput {
+        action: model.spec().neutral_action(),
+        controls: model.spec().default_controls(),
+    };
+    let mut a = model.start(&Prompt::seeded(3)).unwrap();
+    let mut b = again.start(&Prompt::seeded(3)).unwrap();
+    for _ in 0..3 {
+        assert_eq!(a.step(&input).unwrap().frame, b.step(&input).unwrap().frame);
+    }
+    let mut c = model.restore(&a.save().unwrap()).unwrap();
+    for _ in 0..5 {
+        assert_eq!(a.step(&input).unwrap().frame, c.step(&input).unwrap().frame);
+    }
 }
 
 #[test]

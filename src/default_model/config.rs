@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::sampler::SamplerConfig;
 use crate::error::{Error, Result};
 
 /// Every size and constant of the default model. Training writes it next to the weights; loading
@@ -56,6 +57,10 @@ pub struct Config {
     /// transformer predicts only what that leaves. Absent in older configs, which mean `false`.
     #[serde(default)]
     pub motion_warp: bool,
+    /// The flow-matching head that samples what the deterministic prediction leaves out (see
+    /// [`Sampler`](super::sampler::Sampler)). Absent in older configs, which predict the mean.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<SamplerConfig>,
 }
 
 /// Version of [`Config`] this build reads.
@@ -89,6 +94,7 @@ impl Default for Config {
             audio_bands: 24,
             audio_subframes: 4,
             motion_warp: true,
+            sampler: None,
         }
     }
 }
@@ -144,6 +150,20 @@ impl Config {
                 self.dim, self.heads
             ));
         }
+        if let Some(s) = &self.sampler {
+            if s.width == 0 || s.layers == 0 || s.steps == 0 {
+                return bad(format!(
+                    "the sampler needs a width, layers and steps above 0 (got {}, {}, {})",
+                    s.width, s.layers, s.steps
+                ));
+            }
+            if !(s.temperature.is_finite() && s.temperature >= 0.0) {
+                return bad(format!(
+                    "the sampler's temperature {} is not a number of 0 or more",
+                    s.temperature
+                ));
+            }
+        }
         if self.context == 0 {
             return bad("context must be at least 1".into());
         }
@@ -165,5 +185,44 @@ impl Config {
         cfg.validate()
             .map_err(|e| Error::bad_file(path, e.to_string()))?;
         Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sampler_without_steps_or_with_a_negative_temperature_is_refused() {
+        let with = |sampler: SamplerConfig| Config {
+            sampler: Some(sampler),
+            ..Config::tiny()
+        };
+        assert!(with(SamplerConfig::default()).validate().is_ok());
+        let no_steps = with(SamplerConfig {
+            steps: 0,
+            ..SamplerConfig::default()
+        });
+        assert!(
+            no_steps
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("steps")
+        );
+        let negative = with(SamplerConfig {
+            temperature: -1.0,
+            ..SamplerConfig::default()
+        });
+        assert!(
+            negative
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("temperature")
+        );
+        // Configs without a sampler write no `sampler` key, so older readers still load them.
+        let json = serde_json::to_string(&Config::tiny()).unwrap();
+        assert!(!json.contains("sampler"));
     }
 }

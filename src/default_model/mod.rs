@@ -6,6 +6,8 @@
 //!   the dynamics that predicts the next latent frame (conditioned through adaptive layer norm,
 //!   after a motion warp that moves the last frame by the shift and zoom the action causes), and
 //!   the audio head that predicts the frame's band spectrum.
+//! - [`sampler`]: an optional per-token flow-matching head that samples the part of the next
+//!   latent the dynamics' mean prediction leaves out, so fine texture is kept instead of fading.
 //! - [`model`]: the [`WorldModel`](crate::model::WorldModel) implementation; a session keeps
 //!   only its last `context` latents, so cost and memory per frame are constant.
 //! - Training is in [`crate::train`]; evaluation in [`crate::eval`].
@@ -15,6 +17,7 @@ pub mod conditions;
 pub mod config;
 pub mod model;
 pub mod network;
+pub mod sampler;
 pub mod weights;
 
 use std::path::Path;

@@ -277,7 +277,21 @@ fn step_sessions(
     let context_t = Tensor::from_vec(context, (b, k, t, c), dev)?;
     let cond_len = condition.len() / b;
     let condition_t = Tensor::from_vec(condition, (b, cond_len), dev)?;
-    let (next, hidden, cond) = shared.nets.dynamics.forward(&context_t, &condition_t)?;
+    let prediction = shared.nets.dynamics.forward(&context_t, &condition_t)?;
+    let next = match &shared.nets.sampler {
+        Some(sampler) => {
+            // The sampler's starting noise comes from each session's own stream, so a restored
+            // session continues bit for bit.
+            let mut noise = Vec::with_capacity(b * t * c);
+            for s in sessions.iter_mut() {
+                noise.extend((0..t * c).map(|_| s.rng.normal()));
+            }
+            let noise = Tensor::from_vec(noise, (b, t, c), dev)?;
+            let residual = sampler.sample(&noise, &prediction.sampler_condition())?;
+            (&prediction.mean + residual)?
+        }
+        None => prediction.mean.clone(),
+    };
     let video_began = Instant::now();
     let frames = pixels_to_frames(&shared.nets.decoder.forward(&next)?)?;
     let video = video_began.elapsed();
@@ -285,7 +299,7 @@ fn step_sessions(
     let spectra: Vec<f32> = shared
         .nets
         .audio
-        .forward(&hidden, &cond)?
+        .forward(&prediction.pooled, &prediction.cond)?
         .flatten_all()?
         .to_vec1()?;
     let next: Vec<f32> = next.flatten_all()?.to_vec1()?;

@@ -5,7 +5,8 @@
 //! ```text
 //! pixels (3×H×W) ─patchify─▶ tokens (T×p²·3) ─Encoder─▶ latent (T×C)
 //! latent t ─MotionWarp(action)─▶ latent t moved by a global shift and zoom (optional)
-//! latents t-k+1..t (+ noise σ), moved latent ─Dynamics(action, controls, σ)─▶ latent t+1, hidden
+//! latents t-k+1..t (+ noise σ), moved latent ─Dynamics(action, controls, σ)─▶ mean, hidden
+//! hidden, mean, moved latent, noise ─Sampler─▶ latent t+1 = mean + sampled residual (optional)
 //! latent t+1 ─Decoder─▶ tokens ─unpatchify─▶ pixels t+1
 //! hidden, condition ─AudioHead─▶ log band energies of frame t+1's sound
 //! ```
@@ -15,6 +16,7 @@ use candle_nn::{Linear, VarBuilder, linear};
 
 use super::blocks::{Block, Norm, block_flops};
 use super::config::Config;
+use super::sampler::{Sampler, SamplerCondition};
 
 /// Pixels `(batch, 3, H, W)` to patch tokens `(batch, tokens, patch²·3)`.
 pub fn patchify(x: &Tensor, patch: usize) -> Result<Tensor> {
@@ -364,13 +366,7 @@ impl Dynamics {
     }
 
     /// `context`: `(batch, k, tokens, C)`, oldest first; `condition`: `(batch, cond_inputs)`.
-    /// Returns the next latent `(batch, tokens, C)` and the pooled hidden state `(batch, dim)`
-    /// and the embedded condition `(batch, dim)` for the audio head.
-    pub fn forward(
-        &self,
-        context: &Tensor,
-        condition: &Tensor,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
+    pub fn forward(&self, context: &Tensor, condition: &Tensor) -> Result<Prediction> {
         let (b, k, t, c) = context.dims4()?;
         let stacked = context.permute((0, 2, 1, 3))?.reshape((b, t, k * c))?;
         let cond = self.cond.forward(condition)?;
@@ -387,9 +383,42 @@ impl Dynamics {
         for block in &self.blocks {
             x = block.forward(&x, Some(&cond))?;
         }
-        let x = self.norm.forward(&x)?;
-        let next = (base + self.out.forward(&x)?)?;
-        Ok((next, x.mean(1)?, cond))
+        let hidden = self.norm.forward(&x)?;
+        let mean = (&base + self.out.forward(&hidden)?)?;
+        Ok(Prediction {
+            mean,
+            base,
+            pooled: hidden.mean(1)?,
+            hidden,
+            cond,
+        })
+    }
+}
+
+/// What the dynamics computes for one step.
+#[derive(Clone, Debug)]
+pub struct Prediction {
+    /// The predicted next latent `(batch, tokens, C)`: the mean of what may come, which is
+    /// the next latent itself for a model without a sampler.
+    pub mean: Tensor,
+    /// The last latent it started from, moved by the motion warp when it has one.
+    pub base: Tensor,
+    /// The hidden state of every token after the final norm `(batch, tokens, dim)`.
+    pub hidden: Tensor,
+    /// `hidden` pooled over tokens `(batch, dim)`, for the audio head.
+    pub pooled: Tensor,
+    /// The embedded condition `(batch, dim)`, for the audio head.
+    pub cond: Tensor,
+}
+
+impl Prediction {
+    /// What the sampler is conditioned on.
+    pub fn sampler_condition(&self) -> SamplerCondition<'_> {
+        SamplerCondition {
+            hidden: &self.hidden,
+            mean: &self.mean,
+            base: &self.base,
+        }
     }
 }
 
@@ -431,6 +460,8 @@ pub struct Networks {
     pub dynamics: Dynamics,
     /// `audio.*`
     pub audio: AudioHead,
+    /// `sampler.*`, when the config has one.
+    pub sampler: Option<Sampler>,
 }
 
 impl Networks {
@@ -441,11 +472,16 @@ impl Networks {
             decoder: Decoder::new(cfg, vb.pp("decoder"))?,
             dynamics: Dynamics::new(cfg, cond_inputs, vb.pp("dynamics"), vb.pp("warp"))?,
             audio: AudioHead::new(cfg, vb.pp("audio"))?,
+            sampler: cfg
+                .sampler
+                .as_ref()
+                .map(|s| Sampler::new(s, cfg.dim, cfg.latent_channels, vb.pp("sampler")))
+                .transpose()?,
         })
     }
 }
 
-/// FLOPs of one generated frame: dynamics, decoder and audio head (the encoder runs only on
+/// FLOPs of one generated frame: dynamics, sampler, decoder and audio head (the encoder runs only on
 /// start frames).
 pub fn flops_per_frame(cfg: &Config, cond_inputs: usize) -> u64 {
     let (t, d) = (cfg.tokens() as u64, cfg.dim as u64);
@@ -471,7 +507,10 @@ pub fn flops_per_frame(cfg: &Config, cond_inputs: usize) -> u64 {
         + 2 * t * d * c;
     let decoder = 2 * t * c * d + blocks(cfg.decoder_layers, 0) + 2 * t * d * p + 2 * t * c * p;
     let audio = 2 * (2 * d * d + d * d + d * (cfg.audio_bands * cfg.audio_subframes) as u64);
-    dynamics + decoder + audio
+    let sampler = cfg.sampler.as_ref().map_or(0, |s| {
+        super::sampler::flops(s, cfg.tokens(), cfg.dim, cfg.latent_channels)
+    });
+    dynamics + decoder + audio + sampler
 }
 
 /// The dtype all networks use.

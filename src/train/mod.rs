@@ -34,7 +34,8 @@ use serde::{Deserialize, Serialize};
 use crate::default_model::conditions::condition_len;
 use crate::default_model::config::Config;
 use crate::default_model::model::NoiseRng;
-use crate::default_model::network::{DTYPE, Networks};
+use crate::default_model::network::{DTYPE, Networks, Prediction};
+use crate::default_model::sampler::{Sampler, SamplerCondition};
 use crate::default_model::weights::{save_tensors, save_varmap};
 use crate::error::{Error, Result};
 use crate::session_file::write_atomic;
@@ -107,6 +108,12 @@ pub struct TrainConfig {
     /// from the lightly noised samples only. `None` draws up to `train_noise_max`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_noise_max: Option<f32>,
+    /// Train only the sampler (`model.sampler`) in the dynamics stage: the dynamics and the
+    /// audio head keep the weights they start from, and the loss is the sampler's alone. For
+    /// adding a sampler to a trained model; each step then costs about a third as much, since
+    /// nothing is differentiated through the transformer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sampler_only: bool,
     /// Weight of the sound loss next to the latent loss.
     pub audio_weight: f64,
     /// Stage 3.
@@ -137,6 +144,7 @@ impl TrainConfig {
             init_from: None,
             latent_weighting: 1.0,
             context_noise_max: None,
+            sampler_only: false,
             audio_weight: 0.05,
             decoder: stage(10),
             checkpoint_every: 25,
@@ -204,7 +212,11 @@ impl Stage {
     fn trains(self, var: &str) -> bool {
         match self {
             Stage::Autoencoder => var.starts_with("encoder.") || var.starts_with("decoder."),
-            Stage::Dynamics => var.starts_with("dynamics.") || var.starts_with("audio."),
+            Stage::Dynamics => {
+                var.starts_with("dynamics.")
+                    || var.starts_with("audio.")
+                    || var.starts_with("sampler.")
+            }
             Stage::Decoder => var.starts_with("decoder."),
         }
     }
@@ -257,6 +269,18 @@ const TRAIN_CONFIG_FILE: &str = "train_config.json";
 pub const LOG_FILE: &str = "train_log.csv";
 /// The loss curve.
 pub const PLOT_FILE: &str = "loss.png";
+
+/// One predicted step of a training rollout.
+struct RolloutStep {
+    /// Dataset rows of the frames predicted.
+    rows: Vec<usize>,
+    /// The latents carried on as context (see [`Run::rollout`]).
+    next: Tensor,
+    /// The audio head's prediction.
+    audio: Tensor,
+    /// Everything the dynamics computed.
+    prediction: Prediction,
+}
 
 struct Run<'a> {
     cfg: &'a TrainConfig,
@@ -332,7 +356,7 @@ fn train_in_pool(
         )));
     } else {
         match &cfg.init_from {
-            Some(dir) => start_from_trained(&varmap, dir, &cfg.model, cond_len)?,
+            Some(dir) => start_from_trained(&varmap, dir, &cfg.model, cond_len, cfg.seed)?,
             None => {
                 reseed(&varmap, cfg.seed)?;
                 start_audio_at_mean(&varmap, &data)?;
@@ -388,7 +412,10 @@ fn train_in_pool(
             .lock()
             .expect("varmap lock")
             .iter()
-            .filter(|(k, _)| stage.trains(k))
+            .filter(|(k, _)| {
+                stage.trains(k)
+                    && !(stage == Stage::Dynamics && cfg.sampler_only && !k.starts_with("sampler."))
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let mut opt = AdamW::new(
@@ -510,8 +537,13 @@ fn train_in_pool(
 /// CPU generator cannot be seeded, and a training run must be reproducible. Constant variables
 /// (zero-initialised gates and outputs, layer-norm scales and shifts) are left as they are.
 fn reseed(varmap: &VarMap, seed: u64) -> Result<()> {
+    reseed_matching(varmap, seed, |_| true)
+}
+
+/// [`reseed`] for the variables whose names `matches` accepts.
+fn reseed_matching(varmap: &VarMap, seed: u64, matches: impl Fn(&str) -> bool) -> Result<()> {
     let data = varmap.data().lock().expect("varmap lock");
-    let mut names: Vec<&String> = data.keys().collect();
+    let mut names: Vec<&String> = data.keys().filter(|n| matches(n)).collect();
     names.sort();
     for name in names {
         let var = &data[name];
@@ -602,14 +634,31 @@ fn start_codec_at_pca(
     Ok(())
 }
 
-/// Sets every variable to a trained model's weights.
-fn start_from_trained(varmap: &VarMap, dir: &Path, cfg: &Config, cond_len: usize) -> Result<()> {
+/// Sets every variable to a trained model's weights; a sampler the trained model lacks starts
+/// from `seed`.
+fn start_from_trained(
+    varmap: &VarMap,
+    dir: &Path,
+    cfg: &Config,
+    cond_len: usize,
+    seed: u64,
+) -> Result<()> {
     let trained = Config::load(&dir.join("config.json"))?;
     if trained.motion_warp != cfg.motion_warp {
         return Err(Error::bad_file(
             dir.join("config.json"),
             "the model to start from and the training config differ in `motion_warp`",
         ));
+    }
+    if cfg.sampler.is_some() && trained.sampler.is_none() {
+        // A sampler added to a trained model starts fresh (seeded, with a zero output layer,
+        // so the model starts as the trained one); everything else comes from the weights.
+        let without = Config {
+            sampler: None,
+            ..cfg.clone()
+        };
+        set_from_weights(varmap, &dir.join("model.safetensors"), &without, cond_len)?;
+        return reseed_matching(varmap, seed, |name| name.starts_with("sampler."));
     }
     set_from_weights(varmap, &dir.join("model.safetensors"), cfg, cond_len)
 }
@@ -620,7 +669,9 @@ fn set_from_weights(varmap: &VarMap, weights: &Path, cfg: &Config, cond_len: usi
         crate::default_model::weights::read_checked(weights, cfg, cond_len, &Device::Cpu)?;
     let data = varmap.data().lock().expect("varmap lock");
     for (name, var) in data.iter() {
-        var.set(&tensors[name])?;
+        if let Some(t) = tensors.get(name) {
+            var.set(t)?;
+        }
     }
     Ok(())
 }
@@ -768,14 +819,10 @@ impl Run<'_> {
 
     /// Rolls the dynamics forward from true context latents with context noise `sigma` (one
     /// level per sample): first a random number (up to `free_run`) of steps without gradients,
-    /// then `unroll` steps. Returns per unrolled step: the rows predicted, the predicted latents,
-    /// and the audio prediction.
-    fn rollout(
-        &mut self,
-        batch: usize,
-        sigma: &[f32],
-        grad: bool,
-    ) -> Result<Vec<(Vec<usize>, Tensor, Tensor)>> {
+    /// then `unroll` steps. Steps without gradients continue from the model's output as it
+    /// generates (the mean plus a sample of the sampler, when it has one); steps with gradients
+    /// from the mean, through which the latent loss of later steps reaches earlier ones.
+    fn rollout(&mut self, batch: usize, sigma: &[f32], grad: bool) -> Result<Vec<RolloutStep>> {
         let m = &self.cfg.model;
         let (k, unroll) = (m.context, self.cfg.unroll.max(1));
         let free = if self.cfg.free_run > 0 {
@@ -813,17 +860,32 @@ impl Run<'_> {
             let noise = self.normal_tensor(stacked.dims())?;
             let noisy = (stacked + noise.broadcast_mul(&sigma_t)?)?;
             let cond = self.data.conditions(&rows, &relative, &self.device)?;
-            let (next, hidden, cond_emb) = self.nets.dynamics.forward(&noisy, &cond)?;
-            let audio = self.nets.audio.forward(&hidden, &cond_emb)?;
+            let prediction = self.nets.dynamics.forward(&noisy, &cond)?;
+            let audio = self
+                .nets
+                .audio
+                .forward(&prediction.pooled, &prediction.cond)?;
             let next = if grad && r >= free {
-                next
+                prediction.mean.clone()
             } else {
-                next.detach()
+                match self.nets.sampler.clone() {
+                    Some(sampler) => {
+                        let noise = self.normal_tensor(prediction.mean.dims())?;
+                        let condition = prediction.sampler_condition();
+                        (&prediction.mean + sampler.sample(&noise, &condition)?)?.detach()
+                    }
+                    None => prediction.mean.detach(),
+                }
             };
             context.remove(0);
             context.push(next.clone());
             if r >= free {
-                steps.push((rows, next, audio));
+                steps.push(RolloutStep {
+                    rows,
+                    next,
+                    audio,
+                    prediction,
+                });
             }
         }
         Ok(steps)
@@ -836,27 +898,69 @@ impl Run<'_> {
             .channel_weights
             .clone()
             .expect("channel weights set with the latents");
-        let mut latent = Tensor::zeros((), DTYPE, &self.device)?;
-        let mut audio = Tensor::zeros((), DTYPE, &self.device)?;
-        for (rows, next, audio_pred) in &steps {
-            latent = (latent + weighted_mse(next, &self.latents_at(rows)?, &weights)?)?;
-            let target = self.data.audio_targets(rows, &self.device)?;
-            audio = (audio + mse(audio_pred, &target)?)?;
+        let zero = Tensor::zeros((), DTYPE, &self.device)?;
+        let (mut latent, mut audio, mut sampler) = (zero.clone(), zero.clone(), zero);
+        let head = self.nets.sampler.clone();
+        for step in &steps {
+            let truth = self.latents_at(&step.rows)?;
+            latent = (latent + weighted_mse(&step.next, &truth, &weights)?)?;
+            let target = self.data.audio_targets(&step.rows, &self.device)?;
+            audio = (audio + mse(&step.audio, &target)?)?;
+            if let Some(head) = &head {
+                sampler = (sampler + self.sampler_loss(head, step, &truth)?)?;
+            }
         }
         let n = steps.len() as f64;
-        let (latent, audio) = ((latent / n)?, (audio / n)?);
-        let loss = (&latent + (&audio * self.cfg.audio_weight)?)?;
-        let parts = vec![
+        let (latent, audio, sampler) = ((latent / n)?, (audio / n)?, (sampler / n)?);
+        let loss = if self.cfg.sampler_only {
+            sampler.clone()
+        } else {
+            ((&latent + (&audio * self.cfg.audio_weight)?)? + &sampler)?
+        };
+        let mut parts = vec![
             ("latent", latent.to_scalar::<f32>()? as f64),
             ("audio", audio.to_scalar::<f32>()? as f64),
         ];
+        if self.nets.sampler.is_some() {
+            parts.push(("sampler", sampler.to_scalar::<f32>()? as f64));
+        }
         Ok((loss, parts))
+    }
+
+    /// The sampler's flow-matching loss for one step: its condition is detached, so the
+    /// sampler learns the distribution of what the dynamics' mean leaves and the dynamics keeps
+    /// predicting the mean.
+    fn sampler_loss(
+        &mut self,
+        head: &Sampler,
+        step: &RolloutStep,
+        truth: &Tensor,
+    ) -> Result<Tensor> {
+        let p = &step.prediction;
+        let (mean, hidden, base) = (p.mean.detach(), p.hidden.detach(), p.base.detach());
+        let residual = (truth - &mean)?;
+        let noise = self.normal_tensor(residual.dims())?;
+        let (b, t, _) = residual.dims3()?;
+        let tau: Vec<f32> = (0..b * t)
+            .map(|_| self.rng.uniform().min(0.999_999))
+            .collect();
+        let tau = Tensor::from_vec(tau, (b, t, 1), &self.device)?;
+        let condition = SamplerCondition {
+            hidden: &hidden,
+            mean: &mean,
+            base: &base,
+        };
+        Ok(head.loss(&residual, &noise, &tau, &condition)?)
     }
 
     fn decoder_loss(&mut self, batch: usize) -> Result<(Tensor, Vec<(&'static str, f64)>)> {
         let sigma = vec![self.cfg.model.inference_noise; batch];
         let steps = self.rollout(batch, &sigma, false)?;
-        let (rows, predicted, _) = steps.last().expect("at least one step");
+        let RolloutStep {
+            rows,
+            next: predicted,
+            ..
+        } = steps.last().expect("at least one step");
         let truth = self.data.pixels(rows, &self.device)?;
         let from_predicted = mse(&self.nets.decoder.forward(predicted)?, &truth)?;
         let from_encoded = mse(&self.nets.decoder.forward(&self.latents_at(rows)?)?, &truth)?;
