@@ -197,14 +197,8 @@ fn fine_tuning_starts_from_a_trained_model() {
     let outcome = train_uninterrupted(&data, &cfg, &tuned, false).unwrap();
     assert_eq!(outcome, Outcome::Finished);
 
-    let load = |dir: &Path| {
-        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap()
-    };
-    let (before, after) = (load(&base), load(&tuned));
-    let same = |name: &str| {
-        let v = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        v(&before[name]) == v(&after[name])
-    };
+    let (before, after) = (weights(&base), weights(&tuned));
+    let same = |name: &str| values(&before[name]) == values(&after[name]);
     // The encoder trains only in the autoencoder stage, so it is exactly the base model's; the
     // dynamics and the decoder moved on from it.
     assert!(
@@ -263,11 +257,7 @@ fn a_sampler_added_to_a_trained_model_trains_alone_and_replays_bit_for_bit() {
     assert_eq!(outcome, Outcome::Finished);
 
     // Only the sampler learned in the dynamics stage, and its flow-matching loss fell.
-    let load = |dir: &Path| {
-        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap()
-    };
-    let (before, after) = (load(&base), load(&tuned));
-    let values = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let (before, after) = (weights(&base), weights(&tuned));
     for (name, tensor) in &before {
         if name.starts_with("dynamics.") || name.starts_with("audio.") {
             assert_eq!(values(tensor), values(&after[name]), "{name} changed");
@@ -373,6 +363,15 @@ fn mismatched_or_corrupt_weights_give_clear_errors() {
         .unwrap()
         .to_string();
     assert!(err.contains("config.json"), "{err}");
+}
+
+/// The weights a training run wrote into `dir`.
+fn weights(dir: &Path) -> std::collections::HashMap<String, candle_core::Tensor> {
+    candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap()
+}
+
+fn values(t: &candle_core::Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
 }
 
 fn tempdir(name: &str) -> PathBuf {

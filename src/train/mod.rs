@@ -114,6 +114,15 @@ pub struct TrainConfig {
     /// nothing is differentiated through the transformer.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sampler_only: bool,
+    /// Weight of an energy-matching term next to the latent loss: the squared difference, per
+    /// sample and latent channel, between the root mean square over tokens of the prediction
+    /// and of the true latent. Mean squared error alone rewards predicting less texture than
+    /// there is wherever the texture is uncertain, and the model carries that shrinking over
+    /// to standing still; this term prices the lost energy (the idea of the adjusted MSE of
+    /// Subich et al. 2025 for weather models, per latent channel instead of per spherical
+    /// harmonic). 0 turns it off.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub energy_weight: f64,
     /// Weight of the sound loss next to the latent loss.
     pub audio_weight: f64,
     /// Stage 3.
@@ -145,6 +154,7 @@ impl TrainConfig {
             latent_weighting: 1.0,
             context_noise_max: None,
             sampler_only: false,
+            energy_weight: 0.0,
             audio_weight: 0.05,
             decoder: stage(10),
             checkpoint_every: 25,
@@ -737,6 +747,17 @@ fn mse(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     (a - b)?.sqr()?.mean_all()
 }
 
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+/// Mean over samples and channels of the squared difference between the root mean square over
+/// tokens of `a` and of `b` (both `(batch, tokens, C)`).
+fn energy_mismatch(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    let rms = |x: &Tensor| (x.sqr()?.mean(1)? + 1e-6)?.sqrt();
+    (rms(a)? - rms(b)?)?.sqr()?.mean_all()
+}
+
 /// Weights `(1, 1, C)` of the latent channels for the dynamics loss, from the decoder's linear
 /// path `decoder_skip` `(patch values, C)`: column `c`'s squared norm (the pixel error that a
 /// unit error in channel `c` causes) to the power `power`, normalised to a mean of 1.
@@ -899,11 +920,15 @@ impl Run<'_> {
             .clone()
             .expect("channel weights set with the latents");
         let zero = Tensor::zeros((), DTYPE, &self.device)?;
-        let (mut latent, mut audio, mut sampler) = (zero.clone(), zero.clone(), zero);
+        let (mut latent, mut audio, mut sampler) = (zero.clone(), zero.clone(), zero.clone());
+        let mut energy = zero;
         let head = self.nets.sampler.clone();
         for step in &steps {
             let truth = self.latents_at(&step.rows)?;
             latent = (latent + weighted_mse(&step.next, &truth, &weights)?)?;
+            if self.cfg.energy_weight > 0.0 {
+                energy = (energy + energy_mismatch(&step.next, &truth)?)?;
+            }
             let target = self.data.audio_targets(&step.rows, &self.device)?;
             audio = (audio + mse(&step.audio, &target)?)?;
             if let Some(head) = &head {
@@ -912,10 +937,12 @@ impl Run<'_> {
         }
         let n = steps.len() as f64;
         let (latent, audio, sampler) = ((latent / n)?, (audio / n)?, (sampler / n)?);
+        let energy = (energy / n)?;
         let loss = if self.cfg.sampler_only {
             sampler.clone()
         } else {
-            ((&latent + (&audio * self.cfg.audio_weight)?)? + &sampler)?
+            let loss = (&latent + (&audio * self.cfg.audio_weight)?)?;
+            ((loss + &sampler)? + (&energy * self.cfg.energy_weight)?)?
         };
         let mut parts = vec![
             ("latent", latent.to_scalar::<f32>()? as f64),
@@ -923,6 +950,9 @@ impl Run<'_> {
         ];
         if self.nets.sampler.is_some() {
             parts.push(("sampler", sampler.to_scalar::<f32>()? as f64));
+        }
+        if self.cfg.energy_weight > 0.0 {
+            parts.push(("energy", energy.to_scalar::<f32>()? as f64));
         }
         Ok((loss, parts))
     }
@@ -1138,6 +1168,33 @@ mod tests {
     /// With orthogonal decoder columns (as principal components start), power 1 makes the
     /// weighted latent MSE proportional to the pixel MSE of the linear decode; power 0 weighs
     /// the channels alike.
+    #[test]
+    fn energy_mismatch_prices_lost_texture_not_its_placement() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let truth = Tensor::randn(0f32, 1.0, (2, 16, 4), &dev)?;
+        let value = |t: Tensor| t.to_scalar::<f32>();
+        // Tokens in another order carry the same energy: no penalty (MSE would give one).
+        let reversed = Tensor::cat(
+            &(0..16)
+                .rev()
+                .map(|i| truth.narrow(1, i, 1))
+                .collect::<candle_core::Result<Vec<_>>>()?,
+            1,
+        )?;
+        assert!(value(energy_mismatch(&reversed, &truth)?)? < 1e-8);
+        // A shrunk copy is penalised, and the gradient asks for more energy.
+        let scale = candle_core::Var::new(&[0.8f32], &dev)?;
+        let shrunk = truth.broadcast_mul(scale.as_tensor())?;
+        let loss = energy_mismatch(&shrunk, &truth)?;
+        assert!(value(loss.clone())? > 1e-3);
+        let grad: Vec<f32> = loss.backward()?.get(&scale).unwrap().to_vec1()?;
+        assert!(
+            grad[0] < 0.0,
+            "gradient {grad:?} should ask for a larger scale"
+        );
+        Ok(())
+    }
+
     #[test]
     fn pixel_weighted_latent_loss_is_the_linear_decodes_pixel_loss() -> candle_core::Result<()> {
         let dev = Device::Cpu;
