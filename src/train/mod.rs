@@ -115,7 +115,7 @@ pub struct TrainConfig {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sampler_only: bool,
     /// Weight of an energy-matching term next to the latent loss: the squared difference, per
-    /// sample and latent channel, between the root mean square over tokens of the prediction
+    /// sample and latent channel, between the standard deviation over tokens of the prediction
     /// and of the true latent. Mean squared error alone rewards predicting less texture than
     /// there is wherever the texture is uncertain, and the model carries that shrinking over
     /// to standing still; this term prices the lost energy (the idea of the adjusted MSE of
@@ -751,11 +751,15 @@ fn is_zero(v: &f64) -> bool {
     *v == 0.0
 }
 
-/// Mean over samples and channels of the squared difference between the root mean square over
-/// tokens of `a` and of `b` (both `(batch, tokens, C)`).
+/// Mean over samples and channels of the squared difference between the standard deviation
+/// over tokens of `a` and of `b` (both `(batch, tokens, C)`). Centred, so that one offset added
+/// to every token — which decodes to the same pattern in every patch — is not taken for detail.
 fn energy_mismatch(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    let rms = |x: &Tensor| (x.sqr()?.mean(1)? + 1e-6)?.sqrt();
-    (rms(a)? - rms(b)?)?.sqr()?.mean_all()
+    let std = |x: &Tensor| {
+        let centred = x.broadcast_sub(&x.mean_keepdim(1)?)?;
+        (centred.sqr()?.mean(1)? + 1e-6)?.sqrt()
+    };
+    (std(a)? - std(b)?)?.sqr()?.mean_all()
 }
 
 /// Weights `(1, 1, C)` of the latent channels for the dynamics loss, from the decoder's linear
@@ -1182,6 +1186,10 @@ mod tests {
             1,
         )?;
         assert!(value(energy_mismatch(&reversed, &truth)?)? < 1e-8);
+        // An offset shared by every token is no detail: a flat frame plus one is still flat.
+        let flat = Tensor::zeros((2, 16, 4), DTYPE, &dev)?;
+        let offset = (&flat + 3.0)?;
+        assert!(value(energy_mismatch(&offset, &flat)?)? < 1e-6);
         // A shrunk copy is penalised, and the gradient asks for more energy.
         let scale = candle_core::Var::new(&[0.8f32], &dev)?;
         let shrunk = truth.broadcast_mul(scale.as_tensor())?;
