@@ -239,7 +239,14 @@ fn fine_tuning_starts_from_a_trained_model() {
 #[test]
 fn a_sampler_added_to_a_trained_model_trains_alone_and_replays_bit_for_bit() {
     let (tmp, data, base) = tiny_data_and_model("sampler");
+    // Training a sampler alone needs one in the model config.
     let mut cfg = TrainConfig::tiny();
+    cfg.sampler_only = true;
+    let err = train_uninterrupted(&data, &cfg, &tmp.join("none"), false)
+        .expect_err("no sampler to train")
+        .to_string();
+    assert!(err.contains("no `sampler`"), "{err}");
+
     cfg.init_from = Some(base.clone());
     cfg.model.sampler = Some(SamplerConfig {
         width: 32,
@@ -247,7 +254,6 @@ fn a_sampler_added_to_a_trained_model_trains_alone_and_replays_bit_for_bit() {
         steps: 3,
         temperature: 1.0,
     });
-    cfg.sampler_only = true;
     cfg.autoencoder.steps = 0;
     cfg.dynamics.steps = 60;
     cfg.dynamics.lr = 5e-3;

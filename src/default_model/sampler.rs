@@ -107,11 +107,10 @@ impl Sampler {
         tau: &Tensor,
         condition: &SamplerCondition<'_>,
     ) -> Result<Tensor> {
-        let x = Tensor::cat(
+        let mut x = Tensor::cat(
             &[z, &time_features(tau)?, &condition.features()?],
             D::Minus1,
         )?;
-        let mut x = x;
         for layer in &self.layers {
             x = candle_nn::ops::silu(&layer.forward(&x)?)?;
         }
@@ -147,14 +146,10 @@ impl Sampler {
         }
         Ok(z)
     }
-
-    /// FLOPs of one sample for `tokens` tokens of width `dim` and `channels` channels.
-    pub fn flops(&self, tokens: usize, dim: usize, channels: usize) -> u64 {
-        flops(&self.cfg, tokens, dim, channels)
-    }
 }
 
-/// FLOPs of one sample of the head configured by `cfg`.
+/// FLOPs of one sample of the head configured by `cfg`, for `tokens` tokens of width `dim` with
+/// `channels` latent channels.
 pub fn flops(cfg: &SamplerConfig, tokens: usize, dim: usize, channels: usize) -> u64 {
     let inputs = (channels + TIME_FEATURES + dim + 2 * channels) as u64;
     let w = cfg.width as u64;
