@@ -684,7 +684,8 @@ fn start_from_trained(
     set_from_weights(varmap, &dir.join("model.safetensors"), cfg, cond_len)
 }
 
-/// Sets every variable from a weights file (names, shapes and dtypes checked against `cfg`).
+/// Sets the variables that `cfg` names from a weights file (names, shapes and dtypes checked
+/// against `cfg`); any others, such as a sampler `cfg` leaves out, keep their values.
 fn set_from_weights(varmap: &VarMap, weights: &Path, cfg: &Config, cond_len: usize) -> Result<()> {
     let tensors =
         crate::default_model::weights::read_checked(weights, cfg, cond_len, &Device::Cpu)?;
@@ -963,7 +964,7 @@ impl Run<'_> {
             ("latent", latent.to_scalar::<f32>()? as f64),
             ("audio", audio.to_scalar::<f32>()? as f64),
         ];
-        if self.nets.sampler.is_some() {
+        if head.is_some() {
             parts.push(("sampler", sampler.to_scalar::<f32>()? as f64));
         }
         if self.cfg.energy_weight > 0.0 {
@@ -1180,9 +1181,6 @@ mod tests {
         }
     }
 
-    /// With orthogonal decoder columns (as principal components start), power 1 makes the
-    /// weighted latent MSE proportional to the pixel MSE of the linear decode; power 0 weighs
-    /// the channels alike.
     #[test]
     fn energy_mismatch_prices_lost_texture_not_its_placement() -> candle_core::Result<()> {
         let dev = Device::Cpu;
@@ -1214,6 +1212,9 @@ mod tests {
         Ok(())
     }
 
+    /// With orthogonal decoder columns (as principal components start), power 1 makes the
+    /// weighted latent MSE proportional to the pixel MSE of the linear decode; power 0 weighs
+    /// the channels alike.
     #[test]
     fn pixel_weighted_latent_loss_is_the_linear_decodes_pixel_loss() -> candle_core::Result<()> {
         let dev = Device::Cpu;
