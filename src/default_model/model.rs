@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::conditions::{condition_len, encode_condition};
 use super::config::Config;
-use super::network::Networks;
+use super::network::{MotionWarp, Networks};
 use super::weights::load_networks;
 use crate::dsp::{BandSpectrum, NoiseSynth};
 use crate::error::{Error, Result};
@@ -246,6 +246,25 @@ impl Session for DefaultSession {
     }
 }
 
+/// The next latent with its channels from `first` on carried over from `last` by the warp
+/// (see [`Config::texture_transport_from`]), except where the warp brings in new content: there,
+/// in proportion to the share of new pixels in a token, they come from `predicted`.
+pub(crate) fn carry_texture(
+    predicted: &Tensor,
+    last: &Tensor,
+    condition: &Tensor,
+    warp: &MotionWarp,
+    first: usize,
+) -> candle_core::Result<Tensor> {
+    let c = predicted.dim(2)?;
+    let (carried, new_share) = warp.transport(last, condition)?;
+    let detail = |x: &Tensor| x.narrow(2, first, c - first);
+    let kept = new_share.affine(-1.0, 1.0)?;
+    let texture = (detail(predicted)?.broadcast_mul(&new_share)?
+        + detail(&carried)?.broadcast_mul(&kept)?)?;
+    Tensor::cat(&[&predicted.narrow(2, 0, first)?, &texture], 2)
+}
+
 /// Steps several sessions of one model in one batch.
 fn step_sessions(
     shared: &Shared,
@@ -291,6 +310,18 @@ fn step_sessions(
             (&prediction.mean + residual)?
         }
         None => prediction.mean.clone(),
+    };
+    let next = match (cfg.texture_transport_from, shared.nets.dynamics.warp()) {
+        (Some(first), Some(warp)) => {
+            // Carried over from the clean last latent, not the noised context.
+            let mut last = Vec::with_capacity(b * t * c);
+            for s in sessions.iter() {
+                last.extend_from_slice(&s.context[(k - 1) * t * c..]);
+            }
+            let last = Tensor::from_vec(last, (b, t, c), dev)?;
+            carry_texture(&next, &last, &condition_t, warp, first)?
+        }
+        _ => next,
     };
     let video_began = Instant::now();
     let frames = pixels_to_frames(&shared.nets.decoder.forward(&next)?)?;
@@ -419,6 +450,72 @@ impl WorldModel for DefaultModel {
                     .iter()
                     .map(|_| Err(Error::Other(msg.clone())))
                     .collect()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_nn::{VarBuilder, VarMap};
+
+    use super::*;
+    use crate::default_model::network::DTYPE;
+    use crate::default_model::spec_for;
+
+    /// A tiny model with random weights. Its untrained dynamics predicts the warped last frame
+    /// (a lossy codec round trip), so the detail channels change unless they are carried over.
+    fn random_tiny(texture_transport_from: Option<usize>) -> DefaultModel {
+        let cfg = Config {
+            texture_transport_from,
+            ..Config::tiny()
+        };
+        let spec = spec_for(&cfg);
+        let vb = VarBuilder::from_varmap(&VarMap::new(), DTYPE, &Device::Cpu);
+        let nets = Networks::new(&cfg, condition_len(&spec), vb).unwrap();
+        DefaultModel::new(cfg, spec, nets, Device::Cpu).unwrap()
+    }
+
+    /// The detail channels (from `first` on) of a session's last latent.
+    fn detail_of_last(model: &DefaultModel, state: &[u8], first: usize) -> Vec<f32> {
+        let cfg = &model.shared().cfg;
+        let (t, c) = (cfg.tokens(), cfg.latent_channels);
+        // The saved state: magic, frame index, random state, spare normal, then the context.
+        let values: Vec<f32> = state[24..]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let last = &values[(cfg.context - 1) * t * c..cfg.context * t * c];
+        last.chunks_exact(c)
+            .flat_map(|tok| tok[first..].to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn standing_still_with_texture_transport_keeps_the_detail_channels_exactly() {
+        let first = 3;
+        let rgb: Vec<u8> = (0..32 * 32 * 3).map(|i| ((i * 37) % 251) as u8).collect();
+        let prompt = Prompt {
+            seed: 4,
+            start_frames: vec![Frame::from_rgb(32, 32, &rgb)],
+            controls: None,
+        };
+        for transport in [Some(first), None] {
+            let model = random_tiny(transport);
+            let input = StepInput {
+                action: model.spec().neutral_action(),
+                controls: model.spec().default_controls(),
+            };
+            let mut session = model.start(&prompt).unwrap();
+            let start = detail_of_last(&model, &session.save().unwrap(), first);
+            for _ in 0..20 {
+                session.step(&input).unwrap();
+            }
+            let now = detail_of_last(&model, &session.save().unwrap(), first);
+            if transport.is_some() {
+                assert_eq!(start, now, "the detail changed while standing still");
+            } else {
+                assert_ne!(start, now, "the test cannot tell transport from none");
             }
         }
     }

@@ -270,13 +270,68 @@ impl MotionWarp {
             self.height,
             self.width,
         )?;
-        let mx = interpolation(self.width, &shift_x, &zoom_x)?;
-        let my = interpolation(self.height, &shift_y, &zoom_y)?;
-        // Rows: out[.., y, i] = Σ_j in[.., y, j]·mx[i, j]; then columns with my.
-        let moved = pixels.broadcast_matmul(&mx.transpose(1, 2)?.unsqueeze(1)?)?;
-        let moved = my.unsqueeze(1)?.broadcast_matmul(&moved)?;
+        let moved = self.move_pixels(&pixels, [&shift_x, &zoom_x, &shift_y, &zoom_y])?;
         self.encode.forward(&patchify(&moved, self.patch)?)
     }
+
+    /// Moves `last` by the step's warp without the codec's round trip: `last + E·(M − I)·D·last`
+    /// (`E`, `D` the linear encode and decode without bias, `M` the warp), so that no motion
+    /// gives `last` back exactly. [`forward`](Self::forward) gives `E·M·D·last` instead, whose
+    /// round trip alone fades a little (eigenvalues 0.991–1.003 per step): fine as the
+    /// network's starting point, not for carrying detail over hundreds of frames.
+    ///
+    /// Also returns the share of each token's pixels that the warp brings in from beyond the
+    /// frame's edge, `(batch, tokens, 1)`: there the edge pixel repeats, and there is nothing
+    /// to carry over.
+    pub fn transport(&self, last: &Tensor, condition: &Tensor) -> Result<(Tensor, Tensor)> {
+        let [shift_x, zoom_x, shift_y, zoom_y] = self.motion(condition)?;
+        let pixels = unpatchify(
+            &self.decode.forward(last)?,
+            self.patch,
+            self.height,
+            self.width,
+        )?;
+        let moved = self.move_pixels(&pixels, [&shift_x, &zoom_x, &shift_y, &zoom_y])?;
+        let change = patchify(&(moved - &pixels)?, self.patch)?
+            .broadcast_matmul(&self.encode.weight().t()?)?;
+        let carried = (last + change)?;
+        // A pixel is new if its source lies beyond the edge along either axis.
+        let new_x = beyond_edge(self.width, &shift_x, &zoom_x)?.unsqueeze(1)?;
+        let new_y = beyond_edge(self.height, &shift_y, &zoom_y)?.unsqueeze(2)?;
+        let new = new_y.broadcast_maximum(&new_x)?.unsqueeze(1)?;
+        let new_share = patchify(&new, self.patch)?.mean_keepdim(2)?;
+        Ok((carried, new_share))
+    }
+
+    /// `pixels` `(batch, 3, H, W)` moved by `(shift_x, zoom_x, shift_y, zoom_y)`.
+    fn move_pixels(&self, pixels: &Tensor, motion: [&Tensor; 4]) -> Result<Tensor> {
+        let [shift_x, zoom_x, shift_y, zoom_y] = motion;
+        let mx = interpolation(self.width, shift_x, zoom_x)?;
+        let my = interpolation(self.height, shift_y, zoom_y)?;
+        // Rows: out[.., y, i] = Σ_j in[.., y, j]·mx[i, j]; then columns with my.
+        let moved = pixels.broadcast_matmul(&mx.transpose(1, 2)?.unsqueeze(1)?)?;
+        my.unsqueeze(1)?.broadcast_matmul(&moved)
+    }
+}
+
+/// Where each output pixel's source lies, along one line of `n` pixels moved by `shift` and
+/// scaled by `zoom` about its centre, unclamped: `(batch, n)`.
+fn source_positions(n: usize, shift: &Tensor, zoom: &Tensor) -> Result<Tensor> {
+    let dev = shift.device();
+    let centre = (n as f64 - 1.0) / 2.0;
+    let out = (Tensor::arange(0f32, n as f32, dev)? - centre)?.reshape((1, n))?;
+    zoom.recip()?.broadcast_mul(&out)?.broadcast_sub(shift)? + centre
+}
+
+/// 1 for the output pixels of a line whose source lies beyond its edge, 0 for the others:
+/// `(batch, n)`.
+fn beyond_edge(n: usize, shift: &Tensor, zoom: &Tensor) -> Result<Tensor> {
+    let source = source_positions(n, shift, zoom)?;
+    let inside = source
+        .ge(0f32)?
+        .to_dtype(DType::F32)?
+        .mul(&source.le((n - 1) as f32)?.to_dtype(DType::F32)?)?;
+    1.0 - inside
 }
 
 /// Linear-interpolation matrices `(batch, n, n)` that move a line of `n` pixels by `shift` and
@@ -284,15 +339,9 @@ impl MotionWarp {
 /// pixel `i`. Sources beyond the edge are clamped to it (the edge pixel repeats).
 pub fn interpolation(n: usize, shift: &Tensor, zoom: &Tensor) -> Result<Tensor> {
     let dev = shift.device();
-    let centre = (n as f64 - 1.0) / 2.0;
-    let out = (Tensor::arange(0f32, n as f32, dev)? - centre)?.reshape((1, n, 1))?;
-    let source = (zoom
-        .unsqueeze(2)?
-        .recip()?
-        .broadcast_mul(&out)?
-        .broadcast_sub(&shift.unsqueeze(2)?)?
-        + centre)?
-        .clamp(0f32, (n - 1) as f32)?;
+    let source = source_positions(n, shift, zoom)?
+        .clamp(0f32, (n - 1) as f32)?
+        .unsqueeze(2)?;
     let columns = Tensor::arange(0f32, n as f32, dev)?.reshape((1, 1, n))?;
     (1.0 - columns.broadcast_sub(&source)?.abs()?)?.relu()
 }
@@ -489,13 +538,18 @@ pub fn flops_per_frame(cfg: &Config, cond_inputs: usize) -> u64 {
     let blocks =
         |n: usize, cond: usize| n as u64 * block_flops(cfg.tokens(), cfg.dim, cfg.mlp_ratio, cond);
     let p = cfg.patch_values() as u64;
-    let warp = if cfg.motion_warp {
+    // Motion head, linear decode, two interpolation products over 3 channels, linear encode.
+    let one_warp = {
         let (h, w) = (cfg.height as u64, cfg.width as u64);
-        // Motion head, linear decode, two interpolation products over 3 channels, linear encode.
         2 * 4 * super::conditions::action_len(&super::spec_for(cfg)) as u64
             + 2 * t * c * p
             + 2 * 3 * (h * w * w + h * h * w)
             + 2 * t * p * c
+    };
+    let warp = if cfg.motion_warp { one_warp } else { 0 };
+    // Texture transport warps the clean last latent once more.
+    let transport = if cfg.texture_transport_from.is_some() {
+        one_warp
     } else {
         0
     };
@@ -510,7 +564,7 @@ pub fn flops_per_frame(cfg: &Config, cond_inputs: usize) -> u64 {
     let sampler = cfg.sampler.as_ref().map_or(0, |s| {
         super::sampler::flops(s, cfg.tokens(), cfg.dim, cfg.latent_channels)
     });
-    dynamics + decoder + audio + sampler
+    dynamics + decoder + audio + sampler + transport
 }
 
 /// The dtype all networks use.
@@ -566,6 +620,57 @@ mod tests {
                 assert!(err < 1e-5, "token ({row}, {col}) differs by {err}");
             }
         }
+        Ok(())
+    }
+
+    #[test]
+    fn transport_moves_tokens_and_marks_the_ones_brought_in_from_the_edge()
+    -> candle_core::Result<()> {
+        let (warp, _) = identity_warp(8.0)?;
+        let dev = Device::Cpu;
+        let last = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
+        let cond = Tensor::new(&[[1f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.7]], &dev)?;
+        let (carried, new_share) = warp.transport(&last, &cond)?;
+        let new_share: Vec<f32> = new_share.flatten_all()?.to_vec1()?;
+        for row in 0..4 {
+            // The left column comes from beyond the edge; the others from their left neighbour.
+            assert_eq!(new_share[row * 4], 1.0, "row {row}: {new_share:?}");
+            for col in 1..4 {
+                assert_eq!(
+                    new_share[row * 4 + col],
+                    0.0,
+                    "({row}, {col}): {new_share:?}"
+                );
+                let got = carried.narrow(1, row * 4 + col, 1)?;
+                let want = last.narrow(1, row * 4 + col - 1, 1)?;
+                let err = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(err < 1e-5, "token ({row}, {col}) differs by {err}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn with_no_motion_transport_is_exactly_the_identity_where_the_codec_round_trip_is_not()
+    -> candle_core::Result<()> {
+        // A lossy codec (8 latent channels for 192 patch values), as in a trained model.
+        let cfg = Config {
+            motion_warp: true,
+            ..Config::tiny()
+        };
+        let dev = Device::Cpu;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DTYPE, &dev);
+        let warp = MotionWarp::new(&cfg, 6, vb.pp("motion"), vb.pp("warp"))?;
+        let last = Tensor::randn(0f32, 1.0, (2, cfg.tokens(), cfg.latent_channels), &dev)?;
+        let still = Tensor::zeros((2, 8), DTYPE, &dev)?;
+        let (carried, new_share) = warp.transport(&last, &still)?;
+        let diff = |a: &Tensor| -> candle_core::Result<f32> {
+            (a - &last)?.abs()?.max_all()?.to_scalar::<f32>()
+        };
+        assert_eq!(diff(&carried)?, 0.0);
+        assert_eq!(new_share.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+        assert!(diff(&warp.forward(&last, &still)?)? > 0.1);
         Ok(())
     }
 
