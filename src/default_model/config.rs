@@ -65,13 +65,14 @@ pub struct Config {
     /// channels are ordered by variance, coarse first) are not taken from the network's
     /// prediction but carried over from the last frame, moved by the motion warp
     /// ([`MotionWarp::transport`](super::network::MotionWarp::transport)); the prediction fills
-    /// them in only where the warp brings in new content from beyond the frame's edge. The
+    /// them in only at the pixels the warp brings in from beyond the frame's edge. The
     /// channels before it come from the network everywhere. Why: a mean-squared-error prediction
     /// answers detail it cannot predict with its mean and so fades it a little at every step
     /// (a gain of 0.7–0.93 per step on these channels in every trained model; see the model
     /// card), while moving what is already there keeps it. Needs `motion_warp`. Generation only:
     /// training does not read it. Absent in older configs, which take every channel from the
-    /// network.
+    /// network. With a `sampler`, only these channels take its draw, so the new content at the
+    /// edge gets drawn detail and the coarse channels stay the mean.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub texture_transport_from: Option<usize>,
 }

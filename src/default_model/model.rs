@@ -206,9 +206,16 @@ pub struct DefaultSession {
     rng: NoiseRng,
     synth: NoiseSynth,
     index: u64,
+    /// With texture transport: the fraction of a pixel (x, y) that the carried texture still
+    /// has to move (see [`MotionWarp::transport`]).
+    texture_lag: [f32; 2],
 }
 
-const STATE_MAGIC: &[u8; 4] = b"NDM1";
+/// Saved-state layout: magic, frame index, noise state, spare normal, texture lag, then the
+/// context latents and the sound synthesiser's tail. `NDM1` states (before the texture lag)
+/// still restore, with no lag.
+const STATE_MAGIC: &[u8; 4] = b"NDM2";
+const STATE_MAGIC_V1: &[u8; 4] = b"NDM1";
 
 impl DefaultSession {
     fn new(shared: Arc<Shared>, context: Vec<f32>, seed: u64) -> Self {
@@ -219,6 +226,7 @@ impl DefaultSession {
             rng: NoiseRng::new(seed),
             synth,
             index: 0,
+            texture_lag: [0.0; 2],
         }
     }
 }
@@ -235,6 +243,9 @@ impl Session for DefaultSession {
         out.extend_from_slice(&self.index.to_le_bytes());
         out.extend_from_slice(&self.rng.state.to_le_bytes());
         out.extend_from_slice(&self.rng.spare.map_or(f32::NAN, |s| s).to_le_bytes());
+        for v in self.texture_lag {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
         for v in self.context.iter().chain(self.synth.tail()) {
             out.extend_from_slice(&v.to_le_bytes());
         }
@@ -247,22 +258,27 @@ impl Session for DefaultSession {
 }
 
 /// The next latent with its channels from `first` on carried over from `last` by the warp
-/// (see [`Config::texture_transport_from`]), except where the warp brings in new content: there,
-/// in proportion to the share of new pixels in a token, they come from `predicted`.
+/// (see [`Config::texture_transport_from`]; pixels the warp brings in from beyond the edge come
+/// from `predicted`), the others from `predicted`. `lag`: each session's whole-pixel shift still
+/// owed, `(batch, 2)`; returns the next latent and the new lag.
 pub(crate) fn carry_texture(
     predicted: &Tensor,
     last: &Tensor,
     condition: &Tensor,
+    lag: &Tensor,
     warp: &MotionWarp,
     first: usize,
-) -> candle_core::Result<Tensor> {
+) -> candle_core::Result<(Tensor, Tensor)> {
     let c = predicted.dim(2)?;
-    let (carried, new_share) = warp.transport(last, condition)?;
-    let detail = |x: &Tensor| x.narrow(2, first, c - first);
-    let kept = new_share.affine(-1.0, 1.0)?;
-    let texture = (detail(predicted)?.broadcast_mul(&new_share)?
-        + detail(&carried)?.broadcast_mul(&kept)?)?;
-    Tensor::cat(&[&predicted.narrow(2, 0, first)?, &texture], 2)
+    let (carried, lag) = warp.transport(last, predicted, condition, lag)?;
+    let next = Tensor::cat(
+        &[
+            &predicted.narrow(2, 0, first)?,
+            &carried.narrow(2, first, c - first)?,
+        ],
+        2,
+    )?;
+    Ok((next, lag))
 }
 
 /// Steps several sessions of one model in one batch.
@@ -307,6 +323,19 @@ fn step_sessions(
             }
             let noise = Tensor::from_vec(noise, (b, t, c), dev)?;
             let residual = sampler.sample(&noise, &prediction.sampler_condition())?;
+            let residual = match cfg.texture_transport_from {
+                // With transport the drawn detail shows only where the warp brings in new
+                // pixels; the coarse channels stay the mean, which a draw every frame would
+                // make flicker.
+                Some(first) => Tensor::cat(
+                    &[
+                        &residual.narrow(2, 0, first)?.zeros_like()?,
+                        &residual.narrow(2, first, c - first)?,
+                    ],
+                    2,
+                )?,
+                None => residual,
+            };
             (&prediction.mean + residual)?
         }
         None => prediction.mean.clone(),
@@ -319,7 +348,13 @@ fn step_sessions(
                 last.extend_from_slice(&s.context[(k - 1) * t * c..]);
             }
             let last = Tensor::from_vec(last, (b, t, c), dev)?;
-            carry_texture(&next, &last, &condition_t, warp, first)?
+            let lag: Vec<f32> = sessions.iter().flat_map(|s| s.texture_lag).collect();
+            let lag = Tensor::from_vec(lag, (b, 2), dev)?;
+            let (next, lag) = carry_texture(&next, &last, &condition_t, &lag, warp, first)?;
+            for (s, lag) in sessions.iter_mut().zip(lag.to_vec2::<f32>()?) {
+                s.texture_lag = [lag[0], lag[1]];
+            }
+            next
         }
         _ => next,
     };
@@ -407,22 +442,31 @@ impl WorldModel for DefaultModel {
         let cfg = &self.shared.cfg;
         let values = cfg.context * cfg.tokens() * cfg.latent_channels;
         let tail = cfg.samples_per_frame / cfg.audio_subframes;
-        let expected = 4 + 8 + 8 + 4 + 4 * (values + tail);
-        if state.len() != expected || &state[..4] != STATE_MAGIC {
+        // The texture lag's two floats follow the spare normal in `NDM2` states.
+        let (lag_floats, magic) = match state.get(..4) {
+            Some(m) if m == STATE_MAGIC_V1 => (0, STATE_MAGIC_V1),
+            _ => (2, STATE_MAGIC),
+        };
+        let expected = 4 + 8 + 8 + 4 + 4 * (lag_floats + values + tail);
+        if state.len() != expected || &state[..4] != magic {
             return Err(Error::BadSessionState(format!(
                 "default-model state should be {expected} bytes starting with {:?}, got {} bytes",
-                std::str::from_utf8(STATE_MAGIC).unwrap(),
+                std::str::from_utf8(magic).unwrap(),
                 state.len()
             )));
         }
         let u64_at = |i: usize| u64::from_le_bytes(state[i..i + 8].try_into().unwrap());
         let f32_at = |i: usize| f32::from_le_bytes(state[i..i + 4].try_into().unwrap());
         let floats: Vec<f32> = (24..state.len()).step_by(4).map(f32_at).collect();
+        let (lag, floats) = floats.split_at(lag_floats);
         let mut session = DefaultSession::new(self.shared.clone(), floats[..values].to_vec(), 0);
         session.index = u64_at(4);
         session.rng.state = u64_at(12);
         let spare = f32_at(20);
         session.rng.spare = spare.is_finite().then_some(spare);
+        if let [x, y] = *lag {
+            session.texture_lag = [x, y];
+        }
         session.synth.set_tail(&floats[values..]);
         Ok(Box::new(session))
     }
@@ -512,5 +556,39 @@ mod tests {
                 assert_ne!(start, now, "the test cannot tell transport from none");
             }
         }
+    }
+
+    #[test]
+    fn a_saved_session_keeps_its_texture_lag_and_older_states_still_restore() {
+        let model = random_tiny(Some(3));
+        let cfg = &model.shared().cfg;
+        let mut rng = NoiseRng::new(9);
+        let context = (0..cfg.context * cfg.tokens() * cfg.latent_channels)
+            .map(|_| rng.normal())
+            .collect();
+        let mut a = DefaultSession::new(model.shared.clone(), context, 4);
+        let mut turning = StepInput {
+            action: model.spec().neutral_action(),
+            controls: model.spec().default_controls(),
+        };
+        turning.action.values[crate::reference::action_index::TURN] = 1.0;
+        for _ in 0..3 {
+            a.step(&turning).unwrap();
+        }
+        assert_ne!(a.texture_lag, [0.0; 2], "turning leaves a fraction owed");
+        let saved = a.save().unwrap();
+        let mut b = model.restore(&saved).unwrap();
+        for _ in 0..3 {
+            assert_eq!(
+                a.step(&turning).unwrap().frame,
+                b.step(&turning).unwrap().frame
+            );
+        }
+        // The layout before the lag: no lag, otherwise the same.
+        let mut v1 = STATE_MAGIC_V1.to_vec();
+        v1.extend_from_slice(&saved[4..24]);
+        v1.extend_from_slice(&saved[32..]);
+        assert!(model.restore(&v1).unwrap().step(&turning).is_ok());
+        assert!(model.restore(&saved[..saved.len() - 4]).is_err());
     }
 }

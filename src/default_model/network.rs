@@ -267,39 +267,65 @@ impl MotionWarp {
         self.encode.forward(&patchify(&moved, self.patch)?)
     }
 
-    /// Moves `last` by the step's warp without the codec's round trip: `last + E·(M − I)·D·last`
-    /// (`E`, `D` the linear encode and decode without bias, `M` the warp), so that no motion
-    /// gives `last` back exactly. [`forward`](Self::forward) gives `E·M·D·last` instead, whose
-    /// round trip alone fades a little (eigenvalues 0.991–1.003 per step): fine as the
-    /// network's starting point, not for carrying detail over hundreds of frames.
+    /// Moves `last` by the step's warp without the codec's round trip: `last + E·(P − D·last)`
+    /// (`E`, `D` the linear encode and decode without bias), where `P` is `D·last` moved by the
+    /// warp, so that no motion gives `last` back exactly. [`forward`](Self::forward) gives
+    /// `E·M·D·last` instead, whose round trip alone fades a little (eigenvalues 0.991–1.003 per
+    /// step): fine as the network's starting point, not for carrying detail over hundreds of
+    /// frames.
     ///
-    /// Also returns the share of each token's pixels that the warp brings in from beyond the
-    /// frame's edge, `(batch, tokens, 1)`: there the edge pixel repeats, and there is nothing
-    /// to carry over.
-    pub fn transport(&self, last: &Tensor, condition: &Tensor) -> Result<(Tensor, Tensor)> {
-        let motion = self.motion(condition)?;
+    /// Two things keep the carried texture sharp over many steps:
+    ///
+    /// - **Whole-pixel shifts.** Linear interpolation at a fractional shift blurs (a shift of
+    ///   half a pixel averages neighbours), and repeated every frame of a turn it smears the
+    ///   picture sideways. The texture moves by whole pixels; the fraction it still owes
+    ///   is `lag` `(batch, 2)`, x then y, added to the next step's shift. The returned lag
+    ///   stays within half a pixel. (Zoom keeps its interpolation: magnifying loses detail.)
+    /// - **New pixels from the prediction.** Where the warp brings content in from beyond the
+    ///   frame's edge there is nothing to carry (the edge pixel would repeat, in streaks), so
+    ///   those pixels of `P` are the linear decode of `predicted`.
+    ///
+    /// Returns the carried latent `(batch, tokens, C)` and the new lag.
+    pub fn transport(
+        &self,
+        last: &Tensor,
+        predicted: &Tensor,
+        condition: &Tensor,
+        lag: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let [shift_x, zoom_x, shift_y, zoom_y] = self.motion(condition)?;
+        let owed_x = (shift_x + lag.narrow(1, 0, 1)?)?;
+        let owed_y = (shift_y + lag.narrow(1, 1, 1)?)?;
+        let (whole_x, whole_y) = (owed_x.round()?, owed_y.round()?);
+        let lag = Tensor::cat(&[(owed_x - &whole_x)?, (owed_y - &whole_y)?], 1)?;
+        let motion = [whole_x, zoom_x, whole_y, zoom_y];
         let (pixels, moved) = self.decode_and_move(last, &motion)?;
-        let [shift_x, zoom_x, shift_y, zoom_y] = &motion;
+        // A pixel is new if its source lies beyond the edge along either axis.
+        let [whole_x, zoom_x, whole_y, zoom_y] = &motion;
+        let new_x = beyond_edge(self.width, whole_x, zoom_x)?.unsqueeze(1)?;
+        let new_y = beyond_edge(self.height, whole_y, zoom_y)?.unsqueeze(2)?;
+        let new = new_y.broadcast_maximum(&new_x)?.unsqueeze(1)?;
+        let fill = self.decode_pixels(predicted)?;
+        let moved = (&moved + (fill - &moved)?.broadcast_mul(&new)?)?;
         let change = patchify(&(moved - &pixels)?, self.patch)?
             .broadcast_matmul(&self.encode.weight().t()?)?;
-        let carried = (last + change)?;
-        // A pixel is new if its source lies beyond the edge along either axis.
-        let new_x = beyond_edge(self.width, shift_x, zoom_x)?.unsqueeze(1)?;
-        let new_y = beyond_edge(self.height, shift_y, zoom_y)?.unsqueeze(2)?;
-        let new = new_y.broadcast_maximum(&new_x)?.unsqueeze(1)?;
-        let new_share = patchify(&new, self.patch)?.mean_keepdim(2)?;
-        Ok((carried, new_share))
+        Ok(((last + change)?, lag))
+    }
+
+    /// A latent `(batch, tokens, C)` decoded to pixels `(batch, 3, H, W)` with the linear path.
+    fn decode_pixels(&self, latent: &Tensor) -> Result<Tensor> {
+        unpatchify(
+            &self.decode.forward(latent)?,
+            self.patch,
+            self.height,
+            self.width,
+        )
     }
 
     /// `last` decoded to pixels `(batch, 3, H, W)` with the linear path, and those pixels moved
     /// by `motion` (as [`motion`](Self::motion) gives it).
     fn decode_and_move(&self, last: &Tensor, motion: &[Tensor; 4]) -> Result<(Tensor, Tensor)> {
-        let pixels = unpatchify(
-            &self.decode.forward(last)?,
-            self.patch,
-            self.height,
-            self.width,
-        )?;
+        let pixels = self.decode_pixels(last)?;
         let moved = self.move_pixels(&pixels, motion)?;
         Ok((pixels, moved))
     }
@@ -628,21 +654,51 @@ mod tests {
         Ok(())
     }
 
+    /// No lag: `(batch, 2)` zeros.
+    fn no_lag(batch: usize) -> candle_core::Result<Tensor> {
+        Tensor::zeros((batch, 2), DTYPE, &Device::Cpu)
+    }
+
     #[test]
-    fn transport_moves_tokens_and_marks_the_ones_brought_in_from_the_edge()
-    -> candle_core::Result<()> {
+    fn transport_moves_tokens_and_fills_the_edge_from_the_prediction() -> candle_core::Result<()> {
         let (warp, _) = identity_warp(8.0)?;
         let dev = Device::Cpu;
         let last = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
+        let predicted = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
         let cond = Tensor::new(&[[1f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.7]], &dev)?;
-        let (carried, new_share) = warp.transport(&last, &cond)?;
-        let new_share: Vec<f32> = new_share.flatten_all()?.to_vec1()?;
-        // The left column comes from beyond the edge; the others from their left neighbour.
-        for (i, &share) in new_share.iter().enumerate() {
-            let want = if i % 4 == 0 { 1.0 } else { 0.0 };
-            assert_eq!(share, want, "token {i}: {new_share:?}");
+        let (carried, lag) = warp.transport(&last, &predicted, &cond, &no_lag(1)?)?;
+        // The left column comes from beyond the edge: the prediction's; the others from their
+        // left neighbour.
+        for row in 0..4 {
+            let got = carried.narrow(1, row * 4, 1)?;
+            let want = predicted.narrow(1, row * 4, 1)?;
+            let err = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(err < 1e-5, "edge token of row {row} differs by {err}");
         }
+        assert_eq!(lag.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
         assert_moved_one_token_right(&carried, &last)
+    }
+
+    #[test]
+    fn transport_moves_by_whole_pixels_and_owes_the_fraction() -> candle_core::Result<()> {
+        // 0.4 pixels a step: the first step owes 0.4 and moves nothing; the second owes 0.8,
+        // moves one whole pixel (an exact copy, no interpolated blur) and owes -0.2.
+        let (warp, _) = identity_warp(0.4)?;
+        let dev = Device::Cpu;
+        let last = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
+        let cond = Tensor::new(&[[1f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.7]], &dev)?;
+        let (first, lag) = warp.transport(&last, &last, &cond, &no_lag(1)?)?;
+        assert_eq!((first - &last)?.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+        let (second, lag) = warp.transport(&last, &last, &cond, &lag)?;
+        let lag: Vec<f32> = lag.flatten_all()?.to_vec1()?;
+        assert!((lag[0] + 0.2).abs() < 1e-5 && lag[1] == 0.0, "lag {lag:?}");
+        let before = unpatchify(&last, 8, 32, 32)?;
+        let after = unpatchify(&second, 8, 32, 32)?;
+        let moved = after.narrow(3, 1, 31)?;
+        let source = before.narrow(3, 0, 31)?;
+        let err = (moved - source)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(err < 1e-5, "moved by one pixel, off by {err}");
+        Ok(())
     }
 
     #[test]
@@ -657,15 +713,22 @@ mod tests {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DTYPE, &dev);
         let warp = MotionWarp::new(&cfg, 6, vb.pp("motion"), vb.pp("warp"))?;
-        let last = Tensor::randn(0f32, 1.0, (2, cfg.tokens(), cfg.latent_channels), &dev)?;
+        let shape = (2, cfg.tokens(), cfg.latent_channels);
+        let last = Tensor::randn(0f32, 1.0, shape, &dev)?;
+        let predicted = Tensor::randn(0f32, 1.0, shape, &dev)?;
         let still = Tensor::zeros((2, 8), DTYPE, &dev)?;
-        let (carried, new_share) = warp.transport(&last, &still)?;
-        let diff = |a: &Tensor| -> candle_core::Result<f32> {
-            (a - &last)?.abs()?.max_all()?.to_scalar::<f32>()
+        let lag = Tensor::new(&[[0.3f32, -0.2], [0.0, 0.45]], &dev)?;
+        let (carried, lag_after) = warp.transport(&last, &predicted, &still, &lag)?;
+        let diff = |a: &Tensor, b: &Tensor| -> candle_core::Result<f32> {
+            (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
         };
-        assert_eq!(diff(&carried)?, 0.0);
-        assert_eq!(new_share.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
-        assert!(diff(&warp.forward(&last, &still)?)? > 0.1);
+        assert_eq!(diff(&carried, &last)?, 0.0);
+        assert_eq!(
+            diff(&lag_after, &lag)?,
+            0.0,
+            "standing still owes what it owed"
+        );
+        assert!(diff(&warp.forward(&last, &still)?, &last)? > 0.1);
         Ok(())
     }
 
