@@ -10,7 +10,8 @@ use candle_core::{DType, Device, Tensor};
 
 use super::conditions::{condition_len, encode_condition};
 use super::config::Config;
-use super::network::{MotionWarp, Networks};
+use super::network::{DTYPE, MotionWarp, Networks, Prediction};
+use super::sampler::{Sampler, SamplerCondition};
 use super::weights::load_networks;
 use crate::dsp::{BandSpectrum, NoiseSynth};
 use crate::error::{Error, Result};
@@ -281,6 +282,70 @@ pub(crate) fn carry_texture(
     Ok((next, lag))
 }
 
+/// The sampler's draw of the residual `next − mean`, `(batch, tokens, C)`. Its starting noise
+/// comes from each session's own stream, so a restored session continues bit for bit.
+///
+/// With texture transport (`only_new`: each token's share of new pixels `(batch, tokens)` and
+/// the first carried channel) it draws only the tokens the warp brings new pixels into, and
+/// only their carried channels: everywhere else transport replaces those channels anyway, and
+/// a draw of the coarse channels every frame would make them flicker. Standing still it draws
+/// nothing.
+fn sampled_residual(
+    sampler: &Sampler,
+    prediction: &Prediction,
+    sessions: &mut [&mut DefaultSession],
+    only_new: Option<(Tensor, usize)>,
+) -> Result<Tensor> {
+    let (b, t, c) = prediction.mean.dims3()?;
+    let dev = prediction.mean.device();
+    let Some((share, first)) = only_new else {
+        let mut noise = Vec::with_capacity(b * t * c);
+        for s in sessions.iter_mut() {
+            noise.extend((0..t * c).map(|_| s.rng.normal()));
+        }
+        let noise = Tensor::from_vec(noise, (b, t, c), dev)?;
+        return Ok(sampler.sample(&noise, &prediction.sampler_condition())?);
+    };
+    let share: Vec<f32> = share.flatten_all()?.to_vec1()?;
+    let picked: Vec<u32> = (0..b * t)
+        .filter(|&i| share[i] > 0.0)
+        .map(|i| i as u32)
+        .collect();
+    let residual = Tensor::zeros((b * t, c), DTYPE, dev)?;
+    if picked.is_empty() {
+        return Ok(residual.reshape((b, t, c))?);
+    }
+    let n = picked.len();
+    let mut noise = Vec::with_capacity(n * c);
+    for &i in &picked {
+        let rng = &mut sessions[i as usize / t].rng;
+        noise.extend((0..c).map(|_| rng.normal()));
+    }
+    let index = Tensor::from_vec(picked, n, dev)?;
+    let pick = |x: &Tensor| -> candle_core::Result<Tensor> {
+        x.reshape((b * t, x.dim(2)?))?
+            .index_select(&index, 0)?
+            .unsqueeze(0)
+    };
+    let whole = prediction.sampler_condition();
+    let (hidden, mean, base) = (pick(whole.hidden)?, pick(whole.mean)?, pick(whole.base)?);
+    let condition = SamplerCondition {
+        hidden: &hidden,
+        mean: &mean,
+        base: &base,
+    };
+    let noise = Tensor::from_vec(noise, (1, n, c), dev)?;
+    let drawn = sampler.sample(&noise, &condition)?.squeeze(0)?;
+    let drawn = Tensor::cat(
+        &[
+            &drawn.narrow(1, 0, first)?.zeros_like()?,
+            &drawn.narrow(1, first, c - first)?,
+        ],
+        1,
+    )?;
+    Ok(residual.index_add(&index, &drawn, 0)?.reshape((b, t, c))?)
+}
+
 /// Steps several sessions of one model in one batch.
 fn step_sessions(
     shared: &Shared,
@@ -313,50 +378,41 @@ fn step_sessions(
     let cond_len = condition.len() / b;
     let condition_t = Tensor::from_vec(condition, (b, cond_len), dev)?;
     let prediction = shared.nets.dynamics.forward(&context_t, &condition_t)?;
+    let transport = match (cfg.texture_transport_from, shared.nets.dynamics.warp()) {
+        (Some(first), Some(warp)) => {
+            let lag: Vec<f32> = sessions.iter().flat_map(|s| s.texture_lag).collect();
+            Some((first, warp, Tensor::from_vec(lag, (b, 2), dev)?))
+        }
+        _ => None,
+    };
     let next = match &shared.nets.sampler {
         Some(sampler) => {
-            // The sampler's starting noise comes from each session's own stream, so a restored
-            // session continues bit for bit.
-            let mut noise = Vec::with_capacity(b * t * c);
-            for s in sessions.iter_mut() {
-                noise.extend((0..t * c).map(|_| s.rng.normal()));
-            }
-            let noise = Tensor::from_vec(noise, (b, t, c), dev)?;
-            let residual = sampler.sample(&noise, &prediction.sampler_condition())?;
-            let residual = match cfg.texture_transport_from {
-                // With transport the drawn detail shows only where the warp brings in new
-                // pixels; the coarse channels stay the mean, which a draw every frame would
-                // make flicker.
-                Some(first) => Tensor::cat(
-                    &[
-                        &residual.narrow(2, 0, first)?.zeros_like()?,
-                        &residual.narrow(2, first, c - first)?,
-                    ],
-                    2,
-                )?,
-                None => residual,
+            let only_new = match &transport {
+                Some((first, warp, lag)) => {
+                    Some((warp.new_token_share(&condition_t, lag)?, *first))
+                }
+                None => None,
             };
-            (&prediction.mean + residual)?
+            let drawn = sampled_residual(sampler, &prediction, sessions, only_new)?;
+            (&prediction.mean + drawn)?
         }
         None => prediction.mean.clone(),
     };
-    let next = match (cfg.texture_transport_from, shared.nets.dynamics.warp()) {
-        (Some(first), Some(warp)) => {
+    let next = match &transport {
+        Some((first, warp, lag)) => {
             // Carried over from the clean last latent, not the noised context.
             let mut last = Vec::with_capacity(b * t * c);
             for s in sessions.iter() {
                 last.extend_from_slice(&s.context[(k - 1) * t * c..]);
             }
             let last = Tensor::from_vec(last, (b, t, c), dev)?;
-            let lag: Vec<f32> = sessions.iter().flat_map(|s| s.texture_lag).collect();
-            let lag = Tensor::from_vec(lag, (b, 2), dev)?;
-            let (next, lag) = carry_texture(&next, &last, &condition_t, &lag, warp, first)?;
+            let (next, lag) = carry_texture(&next, &last, &condition_t, lag, warp, *first)?;
             for (s, lag) in sessions.iter_mut().zip(lag.to_vec2::<f32>()?) {
                 s.texture_lag = [lag[0], lag[1]];
             }
             next
         }
-        _ => next,
+        None => next,
     };
     let video_began = Instant::now();
     let frames = pixels_to_frames(&shared.nets.decoder.forward(&next)?)?;
@@ -504,16 +560,20 @@ mod tests {
     use candle_nn::{VarBuilder, VarMap};
 
     use super::*;
-    use crate::default_model::network::DTYPE;
+    use crate::default_model::sampler::SamplerConfig;
     use crate::default_model::spec_for;
 
     /// A tiny model with random weights. Its untrained dynamics predicts the warped last frame
     /// (a lossy codec round trip), so the detail channels change unless they are carried over.
     fn random_tiny(texture_transport_from: Option<usize>) -> DefaultModel {
-        let cfg = Config {
+        random_model(Config {
             texture_transport_from,
             ..Config::tiny()
-        };
+        })
+    }
+
+    /// A model of `cfg` with random weights.
+    fn random_model(cfg: Config) -> DefaultModel {
         let spec = spec_for(&cfg);
         let vb = VarBuilder::from_varmap(&VarMap::new(), DTYPE, &Device::Cpu);
         let nets = Networks::new(&cfg, condition_len(&spec), vb).unwrap();
@@ -590,5 +650,56 @@ mod tests {
         v1.extend_from_slice(&saved[32..]);
         assert!(model.restore(&v1).unwrap().step(&turning).is_ok());
         assert!(model.restore(&saved[..saved.len() - 4]).is_err());
+    }
+
+    #[test]
+    fn with_transport_the_sampler_draws_only_the_detail_of_tokens_with_new_pixels() {
+        let first = 3;
+        let model = random_model(Config {
+            texture_transport_from: Some(first),
+            sampler: Some(SamplerConfig::default()),
+            inference_noise: 0.0,
+            ..Config::tiny()
+        });
+        let shared = model.shared.clone();
+        let (k, t, c) = (
+            shared.cfg.context,
+            shared.cfg.tokens(),
+            shared.cfg.latent_channels,
+        );
+        let mut rng = NoiseRng::new(5);
+        let context: Vec<f32> = (0..k * t * c).map(|_| rng.normal()).collect();
+        let mut a = DefaultSession::new(shared.clone(), context.clone(), 1);
+        let mut b = DefaultSession::new(shared.clone(), context.clone(), 2);
+        let dev = Device::Cpu;
+        let both = Tensor::from_vec([context.clone(), context].concat(), (2, k, t, c), &dev);
+        let cond = Tensor::zeros((2, condition_len(model.spec())), DTYPE, &dev).unwrap();
+        let prediction = shared.nets.dynamics.forward(&both.unwrap(), &cond).unwrap();
+        // A quarter of token 5 of the second session is new; nothing of the first.
+        let mut share = vec![0f32; 2 * t];
+        share[t + 5] = 0.25;
+        let share = Tensor::from_vec(share, (2, t), &dev).unwrap();
+        let sampler = shared.nets.sampler.as_ref().unwrap();
+        let drawn = sampled_residual(
+            sampler,
+            &prediction,
+            &mut [&mut a, &mut b],
+            Some((share, first)),
+        );
+        let drawn: Vec<f32> = drawn.unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        for (i, v) in drawn.iter().enumerate() {
+            let (token, channel) = (i / c, i % c);
+            if token == t + 5 && channel >= first {
+                assert_ne!(*v, 0.0, "token {token} channel {channel} was not drawn");
+            } else {
+                assert_eq!(*v, 0.0, "token {token} channel {channel} was drawn");
+            }
+        }
+        assert_eq!(
+            a.rng.state,
+            NoiseRng::new(1).state,
+            "the first session drew noise"
+        );
+        assert_ne!(b.rng.state, NoiseRng::new(2).state);
     }
 }

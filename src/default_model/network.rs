@@ -293,23 +293,48 @@ impl MotionWarp {
         condition: &Tensor,
         lag: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
-        let [shift_x, zoom_x, shift_y, zoom_y] = self.motion(condition)?;
-        let owed_x = (shift_x + lag.narrow(1, 0, 1)?)?;
-        let owed_y = (shift_y + lag.narrow(1, 1, 1)?)?;
-        let (whole_x, whole_y) = (owed_x.round()?, owed_y.round()?);
-        let lag = Tensor::cat(&[(owed_x - &whole_x)?, (owed_y - &whole_y)?], 1)?;
-        let motion = [whole_x, zoom_x, whole_y, zoom_y];
+        let (motion, lag) = self.whole_pixel_motion(condition, lag)?;
         let (pixels, moved) = self.decode_and_move(last, &motion)?;
-        // A pixel is new if its source lies beyond the edge along either axis.
-        let [whole_x, zoom_x, whole_y, zoom_y] = &motion;
-        let new_x = beyond_edge(self.width, whole_x, zoom_x)?.unsqueeze(1)?;
-        let new_y = beyond_edge(self.height, whole_y, zoom_y)?.unsqueeze(2)?;
-        let new = new_y.broadcast_maximum(&new_x)?.unsqueeze(1)?;
+        let new = self.new_pixels(&motion)?;
         let fill = self.decode_pixels(predicted)?;
         let moved = (&moved + (fill - &moved)?.broadcast_mul(&new)?)?;
         let change = patchify(&(moved - &pixels)?, self.patch)?
             .broadcast_matmul(&self.encode.weight().t()?)?;
         Ok(((last + change)?, lag))
+    }
+
+    /// The share of each token's pixels that [`transport`](Self::transport) with this
+    /// `condition` and `lag` brings in from beyond the frame's edge, `(batch, tokens)`: the
+    /// tokens whose detail comes from the prediction.
+    pub fn new_token_share(&self, condition: &Tensor, lag: &Tensor) -> Result<Tensor> {
+        let (motion, _) = self.whole_pixel_motion(condition, lag)?;
+        patchify(&self.new_pixels(&motion)?, self.patch)?
+            .mean_keepdim(2)?
+            .squeeze(2)
+    }
+
+    /// The step's motion with its shifts rounded to whole pixels after adding `lag`, and the
+    /// fraction still owed (see [`transport`](Self::transport)).
+    fn whole_pixel_motion(
+        &self,
+        condition: &Tensor,
+        lag: &Tensor,
+    ) -> Result<([Tensor; 4], Tensor)> {
+        let [shift_x, zoom_x, shift_y, zoom_y] = self.motion(condition)?;
+        let owed_x = (shift_x + lag.narrow(1, 0, 1)?)?;
+        let owed_y = (shift_y + lag.narrow(1, 1, 1)?)?;
+        let (whole_x, whole_y) = (owed_x.round()?, owed_y.round()?);
+        let lag = Tensor::cat(&[(owed_x - &whole_x)?, (owed_y - &whole_y)?], 1)?;
+        Ok(([whole_x, zoom_x, whole_y, zoom_y], lag))
+    }
+
+    /// 1 for the pixels whose source under `motion` lies beyond the frame's edge along either
+    /// axis, 0 for the others: `(batch, 1, H, W)`.
+    fn new_pixels(&self, motion: &[Tensor; 4]) -> Result<Tensor> {
+        let [shift_x, zoom_x, shift_y, zoom_y] = motion;
+        let new_x = beyond_edge(self.width, shift_x, zoom_x)?.unsqueeze(1)?;
+        let new_y = beyond_edge(self.height, shift_y, zoom_y)?.unsqueeze(2)?;
+        new_y.broadcast_maximum(&new_x)?.unsqueeze(1)
     }
 
     /// A latent `(batch, tokens, C)` decoded to pixels `(batch, 3, H, W)` with the linear path.
@@ -588,8 +613,15 @@ pub fn flops_per_frame(cfg: &Config, cond_inputs: usize) -> u64 {
         + 2 * t * d * c;
     let decoder = 2 * t * c * d + blocks(cfg.decoder_layers, 0) + 2 * t * d * p + 2 * t * c * p;
     let audio = 2 * (2 * d * d + d * d + d * (cfg.audio_bands * cfg.audio_subframes) as u64);
+    // With texture transport the sampler draws only the tokens the warp brings new pixels
+    // into: none standing still; counted here for one column and one row of tokens (turning
+    // and looking up or down by less than a patch per frame, as the player does).
+    let sampled_tokens = match cfg.texture_transport_from {
+        Some(_) => cfg.width / cfg.patch + cfg.height / cfg.patch,
+        None => cfg.tokens(),
+    };
     let sampler = cfg.sampler.as_ref().map_or(0, |s| {
-        super::sampler::flops(s, cfg.tokens(), cfg.dim, cfg.latent_channels)
+        super::sampler::flops(s, sampled_tokens, cfg.dim, cfg.latent_channels)
     });
     dynamics + decoder + audio + sampler + transport
 }
