@@ -322,7 +322,7 @@ fn wander_plays_the_shipped_default_model() {
         tail(&run.stderr)
     );
     let idle0 = keep(&run, "shot-idle-0.png", "wander-default-idle-0.png");
-    keep(&run, "shot-idle-1.png", "wander-default-idle-1.png");
+    let idle1 = keep(&run, "shot-idle-1.png", "wander-default-idle-1.png");
     let turned = keep(&run, "shot-turned.png", "wander-default-turned.png");
     assert_not_blank(&idle0, WANDER_VIEW, "the default model's view");
     assert_not_blank(
@@ -330,8 +330,13 @@ fn wander_plays_the_shipped_default_model() {
         WANDER_VIEW,
         "the default model's view after turning",
     );
-    // Whether the view turns is checked on the model itself in tests/shipped_model.rs; the
-    // model shipped now does not respond to actions (see its model card).
+    // The view holds while the player waits and changes when they turn and walk (how it turns
+    // is checked on the model itself in tests/shipped_model.rs).
+    assert_turning_changes_more_than_waiting(
+        [&idle0, &idle1, &turned],
+        WANDER_VIEW,
+        "the default model's view",
+    );
     let _ = std::fs::remove_dir_all(&run.dir);
 }
 
@@ -483,14 +488,15 @@ fn hybrid_screens_show_both_worlds_moving_with_the_player() {
     let idle0 = keep(&run, "shot-idle-0.png", "hybrid-idle-0.png");
     let idle1 = keep(&run, "shot-idle-1.png", "hybrid-idle-1.png");
     let turned = keep(&run, "shot-turned.png", "hybrid-turned.png");
-    // The right screen plays the shipped default model, which does not respond to actions yet
-    // (see its model card): it must show a picture; the left (reference world) must turn.
+    // Both screens show a picture, hold it while the player waits, and change when they turn:
+    // the left one is the reference world, the right one the shipped default model.
     assert_not_blank(&turned, RIGHT_SCREEN, "right screen");
     assert_not_blank(&turned, LEFT_SCREEN, "left screen");
-    assert_turning_changes_more_than_waiting(
-        [&idle0, &idle1, &turned],
-        LEFT_SCREEN,
-        "the left screen",
-    );
+    for (screen, what) in [
+        (LEFT_SCREEN, "the left screen"),
+        (RIGHT_SCREEN, "the right screen"),
+    ] {
+        assert_turning_changes_more_than_waiting([&idle0, &idle1, &turned], screen, what);
+    }
     let _ = std::fs::remove_dir_all(&run.dir);
 }

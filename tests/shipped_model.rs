@@ -67,14 +67,10 @@ fn the_shipped_default_model_loads_and_draws_a_picture() {
     assert!(std > 8.0, "the frame looks flat: luminance std {std:.1}");
 }
 
-/// Turning changes the view more than standing still. The model shipped now FAILS this: it was
-/// trained while candle-nn's fused layer norm and softmax blocked the gradients of its
-/// transformer layers, so actions never reached its frames (see the model card). The retrained
-/// candidate of the model card fails it too (19.4 standing still against 19.5 turning). Run it
-/// with `cargo test --workspace --test shipped_model -- --ignored` on a new model, and remove the
-/// `ignore` once one passes.
+/// Turning changes the view more than standing still. (Every model shipped before
+/// `seed1-steps710+seed1-steps170-363d2683+seed1-steps500-793373e8` failed this; see the model
+/// card.)
 #[test]
-#[ignore = "the shipped model ignores actions (trained before the gradient fix); see MODEL_CARD.md"]
 fn the_shipped_default_model_responds_to_turning() {
     let (strip, first) = rollouts();
     let (idle, turn) = strip.last().unwrap();

@@ -82,8 +82,8 @@ pub const CONFIG_FORMAT: u32 = 1;
 
 impl Default for Config {
     /// The configuration `configs/default.json` trains: 128×128 output, 8×8 patches (a 16×16
-    /// token grid), width 128, motion warp. (The weights shipped today predate the warp; their
-    /// `config.json` has no `motion_warp`.)
+    /// token grid), width 128, motion warp. (The shipped weights' `config.json` adds texture
+    /// transport and a sampler, which fine-tunings of this configuration train or set.)
     fn default() -> Self {
         Self {
             format_version: CONFIG_FORMAT,
