@@ -213,15 +213,28 @@ fn assert_not_blank(img: &image::RgbImage, r: Region, what: &str) {
 
 /// Between the two idle screenshots a region barely changes; between the second idle one and the
 /// turned one it changes by more than 10 per channel and more than four times as much.
-fn assert_turning_changes_more_than_waiting(
+fn assert_turning_changes_more_than_waiting(shots: [&image::RgbImage; 3], r: Region, what: &str) {
+    assert_turning_changes_more_than(shots, 4.0, r, what);
+}
+
+/// The same for the default model's view, which drifts a little while the player waits (its
+/// brightness channel is predicted anew every frame, token by token): turning must change it
+/// more than 10 per channel and more than twice as much as waiting, the criterion
+/// `tests/shipped_model.rs` applies to the model's own frames.
+fn assert_model_turns_more_than_it_drifts(shots: [&image::RgbImage; 3], r: Region, what: &str) {
+    assert_turning_changes_more_than(shots, 2.0, r, what);
+}
+
+fn assert_turning_changes_more_than(
     [idle0, idle1, turned]: [&image::RgbImage; 3],
+    factor: f32,
     r: Region,
     what: &str,
 ) {
     let idle = difference(idle0, idle1, r);
     let moved = difference(idle1, turned, r);
     assert!(
-        moved > 10.0 && moved > 4.0 * idle,
+        moved > 10.0 && moved > factor * idle,
         "turning should change {what} much more than waiting: idle {idle:.2}, turned {moved:.2}"
     );
 }
@@ -330,9 +343,9 @@ fn wander_plays_the_shipped_default_model() {
         WANDER_VIEW,
         "the default model's view after turning",
     );
-    // The view holds while the player waits and changes when they turn and walk (how it turns
-    // is checked on the model itself in tests/shipped_model.rs).
-    assert_turning_changes_more_than_waiting(
+    // The view changes when the player turns and walks, more than it drifts while they wait
+    // (how it turns is checked on the model itself in tests/shipped_model.rs).
+    assert_model_turns_more_than_it_drifts(
         [&idle0, &idle1, &turned],
         WANDER_VIEW,
         "the default model's view",
@@ -488,15 +501,12 @@ fn hybrid_screens_show_both_worlds_moving_with_the_player() {
     let idle0 = keep(&run, "shot-idle-0.png", "hybrid-idle-0.png");
     let idle1 = keep(&run, "shot-idle-1.png", "hybrid-idle-1.png");
     let turned = keep(&run, "shot-turned.png", "hybrid-turned.png");
-    // Both screens show a picture, hold it while the player waits, and change when they turn:
-    // the left one is the reference world, the right one the shipped default model.
+    // Both screens show a picture and change when the player turns, much more than while they
+    // wait: the left one is the reference world, the right one the shipped default model.
     assert_not_blank(&turned, RIGHT_SCREEN, "right screen");
     assert_not_blank(&turned, LEFT_SCREEN, "left screen");
-    for (screen, what) in [
-        (LEFT_SCREEN, "the left screen"),
-        (RIGHT_SCREEN, "the right screen"),
-    ] {
-        assert_turning_changes_more_than_waiting([&idle0, &idle1, &turned], screen, what);
-    }
+    let shots = [&idle0, &idle1, &turned];
+    assert_turning_changes_more_than_waiting(shots, LEFT_SCREEN, "the left screen");
+    assert_model_turns_more_than_it_drifts(shots, RIGHT_SCREEN, "the right screen");
     let _ = std::fs::remove_dir_all(&run.dir);
 }
