@@ -580,6 +580,17 @@ mod tests {
         DefaultModel::new(cfg, spec, nets, Device::Cpu).unwrap()
     }
 
+    /// A session of `model` whose context is random (drawn from `context_seed`), with its own
+    /// noise stream from `seed`.
+    fn random_session(model: &DefaultModel, context_seed: u64, seed: u64) -> DefaultSession {
+        let cfg = &model.shared.cfg;
+        let mut rng = NoiseRng::new(context_seed);
+        let context = (0..cfg.context * cfg.tokens() * cfg.latent_channels)
+            .map(|_| rng.normal())
+            .collect();
+        DefaultSession::new(model.shared.clone(), context, seed)
+    }
+
     /// The detail channels (from `first` on) of a session's last latent.
     fn detail_of_last(session: &DefaultSession, first: usize) -> Vec<f32> {
         let cfg = &session.shared.cfg;
@@ -595,12 +606,7 @@ mod tests {
         let first = 3;
         for transport in [Some(first), None] {
             let model = random_tiny(transport);
-            let cfg = &model.shared().cfg;
-            let mut rng = NoiseRng::new(7);
-            let context = (0..cfg.context * cfg.tokens() * cfg.latent_channels)
-                .map(|_| rng.normal())
-                .collect();
-            let mut session = DefaultSession::new(model.shared.clone(), context, 4);
+            let mut session = random_session(&model, 7, 4);
             let input = StepInput {
                 action: model.spec().neutral_action(),
                 controls: model.spec().default_controls(),
@@ -621,12 +627,7 @@ mod tests {
     #[test]
     fn a_saved_session_keeps_its_texture_lag_and_older_states_still_restore() {
         let model = random_tiny(Some(3));
-        let cfg = &model.shared().cfg;
-        let mut rng = NoiseRng::new(9);
-        let context = (0..cfg.context * cfg.tokens() * cfg.latent_channels)
-            .map(|_| rng.normal())
-            .collect();
-        let mut a = DefaultSession::new(model.shared.clone(), context, 4);
+        let mut a = random_session(&model, 9, 4);
         let mut turning = StepInput {
             action: model.spec().neutral_action(),
             controls: model.spec().default_controls(),
@@ -667,12 +668,11 @@ mod tests {
             shared.cfg.tokens(),
             shared.cfg.latent_channels,
         );
-        let mut rng = NoiseRng::new(5);
-        let context: Vec<f32> = (0..k * t * c).map(|_| rng.normal()).collect();
-        let mut a = DefaultSession::new(shared.clone(), context.clone(), 1);
-        let mut b = DefaultSession::new(shared.clone(), context.clone(), 2);
+        let mut a = random_session(&model, 5, 1);
+        let mut b = random_session(&model, 5, 2);
         let dev = Device::Cpu;
-        let both = Tensor::from_vec([context.clone(), context].concat(), (2, k, t, c), &dev);
+        let both = [a.context.clone(), b.context.clone()].concat();
+        let both = Tensor::from_vec(both, (2, k, t, c), &dev);
         let cond = Tensor::zeros((2, condition_len(model.spec())), DTYPE, &dev).unwrap();
         let prediction = shared.nets.dynamics.forward(&both.unwrap(), &cond).unwrap();
         // A quarter of token 5 of the second session is new; nothing of the first.

@@ -669,7 +669,7 @@ mod tests {
         let dev = Device::Cpu;
         // 32×32 pixels in 8×8 patches: a 4×4 grid of tokens of 192 values.
         let last = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
-        let cond = Tensor::new(&[[1f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.7]], &dev)?;
+        let cond = action_zero_on()?;
         assert_moved_one_token_right(&warp.forward(&last, &cond)?, &last)
     }
 
@@ -686,6 +686,12 @@ mod tests {
         Ok(())
     }
 
+    /// One condition vector with action 0 (which drives `identity_warp`'s shift) at 1 and two
+    /// director inputs the warp must ignore.
+    fn action_zero_on() -> candle_core::Result<Tensor> {
+        Tensor::new(&[[1f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.7]], &Device::Cpu)
+    }
+
     /// No lag: `(batch, 2)` zeros.
     fn no_lag(batch: usize) -> candle_core::Result<Tensor> {
         Tensor::zeros((batch, 2), DTYPE, &Device::Cpu)
@@ -697,7 +703,7 @@ mod tests {
         let dev = Device::Cpu;
         let last = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
         let predicted = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
-        let cond = Tensor::new(&[[1f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.7]], &dev)?;
+        let cond = action_zero_on()?;
         let (carried, lag) = warp.transport(&last, &predicted, &cond, &no_lag(1)?)?;
         // The left column comes from beyond the edge: the prediction's; the others from their
         // left neighbour.
@@ -718,7 +724,7 @@ mod tests {
         let (warp, _) = identity_warp(0.4)?;
         let dev = Device::Cpu;
         let last = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
-        let cond = Tensor::new(&[[1f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.7]], &dev)?;
+        let cond = action_zero_on()?;
         let (first, lag) = warp.transport(&last, &last, &cond, &no_lag(1)?)?;
         assert_eq!((first - &last)?.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
         let (second, lag) = warp.transport(&last, &last, &cond, &lag)?;
@@ -770,7 +776,7 @@ mod tests {
         // ask for a larger shift.
         let dev = Device::Cpu;
         let last = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
-        let cond = Tensor::new(&[[1f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.7]], &dev)?;
+        let cond = action_zero_on()?;
         let (target_warp, _) = identity_warp(3.0)?;
         let target = target_warp.forward(&last, &cond)?;
         let (warp, varmap) = identity_warp(0.01)?;
