@@ -260,8 +260,8 @@ impl Session for DefaultSession {
 
 /// The next latent with its channels from `first` on carried over from `last` by the warp
 /// (see [`Config::texture_transport_from`]; pixels the warp brings in from beyond the edge come
-/// from `predicted`), the others from `predicted`. `lag`: each session's whole-pixel shift still
-/// owed, `(batch, 2)`; returns the next latent and the new lag.
+/// from `predicted`), and the channels before `first` from `predicted`. `lag`: each session's
+/// shift still owed, `(batch, 2)`; returns the next latent and the new lag.
 pub(crate) fn carry_texture(
     predicted: &Tensor,
     last: &Tensor,
