@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use bevy_nacre::model::{Prompt, WorldModel};
+use bevy_nacre::world_model::{Prompt, WorldModel};
 use bevy_nacre::reference::ReferenceWorld;
 use bevy_nacre::reference::trajectory::{Trajectory, TrajectoryConfig};
 use bevy_nacre::timing::time_runs;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bevy::prelude::*;
 use bevy_nacre::error::Result;
 use bevy_nacre::frame::{AudioChunk, Frame};
-use bevy_nacre::model::{Prompt, Session, StepInput, StepOutput, StepTimings, WorldModel};
+use bevy_nacre::world_model::{Prompt, Session, StepInput, StepOutput, StepTimings, WorldModel};
 use bevy_nacre::prelude::*;
 use bevy_nacre::spec::ModelSpec;
 use bevy_nacre::timing::{TimingStats, time_runs};
@@ -168,7 +168,7 @@ fn round_trip(size: u32) -> (TimingStats, TimingStats) {
         let f = session
             .next_frame_timeout(Duration::from_secs(5))
             .expect("frame");
-        computes.push(f.timings.compute);
+        computes.push(f.compute);
     });
     (stats, TimingStats::from_samples(&computes))
 }

@@ -73,18 +73,20 @@ fn setup(
 /// Applies `--direct TEXT` once the model's controls are known.
 fn direct_from_command_line(
     mut options: ResMut<Options>,
-    runtime: Res<NacreRuntime>,
-    mut views: Query<(&WorldView, &mut ViewControls), With<Directed>>,
+    mut views: Query<&mut ViewControls, With<Directed>>,
 ) {
-    let Some((view, mut controls)) = views.iter_mut().next() else {
+    let Some(mut controls) = views.iter_mut().next() else {
         return;
     };
     if controls.specs().is_empty() {
         return;
     }
     if let Some(text) = options.direct.take() {
-        let direction = apply_phrase(&text, &runtime, &view.model, &mut controls);
-        info!("director: \"{text}\" → {direction:?}");
+        let direction = apply_phrase(&text, &mut controls);
+        info!(
+            "director: \"{text}\" → {}",
+            direction.describe(controls.specs())
+        );
         if !direction.unknown.is_empty() {
             warn!("director: not understood: {}", direction.unknown.join(", "));
         }

@@ -7,19 +7,23 @@ pub mod dataset;
 pub mod default_model;
 pub mod device;
 pub mod diamond;
+pub mod director;
 pub mod dsp;
 pub mod error;
+pub mod files;
 pub mod eval;
 pub mod frame;
-pub mod model;
 pub mod nn;
 pub mod recording;
 pub mod reference;
+pub mod rng;
 pub mod session_file;
 pub mod spec;
+pub mod state_codec;
 pub mod timing;
 pub mod train;
 pub mod worker;
+pub mod world_model;
 
 #[cfg(feature = "bevy")]
 pub mod plugin;
@@ -30,7 +34,7 @@ pub use error::{Error, Result};
 pub mod prelude {
     pub use crate::action::{Action, Controls};
     pub use crate::frame::{AudioChunk, Frame};
-    pub use crate::model::{Prompt, Session, StepInput, StepOutput, WorldModel};
+    pub use crate::world_model::{Prompt, Session, StepInput, StepOutput, WorldModel};
     #[cfg(feature = "bevy")]
     pub use crate::plugin::prelude::*;
     pub use crate::spec::{

@@ -29,8 +29,9 @@ use serde::{Deserialize, Serialize};
 use crate::action::{Action, Controls};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
-use crate::model::{Prompt, StepInput, WorldModel};
-use crate::session_file::{self, write_atomic};
+use crate::world_model::{Prompt, StepInput, WorldModel};
+use crate::files::write_atomic;
+use crate::session_file;
 use crate::spec::ModelSpec;
 
 /// File name of the action log inside a recording.

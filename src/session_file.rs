@@ -9,7 +9,7 @@
 //! | 4 | format version (currently 1) |
 //! | 4 | header length `n` |
 //! | n | JSON [`SessionHeader`] |
-//! | rest | the model's state, as [`Session::save`](crate::model::Session::save) wrote it |
+//! | rest | the model's state, as [`Session::save`](crate::world_model::Session::save) wrote it |
 
 use serde::{Deserialize, Serialize};
 
@@ -96,35 +96,6 @@ impl SavedSession {
         }
         Ok(())
     }
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, then a rename, so a
-/// crash never leaves a half-written file under the real name.
-pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(dir) = dir {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::bad_file(path, "not a file path"))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

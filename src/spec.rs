@@ -4,6 +4,8 @@
 //! Everything that talks to a model (input mapping, the worker, the director panel, datasets) reads
 //! the spec instead of assuming a layout, so one game can drive models with different channels.
 
+pub mod first_person;
+
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, Controls};
@@ -272,12 +274,12 @@ pub struct ModelSpec {
 impl ModelSpec {
     /// Index of the action channel called `name`.
     pub fn action_index(&self, name: &str) -> Option<usize> {
-        self.actions.iter().position(|c| c.name == name)
+        index_of(&self.actions, name)
     }
 
     /// Index of the control called `name`.
     pub fn control_index(&self, name: &str) -> Option<usize> {
-        self.controls.iter().position(|c| c.name == name)
+        index_of(&self.controls, name)
     }
 
     /// An action with every channel at its neutral value.
@@ -296,6 +298,47 @@ impl ModelSpec {
                 .map(ControlSpec::default_value)
                 .collect(),
         }
+    }
+
+    /// The controls a session starts with: `prompt`'s, checked and clamped, or the defaults.
+    pub fn start_controls(&self, prompt: Option<&Controls>) -> Result<Controls, SpecMismatch> {
+        match prompt {
+            Some(c) => self.sanitize_controls(c),
+            None => Ok(self.default_controls()),
+        }
+    }
+
+    /// Merges a new input into the action a step will see (`pending`): axes take the newest
+    /// value, while a button pressed in `pending` stays pressed until a step has seen it, so a
+    /// tap between two steps is never missed. `next` must fit the spec (see
+    /// [`sanitize_action`](Self::sanitize_action)).
+    pub fn latch_buttons(&self, pending: &mut Action, next: &Action) {
+        for ((channel, held), new) in self.actions.iter().zip(&mut pending.values).zip(&next.values)
+        {
+            let latched = matches!(channel.kind, ActionKind::Button) && *held > 0.5;
+            *held = if latched { 1.0 } else { *new };
+        }
+    }
+
+    /// Merges new controls into those a step will see (`pending`): every value takes the newest,
+    /// except that a trigger fired in `pending` stays armed until a step has seen it, so it fires
+    /// exactly once. `next` must fit the spec (see [`sanitize_controls`](Self::sanitize_controls)).
+    pub fn arm_triggers(&self, pending: &mut Controls, next: &Controls) {
+        for ((control, armed), new) in self
+            .controls
+            .iter()
+            .zip(&mut pending.values)
+            .zip(&next.values)
+        {
+            let keep = matches!(control.kind, ControlKind::Trigger) && *armed > 0.5;
+            *armed = if keep { 1.0 } else { *new };
+        }
+    }
+
+    /// Sets every trigger in `values` (controls in spec order) back to 0: after the step that saw
+    /// them, or once the game has sent them.
+    pub fn disarm_triggers(&self, values: &mut [f32]) {
+        disarm_triggers(&self.controls, values);
     }
 
     /// Bytes in one RGBA8 frame.
@@ -340,6 +383,181 @@ impl ModelSpec {
     }
 }
 
+/// Sets every trigger among `controls` back to 0 in `values` (in the same order).
+pub fn disarm_triggers(controls: &[ControlSpec], values: &mut [f32]) {
+    for (control, value) in controls.iter().zip(values) {
+        if matches!(control.kind, ControlKind::Trigger) {
+            *value = 0.0;
+        }
+    }
+}
+
+/// An action channel or a director control: something with a name and a range.
+pub trait Channel {
+    /// Its name.
+    fn name(&self) -> &str;
+    /// `value` brought into its range.
+    fn clamp(&self, value: f32) -> f32;
+    /// Its value at the start.
+    fn initial(&self) -> f32;
+}
+
+impl Channel for ActionChannel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn clamp(&self, value: f32) -> f32 {
+        ActionChannel::clamp(self, value)
+    }
+    fn initial(&self) -> f32 {
+        self.neutral()
+    }
+}
+
+impl Channel for ControlSpec {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn clamp(&self, value: f32) -> f32 {
+        ControlSpec::clamp(self, value)
+    }
+    fn initial(&self) -> f32 {
+        self.default_value()
+    }
+}
+
+/// The position of the channel called `name` among `channels`.
+pub fn index_of<C: Channel>(channels: &[C], name: &str) -> Option<usize> {
+    channels.iter().position(|c| c.name() == name)
+}
+
+/// Values of a model's channels or controls, read and written by name: what a view's
+/// `ActionState` and `ViewControls` hold. Empty until the model's spec is known.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedValues<C> {
+    channels: Vec<C>,
+    values: Vec<f32>,
+}
+
+impl<C> Default for NamedValues<C> {
+    fn default() -> Self {
+        Self {
+            channels: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+}
+
+impl<C: Channel + Clone> NamedValues<C> {
+    /// `channels` at their initial values (neutral actions, default controls).
+    pub fn new(channels: &[C]) -> Self {
+        Self {
+            channels: channels.to_vec(),
+            values: channels.iter().map(Channel::initial).collect(),
+        }
+    }
+
+    /// `channels` with `values` (in the same order; missing values are initial, extra ones
+    /// ignored, every value clamped).
+    pub fn with_values(channels: &[C], values: &[f32]) -> Self {
+        let mut out = Self::new(channels);
+        for ((slot, channel), v) in out.values.iter_mut().zip(channels).zip(values) {
+            *slot = channel.clamp(*v);
+        }
+        out
+    }
+
+    /// The channels, in order.
+    pub fn channels(&self) -> &[C] {
+        &self.channels
+    }
+
+    /// All values, in channel order.
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// All values, to change in place (the caller keeps them in range).
+    pub fn values_mut(&mut self) -> &mut [f32] {
+        &mut self.values
+    }
+
+    /// The channels and their values, to change in place.
+    pub fn split_mut(&mut self) -> (&[C], &mut [f32]) {
+        (&self.channels, &mut self.values)
+    }
+
+    /// The value of the channel called `name`.
+    pub fn get(&self, name: &str) -> Option<f32> {
+        Some(self.values[index_of(&self.channels, name)?])
+    }
+
+    /// Sets the channel called `name` (clamped to its range, wrapped for cyclic controls).
+    /// Returns false if there is none.
+    pub fn set(&mut self, name: &str, value: f32) -> bool {
+        match index_of(&self.channels, name) {
+            Some(i) => {
+                self.values[i] = self.channels[i].clamp(value);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The part of a [`ModelSpec`] a trained model learns from its data: the action channels and
+/// director controls, in order. Stored with trained weights (the `spec` of a default model's
+/// `config.json`) and compared with a dataset's before training or evaluating on it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelLayout {
+    /// Input channels, in order.
+    pub actions: Vec<ActionChannel>,
+    /// Director controls, in order.
+    pub controls: Vec<ControlSpec>,
+}
+
+impl ChannelLayout {
+    /// The layout of `spec`.
+    pub fn of(spec: &ModelSpec) -> Self {
+        Self {
+            actions: spec.actions.clone(),
+            controls: spec.controls.clone(),
+        }
+    }
+
+    /// The [first-person layout](first_person) the project's own models share.
+    pub fn first_person() -> Self {
+        Self {
+            actions: first_person::action_channels(),
+            controls: first_person::control_specs(),
+        }
+    }
+
+    /// How `other` differs from this layout, one line per channel or control, naming it; empty
+    /// when they are the same.
+    pub fn differences(&self, other: &ChannelLayout) -> Vec<String> {
+        let mut out = list_differences("action", &self.actions, &other.actions);
+        out.extend(list_differences("control", &self.controls, &other.controls));
+        out
+    }
+}
+
+/// `kind i: A here, B there` for every position where `here` and `there` differ.
+fn list_differences<T: Serialize + PartialEq>(kind: &str, here: &[T], there: &[T]) -> Vec<String> {
+    let describe = |v: Option<&T>| v.map_or("none".into(), |v| serde_json::json!(v).to_string());
+    (0..here.len().max(there.len()))
+        .filter(|&i| here.get(i) != there.get(i))
+        .map(|i| {
+            format!(
+                "{kind} {i}: {} here, {} there",
+                describe(here.get(i)),
+                describe(there.get(i))
+            )
+        })
+        .collect()
+}
+
 /// An action or control vector that does not fit a model's spec.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum SpecMismatch {
@@ -362,6 +580,24 @@ pub enum SpecMismatch {
 }
 
 #[cfg(test)]
+impl ModelSpec {
+    /// A small spec with no channels, for tests to fill in.
+    fn test_spec() -> Self {
+        Self {
+            name: "t".into(),
+            version: "1".into(),
+            width: 8,
+            height: 8,
+            fps: 20.0,
+            actions: Vec::new(),
+            controls: Vec::new(),
+            audio: AudioFormat::SILENT,
+            context_frames: 1,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -378,6 +614,52 @@ mod tests {
         assert_eq!(tod.clamp(-1.0), 23.0);
         let w = ControlSpec::choice("weather", &["clear", "rain"], 0);
         assert_eq!(w.option_index("RAIN"), Some(1));
+    }
+
+    #[test]
+    fn buttons_latch_and_triggers_fire_once() {
+        let spec = ModelSpec {
+            actions: vec![
+                ActionChannel::axis("turn", -1.0, 1.0),
+                ActionChannel::button("jump"),
+            ],
+            controls: vec![
+                ControlSpec::trigger("storm"),
+                ControlSpec::continuous("fog", 0.0, 1.0, 0.0),
+            ],
+            ..ModelSpec::test_spec()
+        };
+        // A tap between two steps: pressed, then released before the step.
+        let mut pending = spec.neutral_action();
+        spec.latch_buttons(&mut pending, &Action::new(vec![0.5, 1.0]));
+        spec.latch_buttons(&mut pending, &Action::new(vec![-0.2, 0.0]));
+        assert_eq!(pending.values, vec![-0.2, 1.0], "axes take the newest, the tap stays");
+        // A trigger fired and then cleared by the game before a step still reaches the step.
+        let mut controls = spec.default_controls();
+        spec.arm_triggers(&mut controls, &Controls::new(vec![1.0, 0.3]));
+        spec.arm_triggers(&mut controls, &Controls::new(vec![0.0, 0.6]));
+        assert_eq!(controls.values, vec![1.0, 0.6]);
+        spec.disarm_triggers(&mut controls.values);
+        assert_eq!(controls.values, vec![0.0, 0.6], "after the step, once only");
+        let start = spec.start_controls(Some(&Controls::new(vec![0.0, 7.0]))).unwrap();
+        assert_eq!(start.values, vec![0.0, 1.0], "clamped");
+        assert!(spec.start_controls(Some(&Controls::new(vec![0.0]))).is_err());
+        assert_eq!(spec.start_controls(None).unwrap(), spec.default_controls());
+    }
+
+    #[test]
+    fn named_values_are_read_and_written_by_name_within_range() {
+        let mut v = NamedValues::new(&[
+            ControlSpec::cyclic("time_of_day", 0.0, 24.0, 12.0),
+            ControlSpec::choice("weather", &["clear", "rain"], 1),
+        ]);
+        assert_eq!(v.values(), &[12.0, 1.0]);
+        assert!(v.set("time_of_day", 25.0));
+        assert_eq!(v.get("time_of_day"), Some(1.0));
+        assert!(!v.set("wind", 1.0));
+        assert_eq!(v.get("wind"), None);
+        let w = NamedValues::with_values(v.channels(), &[30.0]);
+        assert_eq!(w.values(), &[6.0, 1.0]);
     }
 
     #[test]

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use bevy_nacre::dataset::{DatagenOptions, generate};
-use bevy_nacre::default_model::sampler::SamplerConfig;
-use bevy_nacre::default_model::{self, Config};
-use bevy_nacre::model::{Prompt, StepInput, WorldModel};
+use bevy_nacre::default_model::config::SamplerSize;
+use bevy_nacre::default_model::{self, Config, DefaultModel, GenerationConfig};
+use bevy_nacre::world_model::{Prompt, StepInput, WorldModel};
 use bevy_nacre::train::{LOG_FILE, Outcome, TrainConfig, train};
 use candle_core::Device;
 
@@ -109,8 +109,8 @@ fn tiny_model_trains_saves_loads_and_rolls_out() {
     );
 
     // Loading twice gives the same frames and sound for the same prompt and inputs.
-    let model = default_model::load(&out, &Device::Cpu).unwrap();
-    let again = default_model::load(&out, &Device::Cpu).unwrap();
+    let model = load(&out);
+    let again = load(&out);
     let spec = model.spec().clone();
     assert_eq!((spec.width, spec.height), (32, 32));
     let mut input = StepInput {
@@ -208,8 +208,8 @@ fn fine_tuning_starts_from_a_trained_model() {
     assert!(same("warp.decode.weight"), "the warp's codec copy is kept");
     assert!(!same("dynamics.out.weight"));
     assert!(!same("decoder.skip.weight"));
-    let base_version = Config::load(&base.join("config.json")).unwrap().version;
-    let version = Config::load(&tuned.join("config.json")).unwrap().version;
+    let base_version = Config::load(&base.join("config.json")).unwrap().0.version;
+    let version = Config::load(&tuned.join("config.json")).unwrap().0.version;
     // The base's version, this run's seed and steps, and a hash of the config that changes with
     // the config.
     let prefix = format!("{base_version}+seed1-steps8-");
@@ -223,6 +223,7 @@ fn fine_tuning_starts_from_a_trained_model() {
     train_uninterrupted(&data, &cfg, &other_tuned, false).unwrap();
     let other_version = Config::load(&other_tuned.join("config.json"))
         .unwrap()
+        .0
         .version;
     assert!(other_version.starts_with(&prefix) && other_version != version);
 
@@ -248,11 +249,13 @@ fn a_sampler_added_to_a_trained_model_trains_alone_and_replays_bit_for_bit() {
     assert!(err.contains("no `sampler`"), "{err}");
 
     cfg.init_from = Some(base.clone());
-    cfg.model.sampler = Some(SamplerConfig {
+    cfg.model.sampler = Some(SamplerSize {
         width: 32,
         layers: 2,
-        steps: 3,
-        temperature: 1.0,
+    });
+    cfg.generation = Some(GenerationConfig {
+        sampler_steps: 3,
+        ..GenerationConfig::default()
     });
     cfg.autoencoder.steps = 0;
     cfg.dynamics.steps = 60;
@@ -279,8 +282,8 @@ fn a_sampler_added_to_a_trained_model_trains_alone_and_replays_bit_for_bit() {
 
     // Its samples come from the session's own random stream: two loads play alike, and a
     // restored session continues bit for bit.
-    let model = default_model::load(&tuned, &Device::Cpu).unwrap();
-    let again = default_model::load(&tuned, &Device::Cpu).unwrap();
+    let model = load(&tuned);
+    let again = load(&tuned);
     let input = StepInput {
         action: model.spec().neutral_action(),
         controls: model.spec().default_controls(),
@@ -306,16 +309,14 @@ fn mismatched_or_corrupt_weights_give_clear_errors() {
         dim: 48,
         ..Config::tiny()
     };
-    let spec = default_model::spec_for(&other);
-    let cond = bevy_nacre::default_model::conditions::condition_len(&spec);
     let varmap = candle_nn::VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
-    bevy_nacre::default_model::network::Networks::new(&other, cond, vb).unwrap();
+    bevy_nacre::default_model::network::Networks::new(&other, vb).unwrap();
     bevy_nacre::default_model::weights::save_varmap(&varmap, &dir.join("model.safetensors"))
         .unwrap();
     std::fs::write(
         dir.join("config.json"),
-        serde_json::to_string(&Config::tiny()).unwrap(),
+        Config::tiny().to_json(&GenerationConfig::default()),
     )
     .unwrap();
     let err = default_model::load(&dir, &Device::Cpu)
@@ -340,11 +341,9 @@ fn mismatched_or_corrupt_weights_give_clear_errors() {
 
     // A NaN in an otherwise well-formed file.
     let tiny = Config::tiny();
-    let cond =
-        bevy_nacre::default_model::conditions::condition_len(&default_model::spec_for(&tiny));
     let varmap = candle_nn::VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
-    bevy_nacre::default_model::network::Networks::new(&tiny, cond, vb).unwrap();
+    bevy_nacre::default_model::network::Networks::new(&tiny, vb).unwrap();
     {
         let data = varmap.data().lock().unwrap();
         let var = &data["decoder.out.bias"];
@@ -369,6 +368,14 @@ fn mismatched_or_corrupt_weights_give_clear_errors() {
         .unwrap()
         .to_string();
     assert!(err.contains("config.json"), "{err}");
+}
+
+/// The model a training run wrote into `dir`, starting sessions without frames from the
+/// reference world it was trained on.
+fn load(dir: &Path) -> DefaultModel {
+    default_model::load(dir, &Device::Cpu)
+        .unwrap()
+        .with_start_frames(bevy_nacre::reference::start_frames)
 }
 
 /// The weights a training run wrote into `dir`.

@@ -3,10 +3,10 @@
 
 use bevy_nacre::action::{Action, Controls};
 use bevy_nacre::frame::Frame;
-use bevy_nacre::model::{Prompt, StepInput, WorldModel, validate_output};
+use bevy_nacre::world_model::{Prompt, StepInput, WorldModel, validate_output};
 use bevy_nacre::reference::trajectory::{Trajectory, TrajectoryConfig};
 use bevy_nacre::reference::{
-    Biome, ReferenceSession, ReferenceWorld, Weather, control_index as ci, director, reference_spec,
+    Biome, ReferenceSession, ReferenceWorld, Weather, control_index as ci, reference_spec,
 };
 
 fn controls(time: f32, weather: Weather, biome: Option<Biome>) -> Controls {
@@ -31,7 +31,7 @@ fn act(forward: f32, turn: f32) -> Action {
     Action::new(vec![forward, 0.0, turn, 0.0, 0.0, 0.0])
 }
 
-fn step(s: &mut ReferenceSession, a: &Action, c: &Controls) -> bevy_nacre::model::StepOutput {
+fn step(s: &mut ReferenceSession, a: &Action, c: &Controls) -> bevy_nacre::world_model::StepOutput {
     s.step_world(&StepInput {
         action: a.clone(),
         controls: c.clone(),
@@ -467,9 +467,9 @@ fn director_controls_change_the_picture() {
     // A director phrase sets the same controls.
     let spec = world.spec();
     let mut c = spec.default_controls();
-    let d = director::parse("stormy night in the desert");
+    let d = bevy_nacre::director::parse(&spec.controls, "stormy night in the desert");
     assert!(d.unknown.is_empty());
-    d.apply(spec, &mut c);
+    d.apply(&mut c);
     assert_eq!(c.values[ci::BIOME], Biome::Desert.control_value());
     assert_eq!(c.values[ci::STORM], 1.0);
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use bevy_nacre::default_model;
 use bevy_nacre::frame::Frame;
-use bevy_nacre::model::{Prompt, StepInput, WorldModel};
+use bevy_nacre::world_model::{Prompt, StepInput, WorldModel};
 use candle_core::Device;
 
 /// Mean absolute difference per byte between two RGBA frames.

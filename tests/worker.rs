@@ -5,7 +5,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bevy_nacre::model::Prompt;
+use bevy_nacre::world_model::Prompt;
 use bevy_nacre::worker::{
     GeneratedFrame, Pacing, SessionHandle, Worker, WorkerConfig, WorkerEvent,
 };
@@ -63,8 +63,12 @@ fn model_loads_and_frames_match_the_model_exactly() {
     assert_eq!((f0.index, f1.index), (0, 1));
     assert_eq!(f0.frame, expected_pattern(8, 6, 3, 0, &input(1.0), 0));
     assert_eq!(f1.frame, expected_pattern(8, 6, 3, 1, &input(-0.5), 10));
-    assert_eq!(f1.audio.samples.len(), 20);
     assert!(f0.input_sampled_at.is_some());
+    // Sound arrives as its own packets, one per step, with the input that made it.
+    let audio = s.drain_audio();
+    assert_eq!(audio.len(), 2);
+    assert_eq!(audio[1].chunk.samples.len(), 20);
+    assert_eq!(audio[1].input.action.values[0], -0.5);
 }
 
 #[test]

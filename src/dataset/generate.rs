@@ -18,8 +18,8 @@ use super::manifest::{FORMAT, FORMAT_VERSION, GeneratorInfo, MANIFEST_FILE, Mani
 use super::sha256_hex;
 use super::shard::{Dims, ShardData, ShardMeta};
 use crate::error::{Error, Result};
-use crate::model::{Prompt, WorldModel};
-use crate::reference::noise::mix64;
+use crate::world_model::{Prompt, WorldModel};
+use crate::rng::{GOLDEN, mix64};
 use crate::reference::trajectory::{Trajectory, TrajectoryConfig};
 use crate::reference::{MODEL_VERSION, ReferenceWorld};
 
@@ -109,7 +109,7 @@ pub fn default_episodes_per_shard(frames_per_episode: u32, width: u32, height: u
 
 /// The seed of episode `episode` in a dataset with seed `seed`.
 pub fn episode_seed(seed: u64, episode: u64) -> u64 {
-    mix64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ mix64(episode.wrapping_add(1)))
+    mix64(seed.wrapping_mul(GOLDEN) ^ mix64(episode.wrapping_add(1)))
 }
 
 /// Records one episode: a player-like trajectory through a fresh session. `on_frames` is called
@@ -479,7 +479,7 @@ fn write_shard(dir: &Path, s: u64, first: u64, count: u64, data: &ShardData) -> 
     };
     let bytes = data.to_safetensors(&meta)?;
     let file = shard_file_name(s);
-    crate::session_file::write_atomic(&dir.join(&file), &bytes)?;
+    crate::files::write_atomic(&dir.join(&file), &bytes)?;
     Ok(ShardEntry {
         index: s,
         file,

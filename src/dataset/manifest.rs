@@ -113,7 +113,7 @@ impl Manifest {
     pub fn write(&self, dir: &Path) -> Result<()> {
         let json =
             serde_json::to_vec_pretty(self).map_err(|e| Error::Other(format!("manifest: {e}")))?;
-        crate::session_file::write_atomic(&dir.join(MANIFEST_FILE), &json)
+        crate::files::write_atomic(&dir.join(MANIFEST_FILE), &json)
     }
 
     /// Episodes held by the listed shards.

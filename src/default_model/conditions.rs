@@ -1,15 +1,15 @@
 //! Turns a step's action, director controls and context-noise level into the flat vector the
-//! dynamics is conditioned on. Derived from the [`ModelSpec`], so any channel layout works:
+//! dynamics is conditioned on. Derived from the model's [`ChannelLayout`], so any layout works:
 //! axes are scaled to [-1, 1], buttons stay 0/1, choices become one-hot, cyclic controls (time of
 //! day) become a sine and a cosine so 23:59 sits next to 00:00.
 
 use std::f32::consts::TAU;
 
-use crate::spec::{ActionKind, ControlKind, ModelSpec};
+use crate::spec::{ActionKind, ChannelLayout, ControlKind};
 
-/// Length of the action part at the start of the condition vector for `spec`.
-pub fn action_len(spec: &ModelSpec) -> usize {
-    spec.actions
+/// Length of the action part at the start of the condition vector for `layout`.
+pub fn action_len(layout: &ChannelLayout) -> usize {
+    layout.actions
         .iter()
         .map(|c| match &c.kind {
             ActionKind::Discrete { choices } => choices.len(),
@@ -18,10 +18,10 @@ pub fn action_len(spec: &ModelSpec) -> usize {
         .sum()
 }
 
-/// Length of the condition vector for `spec`.
-pub fn condition_len(spec: &ModelSpec) -> usize {
-    let actions = action_len(spec);
-    let controls: usize = spec
+/// Length of the condition vector for `layout`.
+pub fn condition_len(layout: &ChannelLayout) -> usize {
+    let actions = action_len(layout);
+    let controls: usize = layout
         .controls
         .iter()
         .map(|c| match &c.kind {
@@ -36,13 +36,13 @@ pub fn condition_len(spec: &ModelSpec) -> usize {
 /// Appends the condition vector of one step to `out`. `noise` is the context-noise level
 /// relative to its training maximum (0 to 1).
 pub fn encode_condition(
-    spec: &ModelSpec,
+    layout: &ChannelLayout,
     action: &[f32],
     controls: &[f32],
     noise: f32,
     out: &mut Vec<f32>,
 ) {
-    for (channel, &v) in spec.actions.iter().zip(action) {
+    for (channel, &v) in layout.actions.iter().zip(action) {
         match &channel.kind {
             ActionKind::Axis { min, max } => {
                 let half = ((max - min) / 2.0).max(f32::EPSILON);
@@ -52,7 +52,7 @@ pub fn encode_condition(
             ActionKind::Discrete { choices } => one_hot(v, choices.len(), out),
         }
     }
-    for (control, &v) in spec.controls.iter().zip(controls) {
+    for (control, &v) in layout.controls.iter().zip(controls) {
         match &control.kind {
             ControlKind::Continuous {
                 min, max, wraps, ..
@@ -82,16 +82,11 @@ fn one_hot(v: f32, n: usize, out: &mut Vec<f32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{ActionChannel, AudioFormat, ControlSpec};
+    use crate::spec::{ActionChannel, ControlSpec};
 
     #[test]
     fn layout_follows_the_spec() {
-        let spec = ModelSpec {
-            name: "t".into(),
-            version: "1".into(),
-            width: 8,
-            height: 8,
-            fps: 20.0,
+        let spec = ChannelLayout {
             actions: vec![
                 ActionChannel::axis("turn", -2.0, 2.0),
                 ActionChannel::button("jump"),
@@ -101,8 +96,6 @@ mod tests {
                 ControlSpec::choice("weather", &["clear", "rain", "snow"], 0),
                 ControlSpec::trigger("storm"),
             ],
-            audio: AudioFormat::SILENT,
-            context_frames: 2,
         };
         assert_eq!(condition_len(&spec), 2 + 2 + 3 + 1 + 2);
         let mut v = Vec::new();

@@ -18,34 +18,8 @@
 
 use candle_core::{D, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder, linear};
-use serde::{Deserialize, Serialize};
 
-/// Size and sampling settings of the [`Sampler`] (`sampler` in `config.json`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SamplerConfig {
-    /// Width of the head's hidden layers.
-    pub width: usize,
-    /// Hidden layers (each a linear map and a SiLU).
-    pub layers: usize,
-    /// Euler steps from noise to sample when generating.
-    pub steps: usize,
-    /// Scale of the starting noise when generating: 1 samples the learned distribution, lower
-    /// values trade variety for a calmer picture, 0 gives the flow's deterministic path from
-    /// zero.
-    pub temperature: f32,
-}
-
-impl Default for SamplerConfig {
-    fn default() -> Self {
-        Self {
-            width: 256,
-            layers: 3,
-            steps: 4,
-            temperature: 1.0,
-        }
-    }
-}
+use super::config::SamplerSize;
 
 /// Sine and cosine features of the flow time τ.
 const TIME_FEATURES: usize = 8;
@@ -73,31 +47,26 @@ impl SamplerCondition<'_> {
 pub struct Sampler {
     layers: Vec<Linear>,
     out: Linear,
-    cfg: SamplerConfig,
 }
 
 impl Sampler {
     /// Weights under `vb`: `layers.N`, `out` (zero-initialised, so an untrained head moves
     /// nothing and the model starts as its deterministic prediction).
-    pub fn new(cfg: &SamplerConfig, dim: usize, channels: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(size: &SamplerSize, dim: usize, channels: usize, vb: VarBuilder) -> Result<Self> {
         let inputs = channels + TIME_FEATURES + dim + 2 * channels;
-        let layers = (0..cfg.layers)
+        let layers = (0..size.layers)
             .map(|i| {
-                let fan_in = if i == 0 { inputs } else { cfg.width };
-                linear(fan_in, cfg.width, vb.pp(format!("layers.{i}")))
+                let fan_in = if i == 0 { inputs } else { size.width };
+                linear(fan_in, size.width, vb.pp(format!("layers.{i}")))
             })
             .collect::<Result<_>>()?;
         let out_vb = vb.pp("out");
         let zero = candle_nn::Init::Const(0.0);
         let out = Linear::new(
-            out_vb.get_with_hints((channels, cfg.width), "weight", zero)?,
+            out_vb.get_with_hints((channels, size.width), "weight", zero)?,
             Some(out_vb.get_with_hints(channels, "bias", zero)?),
         );
-        Ok(Self {
-            layers,
-            out,
-            cfg: cfg.clone(),
-        })
+        Ok(Self { layers, out })
     }
 
     /// The velocity at `z` `(batch, tokens, C)` and flow times `tau` `(batch, tokens, 1)`.
@@ -134,11 +103,17 @@ impl Sampler {
     }
 
     /// Draws the residual from `noise` `(batch, tokens, C)`, standard normal (scaled here by
-    /// the configured temperature), in the configured number of Euler steps.
-    pub fn sample(&self, noise: &Tensor, condition: &SamplerCondition<'_>) -> Result<Tensor> {
-        let steps = self.cfg.steps.max(1);
+    /// `temperature`), in `steps` Euler steps.
+    pub fn sample(
+        &self,
+        noise: &Tensor,
+        condition: &SamplerCondition<'_>,
+        steps: usize,
+        temperature: f32,
+    ) -> Result<Tensor> {
+        let steps = steps.max(1);
         let (b, t, _) = noise.dims3()?;
-        let mut z = (noise * self.cfg.temperature as f64)?;
+        let mut z = (noise * temperature as f64)?;
         let dt = 1.0 / steps as f64;
         for i in 0..steps {
             let tau = Tensor::full((i as f64 * dt) as f32, (b, t, 1), noise.device())?;
@@ -148,18 +123,17 @@ impl Sampler {
     }
 }
 
-/// FLOPs of one sample of the head configured by `cfg`, for `tokens` tokens of width `dim` with
+/// FLOPs of one Euler step of a head of `size`, for `tokens` tokens of width `dim` with
 /// `channels` latent channels.
-pub fn flops(cfg: &SamplerConfig, tokens: usize, dim: usize, channels: usize) -> u64 {
+pub fn flops(size: &SamplerSize, tokens: usize, dim: usize, channels: usize) -> u64 {
     let inputs = (channels + TIME_FEATURES + dim + 2 * channels) as u64;
-    let w = cfg.width as u64;
-    let hidden = if cfg.layers == 0 {
+    let w = size.width as u64;
+    let hidden = if size.layers == 0 {
         0
     } else {
-        inputs * w + (cfg.layers as u64 - 1) * w * w
+        inputs * w + (size.layers as u64 - 1) * w * w
     };
-    let per_token = 2 * (hidden + w * channels as u64);
-    cfg.steps.max(1) as u64 * tokens as u64 * per_token
+    tokens as u64 * 2 * (hidden + w * channels as u64)
 }
 
 /// `sin(2^k·π·τ)`, `cos(2^k·π·τ)` for k = 0..4, `(…, 1)` → `(…, 8)`.
@@ -188,15 +162,13 @@ mod tests {
     #[test]
     fn learns_a_residual_that_its_condition_determines() -> crate::error::Result<()> {
         let dev = Device::Cpu;
-        let cfg = SamplerConfig {
+        let size = SamplerSize {
             width: 64,
             layers: 2,
-            steps: 8,
-            temperature: 1.0,
         };
         let (b, t, c, dim) = (4, 6, 3, 8);
         let varmap = VarMap::new();
-        let sampler = Sampler::new(&cfg, dim, c, VarBuilder::from_varmap(&varmap, DTYPE, &dev))?;
+        let sampler = Sampler::new(&size, dim, c, VarBuilder::from_varmap(&varmap, DTYPE, &dev))?;
         let hidden = Tensor::randn(0f32, 1.0, (b, t, dim), &dev)?;
         let mean = Tensor::randn(0f32, 1.0, (b, t, c), &dev)?;
         let base = Tensor::randn(0f32, 1.0, (b, t, c), &dev)?;
@@ -220,7 +192,7 @@ mod tests {
         let err =
             |s: &Tensor| -> Result<f32> { (s - &residual)?.sqr()?.mean_all()?.to_scalar::<f32>() };
         let noise = Tensor::randn(0f32, 1.0, (b, t, c), &dev)?;
-        let before = err(&sampler.sample(&noise, &condition)?)?;
+        let before = err(&sampler.sample(&noise, &condition, 8, 1.0)?)?;
         for _ in 0..600 {
             let noise = Tensor::randn(0f32, 1.0, (b, t, c), &dev)?;
             let tau = Tensor::rand(0f32, 1.0, (b, t, 1), &dev)?;
@@ -228,7 +200,7 @@ mod tests {
             opt.step(&loss.backward()?)?;
         }
         let noise = Tensor::randn(0f32, 1.0, (b, t, c), &dev)?;
-        let after = err(&sampler.sample(&noise, &condition)?)?;
+        let after = err(&sampler.sample(&noise, &condition, 8, 1.0)?)?;
         assert!(
             after < 0.1 * before,
             "sample error {after} after training, {before} before"
@@ -239,12 +211,9 @@ mod tests {
     #[test]
     fn an_untrained_head_samples_zero_at_temperature_zero() -> Result<()> {
         let dev = Device::Cpu;
-        let cfg = SamplerConfig {
-            temperature: 0.0,
-            ..SamplerConfig::default()
-        };
         let varmap = VarMap::new();
-        let sampler = Sampler::new(&cfg, 8, 3, VarBuilder::from_varmap(&varmap, DTYPE, &dev))?;
+        let vb = VarBuilder::from_varmap(&varmap, DTYPE, &dev);
+        let sampler = Sampler::new(&SamplerSize::default(), 8, 3, vb)?;
         let hidden = Tensor::randn(0f32, 1.0, (1, 4, 8), &dev)?;
         let mean = Tensor::randn(0f32, 1.0, (1, 4, 3), &dev)?;
         let condition = SamplerCondition {
@@ -253,7 +222,7 @@ mod tests {
             base: &mean,
         };
         let noise = Tensor::randn(0f32, 1.0, (1, 4, 3), &dev)?;
-        let s = sampler.sample(&noise, &condition)?;
+        let s = sampler.sample(&noise, &condition, 4, 0.0)?;
         assert_eq!(s.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
         Ok(())
     }

@@ -13,10 +13,10 @@ use super::network::{DTYPE, Networks};
 use crate::error::{Error, Result};
 
 /// Names and shapes of every tensor the networks of `cfg` need, sorted by name.
-pub fn expected_tensors(cfg: &Config, cond_len: usize) -> Result<Vec<(String, Vec<usize>)>> {
+pub fn expected_tensors(cfg: &Config) -> Result<Vec<(String, Vec<usize>)>> {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DTYPE, &Device::Cpu);
-    Networks::new(cfg, cond_len, vb)?;
+    Networks::new(cfg, vb)?;
     let mut names: Vec<(String, Vec<usize>)> = varmap
         .data()
         .lock()
@@ -29,28 +29,18 @@ pub fn expected_tensors(cfg: &Config, cond_len: usize) -> Result<Vec<(String, Ve
 }
 
 /// Reads a safetensors file, checks it against what `cfg` needs, and builds the networks.
-pub fn load_networks(
-    path: &Path,
-    cfg: &Config,
-    cond_len: usize,
-    device: &Device,
-) -> Result<Networks> {
-    let tensors = read_checked(path, cfg, cond_len, device)?;
+pub fn load_networks(path: &Path, cfg: &Config, device: &Device) -> Result<Networks> {
+    let tensors = read_checked(path, cfg, device)?;
     let vb = VarBuilder::from_tensors(tensors, DTYPE, device);
-    Networks::new(cfg, cond_len, vb).map_err(|e| Error::bad_file(path, e.to_string()))
+    Networks::new(cfg, vb).map_err(|e| Error::bad_file(path, e.to_string()))
 }
 
 /// Reads a safetensors file and checks names, shapes, dtypes and values against `cfg`.
-pub fn read_checked(
-    path: &Path,
-    cfg: &Config,
-    cond_len: usize,
-    device: &Device,
-) -> Result<HashMap<String, Tensor>> {
+pub fn read_checked(path: &Path, cfg: &Config, device: &Device) -> Result<HashMap<String, Tensor>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let tensors = candle_core::safetensors::load_buffer(&bytes, device)
         .map_err(|e| Error::bad_file(path, format!("not a readable safetensors file: {e}")))?;
-    let expected = expected_tensors(cfg, cond_len)?;
+    let expected = expected_tensors(cfg)?;
     let mut problems = Vec::new();
     for (name, shape) in &expected {
         match tensors.get(name) {
@@ -110,8 +100,7 @@ pub fn save_varmap(varmap: &VarMap, path: &Path) -> Result<()> {
 
 /// Writes named tensors to `path` as safetensors, atomically.
 pub fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("safetensors.partial");
-    candle_core::safetensors::save(tensors, &tmp)
-        .map_err(|e| Error::bad_file(&tmp, e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    crate::files::write_atomic_with(path, |tmp| {
+        candle_core::safetensors::save(tensors, tmp).map_err(|e| Error::bad_file(tmp, e.to_string()))
+    })
 }

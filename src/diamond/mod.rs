@@ -6,7 +6,7 @@
 //! - [`loader`]: PyTorch `.pt` agent checkpoints as published, and safetensors.
 //! - [`unet`] and [`denoiser`]: the network, EDM preconditioning with offset noise and 256-level
 //!   quantisation, and the Karras-schedule Euler/Heun sampler.
-//! - [`world`]: the [`WorldModel`](crate::model::WorldModel) implementation.
+//! - [`world`]: the [`WorldModel`](crate::world_model::WorldModel) implementation.
 //!
 //! ```no_run
 //! use bevy_nacre::diamond::{DiamondOptions, DiamondWorldModel};
@@ -23,7 +23,6 @@
 pub mod config;
 pub mod denoiser;
 pub mod loader;
-pub mod rng;
 pub mod unet;
 pub mod world;
 

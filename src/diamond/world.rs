@@ -23,10 +23,11 @@ use candle_nn::VarBuilder;
 use super::config::{DenoiserConfig, SamplerConfig};
 use super::denoiser::{Denoiser, karras_sigmas, sample, to_byte};
 use super::loader::{DiamondCheckpoint, load_checkpoint};
-use super::rng::Rng;
+use crate::rng::Xoshiro256;
+use crate::state_codec::{StateReader, StateWriter};
 use crate::error::{Error, Result};
 use crate::frame::{AudioChunk, Frame};
-use crate::model::{BatchItem, Prompt, Session, StepInput, StepOutput, StepTimings, WorldModel};
+use crate::world_model::{BatchItem, Prompt, Session, StepInput, StepOutput, StepTimings, WorldModel};
 use crate::nn::ConvAlgorithm;
 use crate::spec::{ActionChannel, AudioFormat, ModelSpec};
 
@@ -228,7 +229,7 @@ impl DiamondWorldModel {
         obs: &Tensor,
         act: &Tensor,
         noise: &Tensor,
-        rng: &mut Rng,
+        rng: &mut Xoshiro256,
     ) -> Result<Tensor> {
         let s = &self.shared;
         Ok(sample(
@@ -246,7 +247,7 @@ impl DiamondWorldModel {
         &self,
         frames: Vec<f32>,
         actions: Vec<u32>,
-        rng: Rng,
+        rng: Xoshiro256,
         frame_index: u64,
     ) -> DiamondSession {
         DiamondSession {
@@ -348,7 +349,6 @@ impl DiamondWorldModel {
                 frame: Frame::from_rgb(h as u32, h as u32, &rgb),
                 audio: AudioChunk::empty(),
                 timings: StepTimings {
-                    compute: elapsed,
                     stages: vec![("sample", elapsed)],
                 },
             });
@@ -397,38 +397,22 @@ impl WorldModel for DiamondWorldModel {
         Ok(Box::new(self.session(
             frames,
             vec![0; n - 1],
-            Rng::seeded(prompt.seed),
+            Xoshiro256::seeded(prompt.seed),
             0,
         )))
     }
 
     fn restore(&self, state: &[u8]) -> Result<Box<dyn Session>> {
-        let bad = |m: String| Error::BadSessionState(format!("DIAMOND session: {m}"));
-        let mut r = Reader { buf: state, pos: 0 };
-        if r.take(8).ok_or_else(|| bad("too short".into()))? != STATE_MAGIC {
-            return Err(bad("not a DIAMOND session state (bad magic bytes)".into()));
-        }
-        let version = r.u32().ok_or_else(|| bad("truncated header".into()))?;
-        if version != STATE_VERSION {
-            return Err(bad(format!(
-                "state version {version}; this build reads version {STATE_VERSION}"
-            )));
-        }
-        let vlen = r.u32().ok_or_else(|| bad("truncated header".into()))? as usize;
-        let model_version = r
-            .take(vlen)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .ok_or_else(|| bad("truncated header".into()))?;
+        let (mut r, _) = StateReader::open(state, "DIAMOND session", &[STATE_MAGIC])?;
+        r.version(STATE_VERSION)?;
+        let model_version = String::from_utf8_lossy(r.byte_string(1024)?).into_owned();
         if model_version != self.shared.spec.version {
-            return Err(bad(format!(
+            return Err(r.error(format!(
                 "saved by model version '{model_version}', this model is '{}' (other weights)",
                 self.shared.spec.version
             )));
         }
-        let dims: Vec<u32> = (0..4)
-            .map(|_| r.u32())
-            .collect::<Option<_>>()
-            .ok_or_else(|| bad("truncated header".into()))?;
+        let dims = [r.u32()?, r.u32()?, r.u32()?, r.u32()?];
         let cfg = self.shared.cfg();
         let want = [
             cfg.num_steps_conditioning as u32,
@@ -437,40 +421,24 @@ impl WorldModel for DiamondWorldModel {
             self.shared.size as u32,
         ];
         if dims != want {
-            return Err(bad(format!(
+            return Err(r.error(format!(
                 "frame buffer {dims:?} (frames, channels, height, width); this model needs {want:?}"
             )));
         }
-        let frame_index = r.u64().ok_or_else(|| bad("truncated header".into()))?;
-        let rng_state: [u64; 4] = [r.u64(), r.u64(), r.u64(), r.u64()]
-            .into_iter()
-            .collect::<Option<Vec<_>>>()
-            .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| bad("truncated random state".into()))?;
-        let rng = Rng::from_state(rng_state)
-            .ok_or_else(|| bad("invalid (all-zero) random state".into()))?;
+        let frame_index = r.u64()?;
+        let rng_state = [r.u64()?, r.u64()?, r.u64()?, r.u64()?];
+        let rng = Xoshiro256::from_state(rng_state)
+            .ok_or_else(|| r.error("invalid (all-zero) random state"))?;
         let n = cfg.num_steps_conditioning;
-        let actions: Vec<u32> = (0..n - 1)
-            .map(|_| r.u32())
-            .collect::<Option<_>>()
-            .ok_or_else(|| bad("truncated actions".into()))?;
+        let actions: Vec<u32> = (0..n - 1).map(|_| r.u32()).collect::<Result<_>>()?;
         if let Some(a) = actions.iter().find(|&&a| a as usize >= cfg.num_actions) {
-            return Err(bad(format!(
+            return Err(r.error(format!(
                 "action {a} out of range (the model has {} actions)",
                 cfg.num_actions
             )));
         }
-        let count = n * self.shared.frame_len();
-        let frames: Vec<f32> = (0..count)
-            .map(|_| r.u32().map(f32::from_bits))
-            .collect::<Option<_>>()
-            .ok_or_else(|| bad("truncated frames".into()))?;
-        if r.pos != state.len() {
-            return Err(bad(format!(
-                "{} unexpected bytes after the frames",
-                state.len() - r.pos
-            )));
-        }
+        let frames = r.f32_array(n * self.shared.frame_len())?;
+        r.finish()?;
         Ok(Box::new(self.session(frames, actions, rng, frame_index)))
     }
 
@@ -533,7 +501,7 @@ pub struct DiamondSession {
     frames: Vec<f32>,
     /// The `n − 1` actions taken at all but the newest context frame, oldest first.
     actions: Vec<u32>,
-    rng: Rng,
+    rng: Xoshiro256,
     frame_index: u64,
 }
 
@@ -548,59 +516,31 @@ impl Session for DiamondSession {
     }
 
     fn save(&self) -> Result<Vec<u8>> {
-        let version = self.shared.spec.version.as_bytes();
         let cfg = self.shared.cfg();
-        let mut out =
-            Vec::with_capacity(96 + version.len() + 4 * (self.actions.len() + self.frames.len()));
-        out.extend_from_slice(STATE_MAGIC);
-        out.extend_from_slice(&STATE_VERSION.to_le_bytes());
-        out.extend_from_slice(&(version.len() as u32).to_le_bytes());
-        out.extend_from_slice(version);
+        let mut w = StateWriter::new(STATE_MAGIC);
+        w.u32(STATE_VERSION);
+        w.byte_string(self.shared.spec.version.as_bytes());
         for d in [
             cfg.num_steps_conditioning,
             cfg.img_channels,
             self.shared.size,
             self.shared.size,
         ] {
-            out.extend_from_slice(&(d as u32).to_le_bytes());
+            w.u32(d as u32);
         }
-        out.extend_from_slice(&self.frame_index.to_le_bytes());
-        for w in self.rng.state() {
-            out.extend_from_slice(&w.to_le_bytes());
+        w.u64(self.frame_index);
+        for word in self.rng.state() {
+            w.u64(word);
         }
         for a in &self.actions {
-            out.extend_from_slice(&a.to_le_bytes());
+            w.u32(*a);
         }
-        for v in &self.frames {
-            out.extend_from_slice(&v.to_bits().to_le_bytes());
-        }
-        Ok(out)
+        w.f32_array(&self.frames);
+        Ok(w.finish())
     }
 
     fn frame_index(&self) -> u64 {
         self.frame_index
-    }
-}
-
-/// Little-endian reader over saved bytes.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let s = self.buf.get(self.pos..self.pos.checked_add(n)?)?;
-        self.pos += n;
-        Some(s)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
 }
 
@@ -719,7 +659,7 @@ mod tests {
         let mut longer = saved.clone();
         longer.push(0);
         let e = m.restore(&longer).err().unwrap().to_string();
-        assert!(e.contains("unexpected bytes"), "{e}");
+        assert!(e.contains("1 unexpected trailing bytes"), "{e}");
     }
 
     #[test]

@@ -33,10 +33,10 @@ use crate::dataset::Dataset;
 use crate::dsp::{BandSpectrum, log_spectral_distance_db};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
-use crate::model::{Prompt, Session, StepInput, WorldModel};
+use crate::world_model::{Prompt, Session, StepInput, WorldModel};
 use crate::reference::ReferenceWorld;
 use crate::reference::trajectory::{Trajectory, TrajectoryConfig};
-use crate::session_file::write_atomic;
+use crate::files::write_atomic;
 use crate::spec::ModelSpec;
 use metrics::{FrameStats, correlation, horizontal_shift, mean_colour, psnr, ssim, zoom};
 

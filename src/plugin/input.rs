@@ -8,7 +8,7 @@ use bevy::input::mouse::AccumulatedMouseMotion;
 use bevy::prelude::*;
 
 use crate::action::Action;
-use crate::spec::ActionChannel;
+use crate::spec::{ActionChannel, NamedValues, index_of};
 
 /// Where a binding's value comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Reflect)]
@@ -130,42 +130,34 @@ impl ActionBindings {
 /// [`NacreSystems::Submit`]: crate::plugin::NacreSystems::Submit
 #[derive(Component, Clone, Debug, Default)]
 pub struct ActionState {
-    channels: Vec<ActionChannel>,
-    values: Vec<f32>,
+    values: NamedValues<ActionChannel>,
     sampled_at: Option<Instant>,
 }
 
 impl ActionState {
     /// The model's channels, in order (empty until the model is loaded).
     pub fn channels(&self) -> &[ActionChannel] {
-        &self.channels
+        self.values.channels()
     }
 
     /// The value of the channel called `name`.
     pub fn get(&self, name: &str) -> Option<f32> {
-        let i = self.channels.iter().position(|c| c.name == name)?;
-        Some(self.values[i])
+        self.values.get(name)
     }
 
     /// Sets the channel called `name` (clamped to its range). Returns false if there is none.
     pub fn set(&mut self, name: &str, value: f32) -> bool {
-        match self.channels.iter().position(|c| c.name == name) {
-            Some(i) => {
-                self.values[i] = self.channels[i].clamp(value);
-                true
-            }
-            None => false,
-        }
+        self.values.set(name, value)
     }
 
     /// All values, in channel order.
     pub fn values(&self) -> &[f32] {
-        &self.values
+        self.values.values()
     }
 
     /// The values as an [`Action`].
     pub fn to_action(&self) -> Action {
-        Action::new(self.values.clone())
+        Action::new(self.values().to_vec())
     }
 
     /// When the values were last read from the input devices.
@@ -174,8 +166,7 @@ impl ActionState {
     }
 
     pub(crate) fn reset_channels(&mut self, channels: &[ActionChannel]) {
-        self.channels = channels.to_vec();
-        self.values = channels.iter().map(ActionChannel::neutral).collect();
+        self.values = NamedValues::new(channels);
     }
 }
 
@@ -212,23 +203,15 @@ pub(crate) fn read_input(
     for (bindings, mut state) in &mut views {
         let state = state.bypass_change_detection();
         state.sampled_at = Some(now);
-        let ActionState {
-            channels, values, ..
-        } = state;
-        for (value, channel) in values.iter_mut().zip(channels.iter()) {
-            *value = channel.neutral();
-        }
-        if !bindings.enabled {
-            continue;
-        }
-        let mut sums = vec![0.0f32; channels.len()];
-        for binding in &bindings.bindings {
-            if let Some(i) = channels.iter().position(|c| c.name == binding.channel) {
-                sums[i] += source_value(&binding.source) * binding.scale;
+        let mut sums = vec![0.0f32; state.channels().len()];
+        if bindings.enabled {
+            for binding in &bindings.bindings {
+                if let Some(i) = index_of(state.channels(), &binding.channel) {
+                    sums[i] += source_value(&binding.source) * binding.scale;
+                }
             }
         }
-        for ((value, channel), sum) in values.iter_mut().zip(channels.iter()).zip(sums) {
-            *value = channel.clamp(sum);
-        }
+        // Neutral without input; contributions add up, then are clamped to the range.
+        state.values = NamedValues::with_values(state.channels(), &sums);
     }
 }

@@ -43,7 +43,7 @@ pub use view::{
 };
 
 use crate::error::Result;
-use crate::model::WorldModel;
+use crate::world_model::WorldModel;
 use crate::spec::ModelSpec;
 use crate::worker::{SessionId, Worker, WorkerConfig, WorkerEvent};
 
@@ -270,15 +270,11 @@ fn start_sessions(
             continue;
         };
         actions.reset_channels(&spec.actions);
-        let start_controls = view
-            .prompt
-            .controls
-            .as_ref()
-            .and_then(|c| spec.sanitize_controls(c).ok())
-            .unwrap_or_else(|| spec.default_controls());
-        controls
-            .bypass_change_detection()
-            .reset(&spec.controls, &start_controls);
+        // Controls that do not fit fail the session on the worker, which reports why.
+        let start_controls = spec
+            .start_controls(view.prompt.controls.as_ref())
+            .unwrap_or_else(|_| spec.default_controls());
+        *controls.bypass_change_detection() = ViewControls::new(&spec.controls, &start_controls);
         if let Some(mut image) = images.get_mut(&view.image) {
             fit_image(&mut image, spec.width, spec.height);
         }
@@ -408,7 +404,7 @@ fn present(
             now,
             generated.index,
             generated.input_sampled_at,
-            generated.timings.compute,
+            generated.compute,
         );
         frames.write(WorldViewFrame {
             view: entity,

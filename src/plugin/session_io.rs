@@ -17,7 +17,7 @@ use super::{NacreRuntime, NacreSystems, RestoreWorldView, SaveWorldView, WorldVi
 use super::{WorldViewAudio, WorldViewFrame, WorldViewSaved};
 use crate::frame::Frame;
 use crate::recording::{Recorder, RecordingSummary};
-use crate::session_file;
+use crate::{files, session_file};
 
 /// Saving, loading and recording of world views. Needs [`NacrePlugin`](super::NacrePlugin).
 pub struct SessionFilesPlugin;
@@ -310,7 +310,7 @@ fn collect_saves(
         {
             let path = pending.0.remove(0);
             let (kind, message) = match &s.result {
-                Ok(bytes) => match session_file::write_atomic(&path, bytes) {
+                Ok(bytes) => match files::write_atomic(&path, bytes) {
                     Ok(()) => (
                         SessionFileEventKind::Saved(path.clone()),
                         format!("saved {}", path.display()),

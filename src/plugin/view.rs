@@ -7,8 +7,8 @@ use bevy::render::render_resource::{Extent3d, TextureDimension, TextureFormat};
 
 use crate::action::Controls;
 use crate::frame::AudioChunk;
-use crate::model::{Prompt, StepInput};
-use crate::spec::{ControlKind, ControlSpec};
+use crate::world_model::{Prompt, StepInput};
+use crate::spec::{ControlKind, ControlSpec, NamedValues, disarm_triggers, index_of};
 use crate::worker::{Pacing, SessionHandle};
 
 use super::input::{ActionBindings, ActionState};
@@ -93,42 +93,34 @@ pub fn view_image(width: u32, height: u32) -> Image {
 /// prompt's controls) when the session starts.
 #[derive(Component, Clone, Debug, Default)]
 pub struct ViewControls {
-    specs: Vec<ControlSpec>,
-    values: Vec<f32>,
+    values: NamedValues<ControlSpec>,
 }
 
 impl ViewControls {
     /// The model's controls, in order (empty until the model is loaded).
     pub fn specs(&self) -> &[ControlSpec] {
-        &self.specs
+        self.values.channels()
     }
 
     /// The value of the control called `name`.
     pub fn get(&self, name: &str) -> Option<f32> {
-        let i = self.specs.iter().position(|c| c.name == name)?;
-        Some(self.values[i])
+        self.values.get(name)
     }
 
     /// Sets the control called `name` (clamped, wrapped for cyclic controls). Returns false if
     /// the model has no such control.
     pub fn set(&mut self, name: &str, value: f32) -> bool {
-        match self.specs.iter().position(|c| c.name == name) {
-            Some(i) => {
-                self.values[i] = self.specs[i].clamp(value);
-                true
-            }
-            None => false,
-        }
+        self.values.set(name, value)
     }
 
     /// Sets a choice control by the option's name, e.g. `set_choice("weather", "rain")`.
     pub fn set_choice(&mut self, name: &str, option: &str) -> bool {
-        let Some(i) = self.specs.iter().position(|c| c.name == name) else {
+        let Some(i) = index_of(self.specs(), name) else {
             return false;
         };
-        match self.specs[i].option_index(option) {
+        match self.specs()[i].option_index(option) {
             Some(o) => {
-                self.values[i] = o as f32;
+                self.values.values_mut()[i] = o as f32;
                 true
             }
             None => false,
@@ -137,9 +129,9 @@ impl ViewControls {
 
     /// Fires the trigger control called `name` for the next frame.
     pub fn trigger(&mut self, name: &str) -> bool {
-        match self.specs.iter().position(|c| c.name == name) {
-            Some(i) if matches!(self.specs[i].kind, ControlKind::Trigger) => {
-                self.values[i] = 1.0;
+        match index_of(self.specs(), name) {
+            Some(i) if matches!(self.specs()[i].kind, ControlKind::Trigger) => {
+                self.values.values_mut()[i] = 1.0;
                 true
             }
             _ => false,
@@ -148,26 +140,26 @@ impl ViewControls {
 
     /// All values, in order.
     pub fn values(&self) -> &[f32] {
-        &self.values
+        self.values.values()
     }
 
     /// The values as [`Controls`].
     pub fn to_controls(&self) -> Controls {
-        Controls::new(self.values.clone())
+        Controls::new(self.values().to_vec())
     }
 
-    pub(crate) fn reset(&mut self, specs: &[ControlSpec], values: &Controls) {
-        self.specs = specs.to_vec();
-        self.values = values.values.clone();
+    /// Controls `specs` with `values` (clamped). The plugin fills a view's in this way when its
+    /// model has loaded; tools and tests can build one themselves.
+    pub fn new(specs: &[ControlSpec], values: &Controls) -> Self {
+        Self {
+            values: NamedValues::with_values(specs, &values.values),
+        }
     }
 
     /// Disarms triggers once they were sent, without marking the component changed.
     pub(crate) fn disarm_triggers(&mut self) {
-        for (v, s) in self.values.iter_mut().zip(&self.specs) {
-            if matches!(s.kind, ControlKind::Trigger) {
-                *v = 0.0;
-            }
-        }
+        let (specs, values) = self.values.split_mut();
+        disarm_triggers(specs, values);
     }
 }
 

@@ -2,7 +2,7 @@
 //! with director controls and synthesised sound.
 //!
 //! It is not a neural network. It is the *teacher* whose frames and sound the default model is
-//! trained to imitate, the ground truth for evaluation, and a [`WorldModel`](crate::model::WorldModel)
+//! trained to imitate, the ground truth for evaluation, and a [`WorldModel`](crate::world_model::WorldModel)
 //! the plugin can play ([`ReferenceWorld`]).
 //!
 //! - [`noise`]: deterministic hashing, gradient noise, fractal sums and the session's random generator.
@@ -13,17 +13,14 @@
 //! - [`sprites`]: the pictures of trees, rocks and landmarks.
 //! - [`render`]: the column ray caster ("voxel space") with depth-tested sprites and fog.
 //! - [`sound`]: wind, rain, footsteps, water, birds, insects and thunder.
-//! - [`director`]: short director phrases ("stormy night in the desert") to controls.
 //! - [`trajectory`]: scripted player-like action sequences for datasets.
-//! - [`model`]: the [`WorldModel`](crate::model::WorldModel) implementation.
+//! - [`world`]: the [`WorldModel`](crate::world_model::WorldModel) implementation.
 //!
 //! Everything is deterministic: the same seed, actions and controls give bit-identical frames and
 //! sound, and a saved session continues bit-identically after a restore.
 
-pub mod director;
-pub mod model;
+pub mod world;
 pub mod noise;
-pub(crate) mod persist;
 pub mod player;
 pub mod render;
 pub mod sheet;
@@ -34,9 +31,13 @@ pub mod terrain;
 pub mod trajectory;
 pub mod weather;
 
-pub use model::{ReferenceSession, ReferenceWorld};
+pub use world::{ReferenceSession, ReferenceWorld, start_frames};
 
-use crate::spec::{ActionChannel, AudioFormat, ControlSpec, ModelSpec};
+use crate::spec::{AudioFormat, ModelSpec};
+pub use crate::spec::first_person::{
+    ACTION_NAMES, BIOME_OPTIONS, CONTROL_NAMES, WEATHER_OPTIONS, action_channels, action_index,
+    control_index, control_specs,
+};
 
 /// Name recorded in [`ModelSpec::name`] and in saved sessions.
 pub const MODEL_NAME: &str = "nacre-reference";
@@ -51,74 +52,10 @@ pub const SAMPLE_RATE: u32 = 16_000;
 /// Audio samples generated with each frame (`SAMPLE_RATE / FPS`).
 pub const SAMPLES_PER_FRAME: usize = 800;
 
-/// Names of the action channels, in order. The default model uses the same list.
-pub const ACTION_NAMES: [&str; 6] = ["move_forward", "strafe", "turn", "look", "jump", "sprint"];
-
-/// Indices of the action channels in [`Action::values`](crate::action::Action::values).
-pub mod action_index {
-    /// `move_forward`: axis, -1 (back) to 1 (forward).
-    pub const MOVE_FORWARD: usize = 0;
-    /// `strafe`: axis, -1 (left) to 1 (right).
-    pub const STRAFE: usize = 1;
-    /// `turn`: axis rate, positive turns right; 1 is about 90 degrees per second.
-    pub const TURN: usize = 2;
-    /// `look`: axis rate, positive looks up.
-    pub const LOOK: usize = 3;
-    /// `jump`: button.
-    pub const JUMP: usize = 4;
-    /// `sprint`: button.
-    pub const SPRINT: usize = 5;
-}
-
-/// Names of the director controls, in order. The default model uses the same list.
-pub const CONTROL_NAMES: [&str; 5] = ["time_of_day", "weather", "biome", "landmark", "storm"];
-
-/// Indices of the director controls in [`Controls::values`](crate::action::Controls::values).
-pub mod control_index {
-    /// `time_of_day`: hours, cyclic 0 to 24.
-    pub const TIME_OF_DAY: usize = 0;
-    /// `weather`: index into [`WEATHER_OPTIONS`](super::WEATHER_OPTIONS).
-    pub const WEATHER: usize = 1;
-    /// `biome`: index into [`BIOME_OPTIONS`](super::BIOME_OPTIONS).
-    pub const BIOME: usize = 2;
-    /// `landmark`: trigger, a landmark appears ahead.
-    pub const LANDMARK: usize = 3;
-    /// `storm`: trigger, a storm starts with a lightning flash.
-    pub const STORM: usize = 4;
-}
-
-/// Options of the `weather` control, in index order.
-pub const WEATHER_OPTIONS: [&str; 5] = ["clear", "overcast", "rain", "snow", "fog"];
-/// Options of the `biome` control, in index order (`any` lets the climate decide).
-pub const BIOME_OPTIONS: [&str; 6] = ["any", "grassland", "forest", "desert", "snow", "shore"];
-
 /// Turn rate at full `turn` input, radians per second (90 degrees per second).
 pub const TURN_RATE: f32 = std::f32::consts::FRAC_PI_2;
 /// Pitch rate at full `look` input, radians per second (60 degrees per second).
 pub const LOOK_RATE: f32 = std::f32::consts::FRAC_PI_3;
-
-/// The action channels of the reference world (and of the default model), in order.
-pub fn action_channels() -> Vec<ActionChannel> {
-    vec![
-        ActionChannel::axis(ACTION_NAMES[0], -1.0, 1.0),
-        ActionChannel::axis(ACTION_NAMES[1], -1.0, 1.0),
-        ActionChannel::axis(ACTION_NAMES[2], -1.0, 1.0),
-        ActionChannel::axis(ACTION_NAMES[3], -1.0, 1.0),
-        ActionChannel::button(ACTION_NAMES[4]),
-        ActionChannel::button(ACTION_NAMES[5]),
-    ]
-}
-
-/// The director controls of the reference world (and of the default model), in order.
-pub fn control_specs() -> Vec<ControlSpec> {
-    vec![
-        ControlSpec::cyclic(CONTROL_NAMES[0], 0.0, 24.0, 12.0),
-        ControlSpec::choice(CONTROL_NAMES[1], &WEATHER_OPTIONS, 0),
-        ControlSpec::choice(CONTROL_NAMES[2], &BIOME_OPTIONS, 0),
-        ControlSpec::trigger(CONTROL_NAMES[3]),
-        ControlSpec::trigger(CONTROL_NAMES[4]),
-    ]
-}
 
 /// The audio format: mono, 16 kHz, 800 samples per frame.
 pub fn audio_format() -> AudioFormat {

@@ -1,16 +1,10 @@
-//! Deterministic randomness: integer hashing, 2D gradient noise, fractal sums, a tileable noise
-//! texture and the session's random-number generator.
+//! Deterministic randomness: integer hashing, 2D gradient noise, fractal sums and a tileable
+//! noise texture. (The session's random-number generator is [`crate::rng::SplitMix64`].)
 //!
 //! Everything here is a pure function of its inputs (no global state, no hash-map order), so the
 //! world is identical from run to run.
 
-/// Mixes a 64-bit value (the SplitMix64 finaliser).
-#[inline]
-pub fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+use crate::rng::mix64;
 
 /// Hashes a seed and two lattice coordinates to 32 bits.
 #[inline]
@@ -218,54 +212,6 @@ impl TileNoise {
     }
 }
 
-/// The session's random-number generator (xoshiro-style 64-bit state advanced by SplitMix64).
-/// Its whole state is one `u64`, saved with the session.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rng {
-    /// The state.
-    pub state: u64,
-}
-
-impl Rng {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Self {
-        Self {
-            state: mix64(seed ^ 0xD1B5_4A32_D192_ED03),
-        }
-    }
-
-    /// The next 64 random bits.
-    #[inline]
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix64(self.state)
-    }
-
-    /// A float in `[0, 1)`.
-    #[inline]
-    pub fn next_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 * (1.0 / 16_777_216.0)
-    }
-
-    /// A float in `[lo, hi)`.
-    #[inline]
-    pub fn range(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * self.next_f32()
-    }
-
-    /// True with probability `p`.
-    #[inline]
-    pub fn chance(&mut self, p: f32) -> bool {
-        self.next_f32() < p
-    }
-
-    /// An integer in `0..n` (`n > 0`).
-    #[inline]
-    pub fn below(&mut self, n: u32) -> u32 {
-        (((self.next_u64() >> 32) * n as u64) >> 32) as u32
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,16 +239,5 @@ mod tests {
         let t = TileNoise::new(1, 64, 16, 3);
         assert!((t.sample(0.0, 5.0) - t.sample(64.0, 5.0)).abs() < 1e-6);
         assert!((t.sample(3.5, -0.5) - t.sample(3.5, 63.5)).abs() < 1e-6);
-    }
-
-    #[test]
-    fn rng_is_reproducible() {
-        let mut a = Rng::new(5);
-        let mut b = Rng::new(5);
-        for _ in 0..100 {
-            assert_eq!(a.next_u64(), b.next_u64());
-        }
-        let x = a.below(10);
-        assert!(x < 10);
     }
 }

@@ -1,7 +1,7 @@
 //! First-person movement: walking with momentum, sprinting, turning and looking, jumping with
 //! gravity, following the ground, wading and swimming in water, and not walking through trees.
 
-use super::persist::{Reader, Writer};
+use crate::state_codec::{StateReader as Reader, StateWriter as Writer};
 use super::sprites::SpriteKind;
 use super::terrain::{Object, Surface, Terrain, WATER_LEVEL};
 use super::{LOOK_RATE, TURN_RATE, action_index as ai};

@@ -1,13 +1,12 @@
 //! Contact sheets: grids of reference-world frames across biomes, times of day and weathers, so
 //! people (and reviewers) can see the world. `nacre reference-sheet` writes one as a PNG.
 
-use std::path::Path;
 
 use super::{Biome, ReferenceWorld, Weather, control_index as ci};
 use crate::action::{Action, Controls};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::frame::Frame;
-use crate::model::{Prompt, StepInput};
+use crate::world_model::{Prompt, StepInput};
 use crate::spec::ModelSpec;
 
 /// One picture on a sheet: where, when and in what weather.
@@ -147,7 +146,7 @@ pub fn cell_controls(spec: &ModelSpec, cell: &SheetCell) -> Controls {
 
 /// Renders one cell's picture.
 pub fn render_cell(world: &ReferenceWorld, cell: &SheetCell) -> Result<Frame> {
-    use crate::model::WorldModel;
+    use crate::world_model::WorldModel;
     let spec = world.spec().clone();
     let controls = cell_controls(&spec, cell);
     let mut session = world.start_session(&Prompt {
@@ -209,55 +208,3 @@ pub fn contact_sheet(
     Ok(img)
 }
 
-/// Writes an RGB image as PNG, atomically.
-pub fn save_png(path: &Path, img: &image::RgbImage) -> Result<()> {
-    let mut bytes = Vec::new();
-    img.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
-    )
-    .map_err(|e| Error::bad_file(path, format!("cannot encode PNG: {e}")))?;
-    crate::session_file::write_atomic(path, &bytes)
-}
-
-/// A strip of `count` frames from one session walking forward, side by side (for checking motion).
-pub fn frame_strip(
-    world: &ReferenceWorld,
-    cell: &SheetCell,
-    actions: &[Action],
-    every: usize,
-) -> Result<image::RgbImage> {
-    use crate::model::WorldModel;
-    let spec = world.spec().clone();
-    let controls = cell_controls(&spec, cell);
-    let mut session = world.start_session(&Prompt {
-        seed: cell.seed,
-        start_frames: Vec::new(),
-        controls: Some(controls.clone()),
-    })?;
-    let mut frames = Vec::new();
-    for (i, a) in actions.iter().enumerate() {
-        let out = session.step_world(&StepInput {
-            action: a.clone(),
-            controls: controls.clone(),
-        })?;
-        if i % every.max(1) == 0 {
-            frames.push(out.frame);
-        }
-    }
-    let (w, h) = (spec.width, spec.height);
-    let mut img = image::RgbImage::new(w * frames.len() as u32, h);
-    for (i, f) in frames.iter().enumerate() {
-        for y in 0..h {
-            for x in 0..w {
-                let p = ((y * w + x) * 4) as usize;
-                img.put_pixel(
-                    i as u32 * w + x,
-                    y,
-                    image::Rgb([f.rgba[p], f.rgba[p + 1], f.rgba[p + 2]]),
-                );
-            }
-        }
-    }
-    Ok(img)
-}

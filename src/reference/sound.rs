@@ -5,7 +5,7 @@
 //!
 //! All randomness comes from the synthesiser's own generator, which is part of the saved state.
 
-use super::persist::{Reader, Writer};
+use crate::state_codec::{StateReader as Reader, StateWriter as Writer};
 use super::terrain::Surface;
 use super::{SAMPLE_RATE, SAMPLES_PER_FRAME};
 use crate::error::Result;
@@ -623,9 +623,10 @@ mod tests {
             ..Default::default()
         };
         let (s, _, _) = run(&input, 3);
-        let mut w = Writer::default();
+        let mut w = Writer::new(b"");
         s.write(&mut w);
-        let mut r = Reader::new(&w.bytes);
+        let bytes = w.finish();
+        let (mut r, _) = Reader::open(&bytes, "synthesiser", &[b""]).unwrap();
         let back = Synth::read(&mut r).unwrap();
         r.finish().unwrap();
         assert_eq!(

@@ -5,12 +5,12 @@
 //! A trajectory reads the session (position, ground ahead) so it steers away from deep water the
 //! way a player would. Everything is seeded, so a trajectory is reproducible.
 
-use super::noise::Rng;
+use crate::rng::SplitMix64;
 use super::player::MAX_PITCH;
 use super::terrain::WATER_LEVEL;
 use super::{Biome, ReferenceSession, Weather, action_index as ai, control_index as ci};
 use crate::action::{Action, Controls};
-use crate::model::StepInput;
+use crate::world_model::StepInput;
 
 /// How a trajectory behaves.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,7 +55,7 @@ enum Mode {
 /// A player-like action generator.
 #[derive(Clone, Debug)]
 pub struct Trajectory {
-    rng: Rng,
+    rng: SplitMix64,
     config: TrajectoryConfig,
     mode: Mode,
     left: u32,
@@ -74,7 +74,7 @@ impl Trajectory {
     /// A trajectory from a seed. `start` are the controls at the start of the episode; with
     /// `random_start_controls` they are replaced by a random time, weather and biome.
     pub fn new(seed: u64, start: Controls, config: TrajectoryConfig) -> Self {
-        let mut rng = Rng::new(seed ^ 0x7A3E_C70F);
+        let mut rng = SplitMix64::hashed(seed ^ 0x7A3E_C70F);
         let mut controls = start;
         if config.random_start_controls && controls.values.len() >= 5 {
             controls.values[ci::TIME_OF_DAY] = if rng.chance(0.7) {
@@ -294,7 +294,7 @@ impl Trajectory {
     }
 }
 
-fn random_weather(rng: &mut Rng) -> Weather {
+fn random_weather(rng: &mut SplitMix64) -> Weather {
     let r = rng.next_f32();
     if r < 0.4 {
         Weather::Clear

@@ -2,8 +2,8 @@
 //! director's controls smoothly (a few seconds), so changes are visible but never jump.
 
 use super::Weather;
-use super::noise::Rng;
-use super::persist::{Reader, Writer};
+use crate::rng::SplitMix64;
+use crate::state_codec::{StateReader as Reader, StateWriter as Writer};
 use crate::error::Result;
 
 /// How long a storm lasts after the `storm` trigger, seconds.
@@ -69,7 +69,7 @@ impl WeatherState {
         weather: Weather,
         time_target: f32,
         storm_trigger: bool,
-        rng: &mut Rng,
+        rng: &mut SplitMix64,
         dt: f32,
     ) -> Vec<f32> {
         let mut heard = Vec::new();
@@ -284,7 +284,7 @@ mod tests {
     #[test]
     fn weather_changes_smoothly_and_storm_flashes() {
         let mut w = WeatherState::settled(Weather::Clear, 12.0);
-        let mut rng = Rng::new(1);
+        let mut rng = SplitMix64::hashed(1);
         let first = w.step(Weather::Rain, 12.0, false, &mut rng, 0.05);
         assert!(first.is_empty());
         assert!(w.rain > 0.0 && w.rain < 0.1, "{}", w.rain);
@@ -304,7 +304,7 @@ mod tests {
     #[test]
     fn time_takes_the_short_way_round() {
         let mut w = WeatherState::settled(Weather::Clear, 23.0);
-        let mut rng = Rng::new(1);
+        let mut rng = SplitMix64::hashed(1);
         w.step(Weather::Clear, 1.0, false, &mut rng, 0.05);
         assert!(w.time_of_day > 23.0, "{}", w.time_of_day);
         for _ in 0..200 {

@@ -8,10 +8,10 @@ use candle_core::{Device, Tensor};
 use crate::dataset::Dataset;
 use crate::default_model::conditions::{condition_len, encode_condition};
 use crate::default_model::config::Config;
-use crate::default_model::model::NoiseRng;
+use crate::rng::Gaussian;
 use crate::dsp::BandSpectrum;
 use crate::error::{Error, Result};
-use crate::spec::ModelSpec;
+use crate::spec::{ChannelLayout, ModelSpec};
 
 /// A dataset loaded for training.
 pub struct TrainingData {
@@ -31,6 +31,8 @@ pub struct TrainingData {
     pub episodes: Vec<(usize, usize)>,
     /// The spec of the world the data came from.
     pub spec: ModelSpec,
+    /// Its action channels and controls, which the condition vectors follow.
+    pub layout: ChannelLayout,
 }
 
 impl TrainingData {
@@ -71,6 +73,7 @@ impl TrainingData {
             controls: Vec::new(),
             audio: Vec::new(),
             episodes: Vec::new(),
+            layout: ChannelLayout::of(&m.model),
             spec: m.model.clone(),
         };
         for episode in ds.episodes() {
@@ -125,7 +128,7 @@ impl TrainingData {
         let mut out = Vec::new();
         for (&r, &n) in rows.iter().zip(noise) {
             encode_condition(
-                &self.spec,
+                &self.layout,
                 &self.actions[r * a..(r + 1) * a],
                 &self.controls[r * c..(r + 1) * c],
                 n,
@@ -134,7 +137,7 @@ impl TrainingData {
         }
         Ok(Tensor::from_vec(
             out,
-            (rows.len(), condition_len(&self.spec)),
+            (rows.len(), condition_len(&self.layout)),
             device,
         )?)
     }
@@ -150,7 +153,7 @@ impl TrainingData {
     }
 
     /// `count` random rows.
-    pub fn random_rows(&self, count: usize, rng: &mut NoiseRng) -> Vec<usize> {
+    pub fn random_rows(&self, count: usize, rng: &mut Gaussian) -> Vec<usize> {
         let n = self.frame_count();
         (0..count)
             .map(|_| ((rng.uniform() * n as f32) as usize).min(n - 1))
@@ -171,7 +174,7 @@ impl TrainingData {
         &self,
         len: usize,
         skip: usize,
-        rng: &mut NoiseRng,
+        rng: &mut Gaussian,
     ) -> Result<Option<usize>> {
         for _ in 0..10_000 {
             let start = self.random_windows(1, len, rng)?[0];
@@ -188,7 +191,7 @@ impl TrainingData {
         &self,
         count: usize,
         len: usize,
-        rng: &mut NoiseRng,
+        rng: &mut Gaussian,
     ) -> Result<Vec<usize>> {
         let usable: Vec<(usize, usize)> = self
             .episodes
@@ -224,7 +227,7 @@ mod tests {
     /// Rows of 1×1 pixels: episode 0 (rows 0–9) moves throughout; in episode 1 (rows 10–21)
     /// the player stands still from row 14 on.
     fn data() -> TrainingData {
-        let spec = crate::default_model::spec_for(&Config::tiny());
+        let spec = crate::reference::reference_spec(1, 1);
         let a = spec.actions.len();
         let mut actions = vec![0.0; 22 * a];
         for row in 0..14 {
@@ -238,6 +241,7 @@ mod tests {
             controls: vec![0.0; 22 * spec.controls.len()],
             audio: Vec::new(),
             episodes: vec![(0, 10), (10, 12)],
+            layout: ChannelLayout::of(&spec),
             spec,
         }
     }
@@ -245,7 +249,7 @@ mod tests {
     #[test]
     fn still_windows_are_still_from_the_skipped_rows_on() {
         let data = data();
-        let mut rng = NoiseRng::new(3);
+        let mut rng = Gaussian::new(3);
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..200 {
             let start = data.random_still_window(5, 2, &mut rng).unwrap().unwrap();

@@ -22,7 +22,7 @@ use crate::action::{Action, Controls};
 use crate::device::DevicePreference;
 use crate::error::{Error, Result};
 use crate::frame::{AudioChunk, Frame};
-use crate::model::{Prompt, StepInput, StepTimings, WorldModel};
+use crate::world_model::{Prompt, StepInput, StepTimings, WorldModel};
 use crate::spec::ModelSpec;
 use mailbox::{MailboxReceiver, MailboxSender, mailbox};
 
@@ -97,11 +97,13 @@ pub struct GeneratedFrame {
     pub generation: u32,
     /// Index of the frame within the session (0 for the first generated frame).
     pub index: u64,
-    /// The picture.
+    /// The picture. (Its sound arrives separately, as an [`AudioPacket`], so that no chunk is
+    /// lost when a newer frame replaces this one.)
     pub frame: Frame,
-    /// The sound.
-    pub audio: AudioChunk,
-    /// Where the step's time went.
+    /// Wall time of the model call that made it, measured by the worker (for a batch, the whole
+    /// batch's).
+    pub compute: Duration,
+    /// The model's own breakdown of the step's time.
     pub timings: StepTimings,
     /// When the newest input this frame used was sampled by the game (`None` if no new input
     /// arrived since the previous frame).

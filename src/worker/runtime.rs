@@ -14,9 +14,12 @@ use super::{
 use crate::action::{Action, Controls};
 use crate::device::{DevicePreference, choose_device, device_name};
 use crate::error::{Error, Result};
-use crate::model::{BatchItem, Session, StepInput, StepOutput, WorldModel, validate_output};
+use crate::world_model::{BatchItem, Session, StepInput, StepOutput, WorldModel, validate_output};
 use crate::session_file::{self, SessionHeader};
-use crate::spec::{ActionKind, ControlKind, ModelSpec};
+use crate::spec::ModelSpec;
+
+/// The longest time between two paced steps, seconds.
+const MAX_PERIOD_S: f64 = 3600.0;
 
 /// The state the worker keeps for one session.
 struct Slot {
@@ -49,7 +52,9 @@ impl Slot {
             Pacing::Fixed(fps) => fps,
             Pacing::Free | Pacing::Manual => return None,
         };
-        (fps > 0.0).then(|| Duration::from_secs_f64(1.0 / fps as f64))
+        // Any positive rate gives a period, however slow (at most an hour, so no rate from a
+        // model's config or a game's setting can overflow a `Duration`).
+        (fps > 0.0).then(|| Duration::from_secs_f64((1.0 / fps as f64).min(MAX_PERIOD_S)))
     }
 
     /// When this session next wants a step (`now` if at once); `None` if it waits for a command.
@@ -66,24 +71,14 @@ impl Slot {
         let Ok(action) = self.model.spec().sanitize_action(&action) else {
             return;
         };
-        let spec = self.model.spec();
-        for (i, channel) in spec.actions.iter().enumerate() {
-            let latched = matches!(channel.kind, ActionKind::Button) && self.action.values[i] > 0.5;
-            self.action.values[i] = if latched { 1.0 } else { action.values[i] };
-        }
+        self.model.spec().latch_buttons(&mut self.action, &action);
         self.raw_action = action;
         self.input_sampled_at = Some(sampled_at);
     }
 
     fn apply_controls(&mut self, controls: Controls) -> Result<()> {
         let controls = self.model.spec().sanitize_controls(&controls)?;
-        let spec = self.model.spec();
-        for (i, control) in spec.controls.iter().enumerate() {
-            // A trigger stays armed until a step has seen it.
-            let armed =
-                matches!(control.kind, ControlKind::Trigger) && self.controls.values[i] > 0.5;
-            self.controls.values[i] = if armed { 1.0 } else { controls.values[i] };
-        }
+        self.model.spec().arm_triggers(&mut self.controls, &controls);
         Ok(())
     }
 
@@ -91,12 +86,7 @@ impl Slot {
     fn after_step(&mut self, now: Instant) {
         self.action = self.raw_action.clone();
         self.input_sampled_at = None;
-        let spec = self.model.spec();
-        for (i, control) in spec.controls.iter().enumerate() {
-            if matches!(control.kind, ControlKind::Trigger) {
-                self.controls.values[i] = 0.0;
-            }
-        }
+        self.model.spec().disarm_triggers(&mut self.controls.values);
         if self.pacing == Pacing::Manual {
             self.manual_steps = self.manual_steps.saturating_sub(1);
         }
@@ -311,10 +301,7 @@ impl Runtime {
         let started = guarded(|| {
             self.pool.install(|| match start {
                 SessionStart::Prompt(prompt) => {
-                    let controls = match &prompt.controls {
-                        Some(c) => spec.sanitize_controls(c)?,
-                        None => spec.default_controls(),
-                    };
+                    let controls = spec.start_controls(prompt.controls.as_ref())?;
                     Ok((model.start(&prompt)?, controls))
                 }
                 SessionStart::Saved(bytes) => {
@@ -456,15 +443,14 @@ impl Runtime {
                 Ok(o)
             });
             match output {
-                Ok(mut output) => {
+                Ok(output) => {
                     let slot = self.slots.get_mut(id).unwrap();
-                    output.timings.compute = elapsed;
                     let frame = GeneratedFrame {
                         session: *id,
                         generation: slot.generation,
                         index: session.frame_index().saturating_sub(1),
                         frame: output.frame,
-                        audio: output.audio,
+                        compute: elapsed,
                         timings: output.timings,
                         input_sampled_at: sampled_at,
                         finished_at,
@@ -472,7 +458,7 @@ impl Runtime {
                     slot.audio.send(AudioPacket {
                         generation: frame.generation,
                         index: frame.index,
-                        chunk: frame.audio.clone(),
+                        chunk: output.audio,
                         input,
                     });
                     slot.session = Some(session);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bevy_nacre::action::{Action, Controls};
 use bevy_nacre::error::{Error, Result};
 use bevy_nacre::frame::{AudioChunk, Frame};
-use bevy_nacre::model::{Prompt, Session, StepInput, StepOutput, StepTimings, WorldModel};
+use bevy_nacre::world_model::{Prompt, Session, StepInput, StepOutput, StepTimings, WorldModel};
 use bevy_nacre::spec::{ActionChannel, AudioFormat, ControlSpec, ModelSpec};
 
 /// How the test double misbehaves.

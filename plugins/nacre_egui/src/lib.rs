@@ -6,8 +6,9 @@
 //!
 //! - a slider for every continuous control (the reference world's time of day), a picker for
 //!   every choice (weather, biome) and a button for every trigger (landmark, storm);
-//! - a prompt box that reads director phrases ("stormy night in the desert") with
-//!   [`bevy_nacre::reference::director::parse`] and lists the words it did not understand;
+//! - a prompt box that reads director phrases ("stormy night in the desert") for the model's
+//!   own controls with [`bevy_nacre::director::parse`] and lists the words it did not
+//!   understand;
 //! - live statistics (generated frames/s, input-to-frame latency, drops) with a small plot of
 //!   the last ten seconds;
 //! - record and stop, save and load (through bevy_nacre's `SessionFilesPlugin`, which the panel
@@ -34,7 +35,7 @@ use bevy_nacre::plugin::{
     SessionFilesPlugin, StartRecording, StopRecording, ViewControls, ViewRecording, WorldView,
     WorldViewStats,
 };
-use bevy_nacre::reference::director::{self, Direction};
+use bevy_nacre::director::{self, Direction};
 use bevy_nacre::spec::ControlKind;
 
 /// Commonly used items: `use nacre_egui::prelude::*;`.
@@ -137,40 +138,24 @@ fn remember_file_events(
     }
 }
 
-/// Parses a director phrase and applies it to a view's controls, as the panel's prompt box
+/// Parses a director phrase for the view's controls and applies it, as the panel's prompt box
 /// does. Returns the parsed direction (with the words it did not understand).
-pub fn apply_phrase(
-    text: &str,
-    runtime: &NacreRuntime,
-    model: &str,
-    controls: &mut ViewControls,
-) -> Direction {
-    let direction = director::parse(text);
-    apply_direction(&direction, runtime, model, controls);
+pub fn apply_phrase(text: &str, controls: &mut ViewControls) -> Direction {
+    let direction = director::parse(controls.specs(), text);
+    apply_direction(&direction, controls);
     direction
 }
 
 /// Applies a parsed direction to a view's controls, setting only what the phrase changed.
-fn apply_direction(
-    direction: &Direction,
-    runtime: &NacreRuntime,
-    model: &str,
-    controls: &mut ViewControls,
-) {
-    let Some(spec) = runtime.spec(model) else {
-        return;
-    };
-    let mut values = controls.to_controls();
-    let before = values.clone();
-    direction.apply(spec, &mut values);
-    for (i, spec) in controls.specs().to_vec().iter().enumerate() {
-        if values.values[i] == before.values[i] {
+fn apply_direction(direction: &Direction, controls: &mut ViewControls) {
+    for &(i, value) in &direction.changes {
+        let Some(spec) = controls.specs().get(i).cloned() else {
             continue;
-        }
+        };
         if matches!(spec.kind, ControlKind::Trigger) {
             controls.trigger(&spec.name);
         } else {
-            controls.set(&spec.name, values.values[i]);
+            controls.set(&spec.name, value);
         }
     }
 }
@@ -190,17 +175,22 @@ type DirectedViews<'w, 's> = Query<
     With<Directed>,
 >;
 
-#[allow(clippy::too_many_arguments)]
+/// The messages the panel's buttons send.
+#[derive(bevy::ecs::system::SystemParam)]
+struct PanelRequests<'w> {
+    saves: MessageWriter<'w, SaveWorldViewToFile>,
+    loads: MessageWriter<'w, LoadWorldViewFromFile>,
+    start_recording: MessageWriter<'w, StartRecording>,
+    stop_recording: MessageWriter<'w, StopRecording>,
+}
+
 fn draw_panel(
     mut contexts: EguiContexts,
     mut settings: ResMut<DirectorPanelSettings>,
     mut state: ResMut<PanelState>,
     runtime: Option<Res<NacreRuntime>>,
     mut views: DirectedViews,
-    mut saves: MessageWriter<SaveWorldViewToFile>,
-    mut loads: MessageWriter<LoadWorldViewFromFile>,
-    mut start_rec: MessageWriter<StartRecording>,
-    mut stop_rec: MessageWriter<StopRecording>,
+    mut requests: PanelRequests,
 ) -> Result {
     let ctx = contexts.ctx_mut()?;
     let Some((entity, view, mut controls, stats, mut bindings, recording)) =
@@ -216,162 +206,15 @@ fn draw_panel(
         .default_pos([settings.position.x, settings.position.y])
         .default_width(300.0)
         .show(ctx, |ui| {
-            // Model and status.
-            let model = runtime
-                .as_ref()
-                .and_then(|r| r.spec(&view.model))
-                .map(|s| {
-                    format!(
-                        "{} v{} · {}×{} @ {} fps",
-                        s.name, s.version, s.width, s.height, s.fps
-                    )
-                })
-                .unwrap_or_else(|| format!("{} (loading)", view.model));
-            ui.label(egui::RichText::new(model).strong());
-
-            // Controls, built from the spec.
+            draw_model_line(ui, runtime.as_deref(), view);
             ui.separator();
-            let specs = controls.specs().to_vec();
-            if specs.is_empty() {
-                ui.label("This model has no director controls.");
-            }
-            let mut triggers = Vec::new();
-            for spec in &specs {
-                let Some(value) = controls.get(&spec.name) else {
-                    continue;
-                };
-                match &spec.kind {
-                    ControlKind::Continuous { min, max, .. } => {
-                        let mut v = value;
-                        let slider = egui::Slider::new(&mut v, *min..=*max).text(label(&spec.name));
-                        if ui.add(slider).changed() {
-                            controls.set(&spec.name, v);
-                        }
-                    }
-                    ControlKind::Choice { options, .. } => {
-                        let mut index = value.round().max(0.0) as usize;
-                        let before = index;
-                        egui::ComboBox::from_label(label(&spec.name))
-                            .selected_text(options.get(index).cloned().unwrap_or_default())
-                            .show_ui(ui, |ui| {
-                                for (i, option) in options.iter().enumerate() {
-                                    ui.selectable_value(&mut index, i, option.as_str());
-                                }
-                            });
-                        if index != before {
-                            controls.set(&spec.name, index as f32);
-                        }
-                    }
-                    ControlKind::Trigger => triggers.push(spec.name.clone()),
-                }
-            }
-            if !triggers.is_empty() {
-                ui.horizontal(|ui| {
-                    for name in &triggers {
-                        if ui.button(label(name)).clicked() {
-                            controls.trigger(name);
-                        }
-                    }
-                });
-            }
-
-            // Director prompt.
+            draw_controls(ui, &mut controls);
             ui.separator();
-            let understood = runtime
-                .as_ref()
-                .and_then(|r| r.spec(&view.model))
-                .is_some_and(|s| {
-                    s.control_index("time_of_day").is_some() && s.control_index("weather").is_some()
-                });
-            ui.add_enabled_ui(understood, |ui| {
-                ui.label("Direct (e.g. \"stormy night in the desert\"):");
-                let response = ui.add(
-                    egui::TextEdit::singleline(&mut state.prompt)
-                        .hint_text("foggy morning by the sea")
-                        .desired_width(f32::INFINITY),
-                );
-                let enter = response.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-                if (ui.button("Direct").clicked() || enter) && !state.prompt.trim().is_empty() {
-                    let direction = director::parse(&state.prompt);
-                    if let Some(runtime) = &runtime {
-                        apply_direction(&direction, runtime, &view.model, &mut controls);
-                    }
-                    state.last_direction = Some(direction);
-                }
-            });
-            if !understood {
-                ui.label("(director phrases are understood for the reference world's controls)");
-            }
-            if let Some(d) = &state.last_direction {
-                if d.is_empty() {
-                    ui.colored_label(
-                        egui::Color32::YELLOW,
-                        "Nothing in that phrase changed the scene.",
-                    );
-                }
-                if !d.unknown.is_empty() {
-                    ui.colored_label(
-                        egui::Color32::from_rgb(255, 160, 80),
-                        format!("Not understood: {}", d.unknown.join(", ")),
-                    );
-                }
-            }
-
-            // Statistics.
+            draw_prompt(ui, state, &mut controls);
             ui.separator();
-            ui.label(format!(
-                "{:?} · {:.1} frames/s · latency p50 {:.0} ms, p99 {:.0} ms",
-                stats.status, stats.generated_fps, stats.latency_p50_ms, stats.latency_p99_ms
-            ));
-            ui.label(format!(
-                "step {:.1} ms · shown {} · dropped {}",
-                stats.step_ms, stats.frames_presented, stats.dropped_frames
-            ));
-            if let Some(e) = &stats.last_error {
-                ui.colored_label(egui::Color32::RED, e.as_str());
-            }
-            plot(ui, &state.history);
-
-            // Record, save, load.
+            draw_statistics(ui, stats, &state.history);
             ui.separator();
-            ui.horizontal(|ui| {
-                match recording {
-                    Some(rec) => {
-                        ui.colored_label(
-                            egui::Color32::RED,
-                            format!("● REC {:.0} s, {} frames", rec.seconds(), rec.frames()),
-                        );
-                        if ui.button("Stop").clicked() {
-                            stop_rec.write(StopRecording { view: entity });
-                        }
-                    }
-                    None => {
-                        if ui.button("● Record").clicked() {
-                            start_rec.write(StartRecording {
-                                view: entity,
-                                dir: settings.recordings_dir.join(timestamp()),
-                                gif: settings.record_gif,
-                            });
-                        }
-                    }
-                }
-                ui.checkbox(&mut settings.record_gif, "GIF");
-            });
-            ui.horizontal(|ui| {
-                if ui.button("Save").clicked() {
-                    saves.write(SaveWorldViewToFile {
-                        view: entity,
-                        path: settings.save_path.clone(),
-                    });
-                }
-                if ui.button("Load").clicked() {
-                    loads.write(LoadWorldViewFromFile {
-                        view: entity,
-                        path: settings.save_path.clone(),
-                    });
-                }
-                ui.label(settings.save_path.display().to_string());
-            });
+            draw_files(ui, &mut settings, entity, recording, &mut requests);
             if let Some(m) = &state.last_file_message {
                 ui.small(m.as_str());
             }
@@ -382,6 +225,161 @@ fn draw_panel(
         bindings.enabled = !typing;
     }
     Ok(())
+}
+
+/// The model's name, version, size and frame rate (or that it is loading).
+fn draw_model_line(ui: &mut egui::Ui, runtime: Option<&NacreRuntime>, view: &WorldView) {
+    let model = runtime
+        .and_then(|r| r.spec(&view.model))
+        .map(|s| {
+            format!(
+                "{} v{} · {}×{} @ {} fps",
+                s.name, s.version, s.width, s.height, s.fps
+            )
+        })
+        .unwrap_or_else(|| format!("{} (loading)", view.model));
+    ui.label(egui::RichText::new(model).strong());
+}
+
+/// A slider, picker or button for every control the model declares.
+fn draw_controls(ui: &mut egui::Ui, controls: &mut ViewControls) {
+    let specs = controls.specs().to_vec();
+    if specs.is_empty() {
+        ui.label("This model has no director controls.");
+    }
+    let mut triggers = Vec::new();
+    for spec in &specs {
+        let Some(value) = controls.get(&spec.name) else {
+            continue;
+        };
+        match &spec.kind {
+            ControlKind::Continuous { min, max, .. } => {
+                let mut v = value;
+                let slider = egui::Slider::new(&mut v, *min..=*max).text(label(&spec.name));
+                if ui.add(slider).changed() {
+                    controls.set(&spec.name, v);
+                }
+            }
+            ControlKind::Choice { options, .. } => {
+                let mut index = value.round().max(0.0) as usize;
+                let before = index;
+                egui::ComboBox::from_label(label(&spec.name))
+                    .selected_text(options.get(index).cloned().unwrap_or_default())
+                    .show_ui(ui, |ui| {
+                        for (i, option) in options.iter().enumerate() {
+                            ui.selectable_value(&mut index, i, option.as_str());
+                        }
+                    });
+                if index != before {
+                    controls.set(&spec.name, index as f32);
+                }
+            }
+            ControlKind::Trigger => triggers.push(spec.name.clone()),
+        }
+    }
+    if !triggers.is_empty() {
+        ui.horizontal(|ui| {
+            for name in &triggers {
+                if ui.button(label(name)).clicked() {
+                    controls.trigger(name);
+                }
+            }
+        });
+    }
+}
+
+/// The director prompt and what the last phrase did.
+fn draw_prompt(ui: &mut egui::Ui, state: &mut PanelState, controls: &mut ViewControls) {
+    ui.add_enabled_ui(!controls.specs().is_empty(), |ui| {
+        ui.label("Direct (e.g. \"stormy night in the desert\"):");
+        let response = ui.add(
+            egui::TextEdit::singleline(&mut state.prompt)
+                .hint_text("foggy morning by the sea")
+                .desired_width(f32::INFINITY),
+        );
+        let enter = response.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        if (ui.button("Direct").clicked() || enter) && !state.prompt.trim().is_empty() {
+            state.last_direction = Some(apply_phrase(&state.prompt, controls));
+        }
+    });
+    if let Some(d) = &state.last_direction {
+        if d.is_empty() {
+            ui.colored_label(
+                egui::Color32::YELLOW,
+                "Nothing in that phrase changed the scene.",
+            );
+        }
+        if !d.unknown.is_empty() {
+            ui.colored_label(
+                egui::Color32::from_rgb(255, 160, 80),
+                format!("Not understood: {}", d.unknown.join(", ")),
+            );
+        }
+    }
+}
+
+/// Live statistics and their plot.
+fn draw_statistics(ui: &mut egui::Ui, stats: &WorldViewStats, history: &VecDeque<(f32, f32)>) {
+    ui.label(format!(
+        "{:?} · {:.1} frames/s · latency p50 {:.0} ms, p99 {:.0} ms",
+        stats.status, stats.generated_fps, stats.latency_p50_ms, stats.latency_p99_ms
+    ));
+    ui.label(format!(
+        "step {:.1} ms · shown {} · dropped {}",
+        stats.step_ms, stats.frames_presented, stats.dropped_frames
+    ));
+    if let Some(e) = &stats.last_error {
+        ui.colored_label(egui::Color32::RED, e.as_str());
+    }
+    plot(ui, history);
+}
+
+/// Record and stop, save and load.
+fn draw_files(
+    ui: &mut egui::Ui,
+    settings: &mut DirectorPanelSettings,
+    entity: Entity,
+    recording: Option<&ViewRecording>,
+    requests: &mut PanelRequests,
+) {
+    ui.horizontal(|ui| {
+        match recording {
+            Some(rec) => {
+                ui.colored_label(
+                    egui::Color32::RED,
+                    format!("● REC {:.0} s, {} frames", rec.seconds(), rec.frames()),
+                );
+                if ui.button("Stop").clicked() {
+                    requests.stop_recording.write(StopRecording { view: entity });
+                }
+            }
+            None => {
+                if ui.button("● Record").clicked() {
+                    requests.start_recording.write(StartRecording {
+                        view: entity,
+                        dir: settings.recordings_dir.join(timestamp()),
+                        gif: settings.record_gif,
+                    });
+                }
+            }
+        }
+        ui.checkbox(&mut settings.record_gif, "GIF");
+    });
+    ui.horizontal(|ui| {
+        if ui.button("Save").clicked() {
+            requests.saves.write(SaveWorldViewToFile {
+                view: entity,
+                path: settings.save_path.clone(),
+            });
+        }
+        if ui.button("Load").clicked() {
+            requests.loads.write(LoadWorldViewFromFile {
+                view: entity,
+                path: settings.save_path.clone(),
+            });
+        }
+        ui.label(settings.save_path.display().to_string());
+    });
 }
 
 /// "time_of_day" → "time of day".
@@ -442,22 +440,24 @@ fn plot(ui: &mut egui::Ui, history: &VecDeque<(f32, f32)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bevy_nacre::reference::reference_spec;
+    use bevy_nacre::spec::first_person::control_specs;
 
     #[test]
     fn a_direction_sets_only_what_the_phrase_names() {
-        let spec = reference_spec(16, 12);
-        let direction = director::parse("stormy night in the desert, a tower appears, wibble");
+        let specs = control_specs();
+        let defaults =
+            bevy_nacre::action::Controls::new(specs.iter().map(|c| c.default_value()).collect());
+        let mut controls = ViewControls::new(&specs, &defaults);
+        let direction = apply_phrase(
+            "stormy night in the desert, a tower appears, wibble",
+            &mut controls,
+        );
         assert_eq!(direction.unknown, vec!["wibble".to_string()]);
-        let mut values = spec.default_controls();
-        direction.apply(&spec, &mut values);
-        let t = spec.control_index("time_of_day").unwrap();
-        let b = spec.control_index("biome").unwrap();
-        let l = spec.control_index("landmark").unwrap();
-        assert_eq!(values.values[t], 22.0);
-        assert_eq!(values.values[spec.control_index("storm").unwrap()], 1.0);
-        assert_eq!(values.values[b], 3.0, "desert");
-        assert_eq!(values.values[l], 1.0);
+        assert_eq!(controls.get("time_of_day"), Some(22.0));
+        assert_eq!(controls.get("storm"), Some(1.0));
+        assert_eq!(controls.get("biome"), Some(3.0), "desert");
+        assert_eq!(controls.get("landmark"), Some(1.0));
+        assert_eq!(controls.get("weather"), Some(0.0), "not named, not changed");
     }
 
     #[test]

@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bevy_nacre::default_model::conditions::condition_len;
 use bevy_nacre::default_model::network::flops_per_frame;
-use bevy_nacre::model::{Prompt, WorldModel};
+use bevy_nacre::world_model::{Prompt, WorldModel};
 use bevy_nacre::timing::{TimingStats, matmul_gflops};
 use bevy_nacre::worker::{Pacing, Worker, WorkerConfig};
 use bevy_nacre::{Error, Result};
@@ -37,7 +36,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let device = candle_core::Device::Cpu;
     let probe = bevy_nacre::default_model::load(&args.model, &device)?;
     let cfg = probe.shared().cfg.clone();
-    let flops = flops_per_frame(&cfg, condition_len(probe.spec()));
+    let flops = flops_per_frame(&cfg, &probe.shared().generation);
+    let spec = probe.spec().clone();
     drop(probe);
     println!(
         "model {} {} ({}x{}), {:.3} GFLOP per frame; {cores} cores",
@@ -53,7 +53,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             .build()
             .map_err(|e| Error::Other(e.to_string()))?;
         let peak = pool.install(|| matmul_gflops(&device, 1024))?;
-        let (fps, step, latency) = measure(&args.model, n, args.frames)?;
+        let (fps, step, latency) = measure(&args.model, &spec, n, args.frames)?;
         let step_s = step.median.as_secs_f64();
         println!("threads {n}:");
         println!("  generated frames/s: {fps:.1}");
@@ -77,6 +77,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 /// input at 60 Hz like a game; returns frames/s, step times and input-to-frame latencies.
 fn measure(
     model: &std::path::Path,
+    spec: &bevy_nacre::spec::ModelSpec,
     threads: usize,
     frames: usize,
 ) -> Result<(f64, TimingStats, TimingStats)> {
@@ -86,12 +87,12 @@ fn measure(
     })?;
     let dir = model.to_path_buf();
     worker.load_model("bench", move |device| {
-        Ok(Arc::new(bevy_nacre::default_model::load(&dir, device)?) as Arc<dyn WorldModel>)
+        let model = bevy_nacre::default_model::load(&dir, device)?
+            .with_start_frames(bevy_nacre::reference::start_frames);
+        Ok(Arc::new(model) as Arc<dyn WorldModel>)
     })?;
     let session = Arc::new(worker.start_session("bench", Prompt::seeded(7), Pacing::Free)?);
-    let spec = bevy_nacre::default_model::spec_for(&bevy_nacre::default_model::Config::load(
-        &model.join("config.json"),
-    )?);
+    let spec = spec.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let game = {
         let (session, stop) = (session.clone(), stop.clone());
@@ -117,7 +118,7 @@ fn measure(
             began = Some(Instant::now());
         }
         if i >= 20 {
-            steps.push(f.timings.compute);
+            steps.push(f.compute);
             if let Some(t) = f.input_sampled_at {
                 latencies.push(f.finished_at.saturating_duration_since(t));
             }

@@ -50,7 +50,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         println!("wrote {} ({n} frames)", gif.display());
         return Ok(());
     }
-    let model: Box<dyn bevy_nacre::model::WorldModel> = if log.model == REFERENCE_NAME {
+    let model: Box<dyn bevy_nacre::world_model::WorldModel> = if log.model == REFERENCE_NAME {
         Box::new(ReferenceWorld::new(log.width, log.height))
     } else {
         let device = bevy_nacre::device::choose_device(Default::default()).device;

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use bevy_nacre::reference::sheet::{contact_sheet, default_cells, save_png};
+use bevy_nacre::files::save_png;
+use bevy_nacre::reference::sheet::{contact_sheet, default_cells};
 
 /// Arguments of `nacre reference-sheet`.
 #[derive(clap::Args, Debug)]

@@ -102,7 +102,8 @@ pub fn run_eval(args: &EvalArgs) -> bevy_nacre::Result<()> {
         .map_err(|e| bevy_nacre::Error::Other(e.to_string()))?;
     let out = args.out.clone().unwrap_or_else(|| args.model.join("eval"));
     let device = candle_core::Device::Cpu;
-    let model = bevy_nacre::default_model::load(&args.model, &device)?;
+    let model = bevy_nacre::default_model::load(&args.model, &device)?
+        .with_start_frames(bevy_nacre::reference::start_frames);
     let opts = EvalOptions {
         episodes: args.episodes,
         stability_frames: args.stability_frames,

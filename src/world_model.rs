@@ -41,12 +41,12 @@ pub struct StepInput {
     pub controls: Controls,
 }
 
-/// Where the time of one step went.
+/// Where the time of one step went, as the model saw it: an optional breakdown by stage (e.g.
+/// `("video", …)`, `("audio", …)`). The worker measures the whole call itself
+/// ([`GeneratedFrame::compute`](crate::worker::GeneratedFrame::compute)).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StepTimings {
-    /// Wall time of the whole step, measured by the worker around the model call.
-    pub compute: Duration,
-    /// Optional breakdown by stage, filled in by the model (e.g. `("video", …)`, `("audio", …)`).
+    /// Stages and their wall time.
     pub stages: Vec<(&'static str, Duration)>,
 }
 

@@ -1,13 +1,11 @@
 //! The reference world as a [`WorldModel`]: the plugin can play it, datasets record it, and the
 //! default model is trained to imitate it.
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::noise::{Rng, sub_seed};
-use super::persist::{Reader, Writer};
+use super::noise::sub_seed;
 use super::player::{Camera, Player};
 use super::render::{FAR, HALF_FOV, RenderAssets, Renderer, Scene};
 use super::sky::Lighting;
@@ -17,9 +15,11 @@ use super::terrain::{Object, Surface, Terrain, TerrainGen, WATER_LEVEL, find_bio
 use super::weather::WeatherState;
 use super::{Biome, DT, Weather, control_index as ci, reference_spec};
 use crate::action::Controls;
-use crate::error::{Error, Result};
+use crate::rng::SplitMix64;
+use crate::state_codec::{StateReader, StateWriter};
+use crate::error::Result;
 use crate::frame::{AudioChunk, Frame};
-use crate::model::{Prompt, Session, StepInput, StepOutput, StepTimings, WorldModel};
+use crate::world_model::{Prompt, Session, StepInput, StepOutput, StepTimings, WorldModel};
 use crate::spec::ModelSpec;
 
 const STATE_MAGIC: &[u8; 4] = b"NREF";
@@ -57,10 +57,7 @@ impl ReferenceWorld {
     /// preferred biome when the prompt's controls name one); `start_frames` are not needed and
     /// are ignored.
     pub fn start_session(&self, prompt: &Prompt) -> Result<ReferenceSession> {
-        let controls = match &prompt.controls {
-            Some(c) => self.spec.sanitize_controls(c)?,
-            None => self.spec.default_controls(),
-        };
+        let controls = self.spec.start_controls(prompt.controls.as_ref())?;
         Ok(ReferenceSession::new(
             self.spec.clone(),
             self.assets.clone(),
@@ -73,6 +70,30 @@ impl ReferenceWorld {
     pub fn restore_session(&self, state: &[u8]) -> Result<ReferenceSession> {
         ReferenceSession::restore(self.spec.clone(), self.assets.clone(), state)
     }
+}
+
+/// Start frames for a model trained on this world, for prompts that bring none: the first
+/// `count` frames of the reference world at the prompt's seed and controls (the world's defaults
+/// where the prompt's do not fit it), standing still, at `spec`'s resolution. The default model
+/// takes it through [`DefaultModel::with_start_frames`](crate::default_model::DefaultModel::with_start_frames).
+pub fn start_frames(prompt: &Prompt, spec: &ModelSpec, count: usize) -> Result<Vec<Frame>> {
+    let world = ReferenceWorld::new(spec.width, spec.height);
+    let controls = prompt
+        .controls
+        .as_ref()
+        .and_then(|c| world.spec.sanitize_controls(c).ok());
+    let mut session = world.start_session(&Prompt {
+        seed: prompt.seed,
+        start_frames: Vec::new(),
+        controls: controls.clone(),
+    })?;
+    let input = StepInput {
+        action: world.spec.neutral_action(),
+        controls: controls.unwrap_or_else(|| world.spec.default_controls()),
+    };
+    (0..count)
+        .map(|_| session.step_world(&input).map(|o| o.frame))
+        .collect()
 }
 
 impl WorldModel for ReferenceWorld {
@@ -95,7 +116,7 @@ pub struct ReferenceSession {
     assets: Arc<SharedAssets>,
     seed: u64,
     frame: u64,
-    rng: Rng,
+    rng: SplitMix64,
     controls: Controls,
     prev_landmark: bool,
     prev_storm: bool,
@@ -119,7 +140,7 @@ impl std::fmt::Debug for ReferenceSession {
 
 /// A starting place for a seed: somewhere on land, in the preferred biome when there is one.
 fn start_place(seed: u64, pref: Option<Biome>) -> (f32, f32, f32) {
-    let mut rng = Rng::new(seed ^ 0x57A7);
+    let mut rng = SplitMix64::hashed(seed ^ 0x57A7);
     let g = TerrainGen::new(seed);
     let mut x = rng.range(-20_000.0, 20_000.0).round();
     let mut z = rng.range(-20_000.0, 20_000.0).round();
@@ -171,7 +192,7 @@ impl ReferenceSession {
             assets,
             seed,
             frame: 0,
-            rng: Rng::new(seed),
+            rng: SplitMix64::hashed(seed),
             controls,
             prev_landmark: false,
             prev_storm: false,
@@ -376,15 +397,13 @@ impl ReferenceSession {
                 samples,
             },
             timings: StepTimings {
-                compute: t3 - t0,
                 stages: vec![("world", t1 - t0), ("video", t2 - t1), ("audio", t3 - t2)],
             },
         })
     }
 
     fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::default();
-        w.bytes.extend_from_slice(STATE_MAGIC);
+        let mut w = StateWriter::new(STATE_MAGIC);
         w.u32(STATE_VERSION);
         w.u64(self.seed);
         w.u64(self.frame);
@@ -410,25 +429,15 @@ impl ReferenceSession {
             w.f32(o.scale);
         }
         self.synth.write(&mut w);
-        w.bytes
+        w.finish()
     }
 
     fn restore(spec: ModelSpec, assets: Arc<SharedAssets>, bytes: &[u8]) -> Result<Self> {
-        if bytes.len() < 8 || &bytes[..4] != STATE_MAGIC {
-            return Err(Error::BadSessionState(
-                "not a reference-world state (bad magic bytes)".into(),
-            ));
-        }
-        let mut r = Reader::new(&bytes[4..]);
-        let version = r.u32()?;
-        if version != STATE_VERSION {
-            return Err(Error::BadSessionState(format!(
-                "reference-world state version {version}; this build reads version {STATE_VERSION}"
-            )));
-        }
+        let (mut r, _) = StateReader::open(bytes, "reference-world", &[STATE_MAGIC])?;
+        r.version(STATE_VERSION)?;
         let seed = r.u64()?;
         let frame = r.u64()?;
-        let rng = Rng { state: r.u64()? };
+        let rng = SplitMix64::from_state(r.u64()?);
         let controls = Controls::new(r.f32s(64)?);
         let controls = spec.sanitize_controls(&controls)?;
         let prev_landmark = r.bool()?;
@@ -442,9 +451,7 @@ impl ReferenceSession {
             let z = r.i32()?;
             let p = r.u8()?;
             if p > 5 {
-                return Err(Error::BadSessionState(format!(
-                    "biome preference {p} out of range"
-                )));
+                return Err(r.error(format!("biome preference {p} out of range")));
             }
             prefs.insert((x, z), p);
         }
@@ -456,7 +463,7 @@ impl ReferenceSession {
             let kind = *SpriteKind::ALL
                 .get(k)
                 .filter(|k| k.is_landmark())
-                .ok_or_else(|| Error::BadSessionState(format!("landmark kind {k} unknown")))?;
+                .ok_or_else(|| r.error(format!("landmark kind {k} unknown")))?;
             landmarks.push(Object {
                 x,
                 y,
@@ -506,7 +513,3 @@ impl Session for ReferenceSession {
     }
 }
 
-/// Downcasts a boxed session to the reference world's session, if it is one.
-pub fn as_reference(session: &mut dyn Session) -> Option<&mut ReferenceSession> {
-    (session as &mut dyn Any).downcast_mut::<ReferenceSession>()
-}

@@ -8,58 +8,77 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 
-use super::conditions::{condition_len, encode_condition};
-use super::config::Config;
-use super::network::{DTYPE, MotionWarp, Networks, Prediction};
+use super::conditions::encode_condition;
+use super::config::{Config, GenerationConfig};
+use super::network::{DTYPE, Networks, Prediction};
 use super::sampler::{Sampler, SamplerCondition};
+use super::warp::MotionWarp;
 use super::weights::load_networks;
 use crate::dsp::{BandSpectrum, NoiseSynth};
 use crate::error::{Error, Result};
 use crate::frame::{AudioChunk, Frame};
-use crate::model::{BatchItem, Prompt, Session, StepInput, StepOutput, StepTimings, WorldModel};
-use crate::spec::{AudioFormat, ModelSpec};
+use crate::rng::Gaussian;
+use crate::spec::{AudioFormat, ChannelLayout, ModelSpec};
+use crate::state_codec::{StateReader, StateWriter};
+use crate::world_model::{
+    BatchItem, Prompt, Session, StepInput, StepOutput, StepTimings, WorldModel,
+};
 
-/// Makes the start frames of a session that was given none (the default model renders the
-/// reference world at the prompt's seed).
+/// Makes the start frames of a session whose prompt has none: given the prompt, the model's spec
+/// and how many frames it needs. The caller that loads a model chooses it (the examples and the
+/// `nacre` tool render the reference world, which the shipped model was trained on).
 pub type StartFrames = dyn Fn(&Prompt, &ModelSpec, usize) -> Result<Vec<Frame>> + Send + Sync;
 
 /// What all sessions of one loaded model share.
 pub struct Shared {
-    /// Configuration.
+    /// Architecture.
     pub cfg: Config,
+    /// How it generates.
+    pub generation: GenerationConfig,
     /// The spec the model declares.
     pub spec: ModelSpec,
+    /// Its action channels and director controls.
+    pub layout: ChannelLayout,
     /// The networks.
     pub nets: Networks,
     /// The device the networks live on.
     pub device: Device,
     spectrum: BandSpectrum,
-    start_frames: Option<Box<StartFrames>>,
 }
 
 /// The default world model.
 #[derive(Clone)]
 pub struct DefaultModel {
     shared: Arc<Shared>,
+    start_frames: Option<Arc<StartFrames>>,
 }
 
 impl DefaultModel {
-    /// Builds the model from networks and the spec whose actions and controls it was trained on.
-    pub fn new(cfg: Config, spec: ModelSpec, nets: Networks, device: Device) -> Result<Self> {
+    /// Builds the model from its configuration and networks. Its spec's channels and controls
+    /// are the config's [layout](Config::layout).
+    pub fn new(
+        cfg: Config,
+        generation: GenerationConfig,
+        nets: Networks,
+        device: Device,
+    ) -> Result<Self> {
         cfg.validate()?;
+        cfg.validate_generation(&generation)?;
+        let layout = cfg.layout();
         let spec = ModelSpec {
             name: cfg.name.clone(),
             version: cfg.version.clone(),
             width: cfg.width as u32,
             height: cfg.height as u32,
             fps: cfg.fps,
+            actions: layout.actions.clone(),
+            controls: layout.controls.clone(),
             audio: AudioFormat {
                 sample_rate: cfg.sample_rate,
                 channels: 1,
                 samples_per_frame: cfg.samples_per_frame as u32,
             },
             context_frames: cfg.context,
-            ..spec
         };
         let spectrum = BandSpectrum::new(
             cfg.sample_rate,
@@ -70,42 +89,32 @@ impl DefaultModel {
         Ok(Self {
             shared: Arc::new(Shared {
                 cfg,
+                generation,
                 spec,
+                layout,
                 nets,
                 device,
                 spectrum,
-                start_frames: None,
             }),
+            start_frames: None,
         })
     }
 
-    /// Loads `config.json` and `model.safetensors` from `dir`; `spec` gives the action and
-    /// control layout (see [`crate::default_model::spec_for`]).
-    pub fn load(dir: &Path, spec: ModelSpec, device: &Device) -> Result<Self> {
-        let cfg = Config::load(&dir.join("config.json"))?;
-        let nets = load_networks(
-            &dir.join("model.safetensors"),
-            &cfg,
-            condition_len(&spec),
-            device,
-        )?;
-        Self::new(cfg, spec, nets, device.clone())
+    /// Loads `config.json` and `model.safetensors` from `dir`. Sessions need start frames in
+    /// their prompt unless [`with_start_frames`](Self::with_start_frames) says where to get them.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let (cfg, generation) = Config::load(&dir.join("config.json"))?;
+        let nets = load_networks(&dir.join("model.safetensors"), &cfg, device)?;
+        Self::new(cfg, generation, nets, device.clone())
     }
 
     /// Sets what makes start frames when a prompt has none.
     pub fn with_start_frames(
-        self,
+        mut self,
         f: impl Fn(&Prompt, &ModelSpec, usize) -> Result<Vec<Frame>> + Send + Sync + 'static,
     ) -> Self {
-        let shared = Arc::try_unwrap(self.shared).unwrap_or_else(|_| {
-            panic!("with_start_frames must be called before the model is shared")
-        });
-        Self {
-            shared: Arc::new(Shared {
-                start_frames: Some(Box::new(f)),
-                ..shared
-            }),
-        }
+        self.start_frames = Some(Arc::new(f));
+        self
     }
 
     /// The shared parts (configuration, networks).
@@ -157,54 +166,12 @@ pub fn pixels_to_frames(x: &Tensor) -> Result<Vec<Frame>> {
         .collect())
 }
 
-/// A deterministic random stream (SplitMix64 with Box–Muller), part of a session's state.
-#[derive(Clone, Debug)]
-pub struct NoiseRng {
-    state: u64,
-    spare: Option<f32>,
-}
-
-impl NoiseRng {
-    /// A stream from `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self {
-            state: seed ^ 0x9E37_79B9_7F4A_7C15,
-            spare: None,
-        }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    pub fn uniform(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 + 1.0) / (1u64 << 24) as f32
-    }
-
-    /// Standard normal.
-    pub fn normal(&mut self) -> f32 {
-        if let Some(s) = self.spare.take() {
-            return s;
-        }
-        let (u, v) = (self.uniform(), self.uniform());
-        let r = (-2.0 * u.ln()).sqrt();
-        let a = std::f32::consts::TAU * v;
-        self.spare = Some(r * a.sin());
-        r * a.cos()
-    }
-}
-
 /// One running world of the default model.
 pub struct DefaultSession {
     shared: Arc<Shared>,
     /// Latent frames, oldest first: `context × tokens × C` values.
     context: Vec<f32>,
-    rng: NoiseRng,
+    rng: Gaussian,
     synth: NoiseSynth,
     index: u64,
     /// With texture transport: the fraction of a pixel (x, y) that the carried texture still
@@ -224,7 +191,7 @@ impl DefaultSession {
         Self {
             shared,
             context,
-            rng: NoiseRng::new(seed),
+            rng: Gaussian::new(seed),
             synth,
             index: 0,
             texture_lag: [0.0; 2],
@@ -240,17 +207,14 @@ impl Session for DefaultSession {
     }
 
     fn save(&self) -> Result<Vec<u8>> {
-        let mut out = STATE_MAGIC.to_vec();
-        out.extend_from_slice(&self.index.to_le_bytes());
-        out.extend_from_slice(&self.rng.state.to_le_bytes());
-        out.extend_from_slice(&self.rng.spare.map_or(f32::NAN, |s| s).to_le_bytes());
-        for v in self.texture_lag {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        for v in self.context.iter().chain(self.synth.tail()) {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        Ok(out)
+        let mut w = StateWriter::new(STATE_MAGIC);
+        w.u64(self.index);
+        w.u64(self.rng.bits.state);
+        w.f32(self.rng.spare.unwrap_or(f32::NAN));
+        w.f32_array(&self.texture_lag);
+        w.f32_array(&self.context);
+        w.f32_array(self.synth.tail());
+        Ok(w.finish())
     }
 
     fn frame_index(&self) -> u64 {
@@ -259,7 +223,7 @@ impl Session for DefaultSession {
 }
 
 /// The next latent with its channels from `first` on carried over from `last` by the warp
-/// (see [`Config::texture_transport_from`]; pixels the warp brings in from beyond the edge come
+/// (see [`GenerationConfig::texture_transport_from`]; pixels the warp brings in from beyond the edge come
 /// from `predicted`), and the channels before `first` from `predicted`. `lag`: each session's
 /// shift still owed, `(batch, 2)`; returns the next latent and the new lag.
 pub(crate) fn carry_texture(
@@ -292,6 +256,7 @@ pub(crate) fn carry_texture(
 /// nothing.
 fn sampled_residual(
     sampler: &Sampler,
+    generation: &GenerationConfig,
     prediction: &Prediction,
     sessions: &mut [&mut DefaultSession],
     only_new: Option<(Tensor, usize)>,
@@ -304,7 +269,12 @@ fn sampled_residual(
             noise.extend((0..t * c).map(|_| s.rng.normal()));
         }
         let noise = Tensor::from_vec(noise, (b, t, c), dev)?;
-        return Ok(sampler.sample(&noise, &prediction.sampler_condition())?);
+        return Ok(sampler.sample(
+            &noise,
+            &prediction.sampler_condition(),
+            generation.sampler_steps,
+            generation.sampler_temperature,
+        )?);
     };
     let share: Vec<f32> = share.flatten_all()?.to_vec1()?;
     let picked: Vec<u32> = (0..b * t)
@@ -335,7 +305,14 @@ fn sampled_residual(
         base: &base,
     };
     let noise = Tensor::from_vec(noise, (1, n, c), dev)?;
-    let drawn = sampler.sample(&noise, &condition)?.squeeze(0)?;
+    let drawn = sampler
+        .sample(
+            &noise,
+            &condition,
+            generation.sampler_steps,
+            generation.sampler_temperature,
+        )?
+        .squeeze(0)?;
     let drawn = Tensor::cat(
         &[
             &drawn.narrow(1, 0, first)?.zeros_like()?,
@@ -356,7 +333,8 @@ fn step_sessions(
     let cfg = &shared.cfg;
     let b = sessions.len();
     let (k, t, c) = (cfg.context, cfg.tokens(), cfg.latent_channels);
-    let noise_level = cfg.inference_noise;
+    let generation = &shared.generation;
+    let noise_level = generation.inference_noise;
     let relative_noise = noise_level / cfg.train_noise_max.max(f32::EPSILON);
     let mut context = Vec::with_capacity(b * k * t * c);
     let mut condition = Vec::new();
@@ -366,7 +344,7 @@ fn step_sessions(
             context.push(v + noise_level * s.rng.normal());
         }
         encode_condition(
-            &shared.spec,
+            &shared.layout,
             &input.action.values,
             &input.controls.values,
             relative_noise,
@@ -378,7 +356,7 @@ fn step_sessions(
     let cond_len = condition.len() / b;
     let condition_t = Tensor::from_vec(condition, (b, cond_len), dev)?;
     let prediction = shared.nets.dynamics.forward(&context_t, &condition_t)?;
-    let transport = match (cfg.texture_transport_from, shared.nets.dynamics.warp()) {
+    let transport = match (generation.texture_transport_from, shared.nets.dynamics.warp()) {
         (Some(first), Some(warp)) => {
             let lag: Vec<f32> = sessions.iter().flat_map(|s| s.texture_lag).collect();
             Some((first, warp, Tensor::from_vec(lag, (b, 2), dev)?))
@@ -393,7 +371,7 @@ fn step_sessions(
                 }
                 None => None,
             };
-            let drawn = sampled_residual(sampler, &prediction, sessions, only_new)?;
+            let drawn = sampled_residual(sampler, generation, &prediction, sessions, only_new)?;
             (&prediction.mean + drawn)?
         }
         None => prediction.mean.clone(),
@@ -452,8 +430,11 @@ fn step_sessions(
                 samples,
             },
             timings: StepTimings {
-                compute: began.elapsed(),
-                stages: vec![("decode", video), ("audio", audio_began.elapsed())],
+                stages: vec![
+                    ("step", began.elapsed()),
+                    ("decode", video),
+                    ("audio", audio_began.elapsed()),
+                ],
             },
         });
     }
@@ -468,7 +449,7 @@ impl WorldModel for DefaultModel {
     fn start(&self, prompt: &Prompt) -> Result<Box<dyn Session>> {
         let k = self.shared.cfg.context;
         let mut frames = if prompt.start_frames.is_empty() {
-            match &self.shared.start_frames {
+            match &self.start_frames {
                 Some(f) => f(prompt, &self.shared.spec, k)?,
                 None => {
                     return Err(Error::Other(
@@ -479,12 +460,17 @@ impl WorldModel for DefaultModel {
         } else {
             prompt.start_frames.clone()
         };
+        let Some(oldest) = frames.first().cloned() else {
+            return Err(Error::Other(
+                "the start-frame source gave no frames".into(),
+            ));
+        };
         // Use the newest `k` frames; repeat the oldest if there are fewer.
         if frames.len() > k {
             frames.drain(..frames.len() - k);
         }
         while frames.len() < k {
-            frames.insert(0, frames[0].clone());
+            frames.insert(0, oldest.clone());
         }
         let latents: Vec<f32> = self.encode_frames(&frames)?.flatten_all()?.to_vec1()?;
         Ok(Box::new(DefaultSession::new(
@@ -498,32 +484,25 @@ impl WorldModel for DefaultModel {
         let cfg = &self.shared.cfg;
         let values = cfg.context * cfg.tokens() * cfg.latent_channels;
         let tail = cfg.samples_per_frame / cfg.audio_subframes;
-        // The texture lag's two floats follow the spare normal in `NDM2` states.
-        let (lag_floats, magic) = match state.get(..4) {
-            Some(m) if m == STATE_MAGIC_V1 => (0, STATE_MAGIC_V1),
-            _ => (2, STATE_MAGIC),
+        let (mut r, layout) =
+            StateReader::open(state, "default-model", &[STATE_MAGIC, STATE_MAGIC_V1])?;
+        let index = r.u64()?;
+        let rng_state = r.u64()?;
+        let spare = r.f32()?;
+        // `NDM1` states, from before the texture lag, have none.
+        let lag = match layout {
+            0 => r.f32_array(2)?,
+            _ => vec![0.0; 2],
         };
-        let expected = 4 + 8 + 8 + 4 + 4 * (lag_floats + values + tail);
-        if state.len() != expected || &state[..4] != magic {
-            return Err(Error::BadSessionState(format!(
-                "default-model state should be {expected} bytes starting with {:?}, got {} bytes",
-                std::str::from_utf8(magic).unwrap(),
-                state.len()
-            )));
-        }
-        let u64_at = |i: usize| u64::from_le_bytes(state[i..i + 8].try_into().unwrap());
-        let f32_at = |i: usize| f32::from_le_bytes(state[i..i + 4].try_into().unwrap());
-        let floats: Vec<f32> = (24..state.len()).step_by(4).map(f32_at).collect();
-        let (lag, floats) = floats.split_at(lag_floats);
-        let mut session = DefaultSession::new(self.shared.clone(), floats[..values].to_vec(), 0);
-        session.index = u64_at(4);
-        session.rng.state = u64_at(12);
-        let spare = f32_at(20);
+        let context = r.f32_array(values)?;
+        let synth_tail = r.f32_array(tail)?;
+        r.finish()?;
+        let mut session = DefaultSession::new(self.shared.clone(), context, 0);
+        session.index = index;
+        session.rng.bits.state = rng_state;
         session.rng.spare = spare.is_finite().then_some(spare);
-        if let [x, y] = *lag {
-            session.texture_lag = [x, y];
-        }
-        session.synth.set_tail(&floats[values..]);
+        session.texture_lag = [lag[0], lag[1]];
+        session.synth.set_tail(&synth_tail);
         Ok(Box::new(session))
     }
 
@@ -560,31 +539,31 @@ mod tests {
     use candle_nn::{VarBuilder, VarMap};
 
     use super::*;
-    use crate::default_model::sampler::SamplerConfig;
-    use crate::default_model::spec_for;
+    use crate::default_model::conditions::condition_len;
+    use crate::default_model::config::SamplerSize;
 
     /// A tiny model with random weights. Its untrained dynamics predicts the warped last frame
     /// (a lossy codec round trip), so the detail channels change unless they are carried over.
     fn random_tiny(texture_transport_from: Option<usize>) -> DefaultModel {
-        random_model(Config {
+        let generation = GenerationConfig {
             texture_transport_from,
-            ..Config::tiny()
-        })
+            ..GenerationConfig::default()
+        };
+        random_model(Config::tiny(), generation)
     }
 
     /// A model of `cfg` with random weights.
-    fn random_model(cfg: Config) -> DefaultModel {
-        let spec = spec_for(&cfg);
+    fn random_model(cfg: Config, generation: GenerationConfig) -> DefaultModel {
         let vb = VarBuilder::from_varmap(&VarMap::new(), DTYPE, &Device::Cpu);
-        let nets = Networks::new(&cfg, condition_len(&spec), vb).unwrap();
-        DefaultModel::new(cfg, spec, nets, Device::Cpu).unwrap()
+        let nets = Networks::new(&cfg, vb).unwrap();
+        DefaultModel::new(cfg, generation, nets, Device::Cpu).unwrap()
     }
 
     /// A session of `model` whose context is random (drawn from `context_seed`), with its own
     /// noise stream from `seed`.
     fn random_session(model: &DefaultModel, context_seed: u64, seed: u64) -> DefaultSession {
         let cfg = &model.shared.cfg;
-        let mut rng = NoiseRng::new(context_seed);
+        let mut rng = Gaussian::new(context_seed);
         let context = (0..cfg.context * cfg.tokens() * cfg.latent_channels)
             .map(|_| rng.normal())
             .collect();
@@ -632,7 +611,8 @@ mod tests {
             action: model.spec().neutral_action(),
             controls: model.spec().default_controls(),
         };
-        turning.action.values[crate::reference::action_index::TURN] = 1.0;
+        let turn = model.spec().action_index("turn").unwrap();
+        turning.action.values[turn] = 1.0;
         for _ in 0..3 {
             a.step(&turning).unwrap();
         }
@@ -656,12 +636,17 @@ mod tests {
     #[test]
     fn with_transport_the_sampler_draws_only_the_detail_of_tokens_with_new_pixels() {
         let first = 3;
-        let model = random_model(Config {
-            texture_transport_from: Some(first),
-            sampler: Some(SamplerConfig::default()),
-            inference_noise: 0.0,
-            ..Config::tiny()
-        });
+        let model = random_model(
+            Config {
+                sampler: Some(SamplerSize::default()),
+                ..Config::tiny()
+            },
+            GenerationConfig {
+                texture_transport_from: Some(first),
+                inference_noise: 0.0,
+                ..GenerationConfig::default()
+            },
+        );
         let shared = model.shared.clone();
         let (k, t, c) = (
             shared.cfg.context,
@@ -673,7 +658,7 @@ mod tests {
         let dev = Device::Cpu;
         let both = [a.context.clone(), b.context.clone()].concat();
         let both = Tensor::from_vec(both, (2, k, t, c), &dev);
-        let cond = Tensor::zeros((2, condition_len(model.spec())), DTYPE, &dev).unwrap();
+        let cond = Tensor::zeros((2, condition_len(&shared.layout)), DTYPE, &dev).unwrap();
         let prediction = shared.nets.dynamics.forward(&both.unwrap(), &cond).unwrap();
         // A quarter of token 5 of the second session is new; nothing of the first.
         let mut share = vec![0f32; 2 * t];
@@ -682,6 +667,7 @@ mod tests {
         let sampler = shared.nets.sampler.as_ref().unwrap();
         let drawn = sampled_residual(
             sampler,
+            &shared.generation,
             &prediction,
             &mut [&mut a, &mut b],
             Some((share, first)),
@@ -696,10 +682,10 @@ mod tests {
             }
         }
         assert_eq!(
-            a.rng.state,
-            NoiseRng::new(1).state,
+            a.rng.bits.state,
+            Gaussian::new(1).bits.state,
             "the first session drew noise"
         );
-        assert_ne!(b.rng.state, NoiseRng::new(2).state);
+        assert_ne!(b.rng.bits.state, Gaussian::new(2).bits.state);
     }
 }

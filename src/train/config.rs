@@ -1,0 +1,254 @@
+//! The training configuration (`nacre train --config FILE`): the model to train, how it will
+//! generate, and the steps, batches and learning rates of the three stages.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::default_model::config::{Config, GenerationConfig};
+use crate::error::{Error, Result};
+
+/// Steps, batch size and learning rate of one stage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Samples per step.
+    pub batch: usize,
+    /// Peak learning rate (after warm-up; cosine decay to a tenth).
+    pub lr: f64,
+}
+
+/// Everything a training run needs besides the data (`--config FILE`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The model to train: its architecture.
+    pub model: Config,
+    /// How the trained model generates, written into its `config.json`. Training itself uses
+    /// its `inference_noise`: a quarter of the dynamics samples see context noise at exactly
+    /// that level, and the decoder stage fine-tunes on latents predicted with it. `None` takes
+    /// the settings of the model named by `init_from`, or the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<GenerationConfig>,
+    /// Seed of initialisation, batch sampling and noise.
+    pub seed: u64,
+    /// CPU threads (0 = all cores).
+    pub threads: usize,
+    /// Stage 1.
+    pub autoencoder: StageConfig,
+    /// Stage 2.
+    pub dynamics: StageConfig,
+    /// Steps of self-rollout per dynamics sample.
+    pub unroll: usize,
+    /// At most this many steps the dynamics first runs on its own predictions, without
+    /// gradients, before the `unroll` steps whose loss is taken (drawn anew each step, 0 to
+    /// this). The loss then teaches it to bring its own drifted, blurred context back to the
+    /// true frames, which the `unroll` steps from true context alone rarely show it. The decoder
+    /// stage fine-tunes on latents predicted the same way. 0 turns it off.
+    #[serde(default)]
+    pub free_run: usize,
+    /// Share of each dynamics batch drawn from windows in which the player stands still through
+    /// every predicted step. Standing still is about a tenth of recorded play, yet it is where a
+    /// drifting model shows most: the picture should not change at all. 0 draws every window
+    /// alike.
+    #[serde(default)]
+    pub still_share: f64,
+    /// Start from this trained model's weights (a folder with `config.json` and
+    /// `model.safetensors`, relative to where `nacre train` runs) instead of from scratch: for
+    /// fine-tuning. Its config must build the same networks as `model`. The initialisations
+    /// from the data (principal components, measured motion, mean sound) are then skipped, and
+    /// so is copying the codec into the motion warp, which keeps the copy it was trained with.
+    /// The result's version is the base's, then `+seedS-stepsN-` and 8 hex digits of a hash of
+    /// this config, which tell fine-tunings with other configs apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<std::path::PathBuf>,
+    /// How the dynamics' latent loss weighs the latent channels: each channel by its pixel cost
+    /// (the squared norm of its column in the decoder's linear path) to this power, normalised
+    /// to a mean of 1. 0 weighs every channel alike; 1 makes the loss the pixel MSE of the
+    /// linear decode, so the coarse picture (one channel carries ~28 times the average pixel
+    /// cost) counts for what it shows, rather than for 1/32 like the least predictable texture
+    /// channel. See [`channel_weights`].
+    #[serde(default)]
+    pub latent_weighting: f64,
+    /// The highest context-noise level drawn for dynamics samples, when below the model's
+    /// `train_noise_max`. The model is still told each level as a share of `train_noise_max`,
+    /// so a fine-tuning can train on lighter noise without changing what the levels it learned
+    /// mean. Heavy noise is what teaches a model to pull drifted context back, but its large
+    /// residuals dominate the loss, and the exact copy that standing still needs is learned
+    /// from the lightly noised samples only. `None` draws up to `train_noise_max`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_noise_max: Option<f32>,
+    /// Train only the sampler (`model.sampler`) in the dynamics stage: the dynamics and the
+    /// audio head keep the weights they start from, and the loss is the sampler's alone. For
+    /// adding a sampler to a trained model; a step then costs a fraction of one that trains
+    /// the dynamics (0.8 s against 4–7 s for the default model here), since nothing is
+    /// differentiated through the transformer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sampler_only: bool,
+    /// Weight of the sound loss next to the latent loss.
+    pub audio_weight: f64,
+    /// Stage 3.
+    pub decoder: StageConfig,
+    /// Steps between checkpoints.
+    pub checkpoint_every: u64,
+    /// Steps between log lines.
+    pub log_every: u64,
+}
+
+impl TrainConfig {
+    /// A configuration that trains [`Config::tiny`] for a handful of steps (for tests).
+    pub fn tiny() -> Self {
+        let stage = |steps| StageConfig {
+            steps,
+            batch: 4,
+            lr: 2e-3,
+        };
+        Self {
+            model: Config::tiny(),
+            generation: None,
+            seed: 1,
+            threads: 1,
+            autoencoder: stage(30),
+            dynamics: stage(40),
+            unroll: 2,
+            free_run: 0,
+            still_share: 0.0,
+            init_from: None,
+            latent_weighting: 1.0,
+            context_noise_max: None,
+            sampler_only: false,
+            audio_weight: 0.05,
+            decoder: stage(10),
+            checkpoint_every: 25,
+            log_every: 1,
+        }
+    }
+
+    /// Reads a config file. Files written before the model's generation settings had a
+    /// section of their own keep them in `model`; they are read into `generation`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let bad = |e: serde_json::Error| {
+            Error::bad_file(path, format!("not a valid training config: {e}"))
+        };
+        let mut value: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
+        let legacy = value
+            .get("model")
+            .is_some_and(|m| m.get("inference_noise").is_some());
+        if legacy && let Some(model) = value.get_mut("model") {
+            let (model_cfg, generation) = Config::from_json(model.take()).map_err(bad)?;
+            *model = serde_json::to_value(model_cfg).map_err(bad)?;
+            if value.get("generation").is_none() {
+                value["generation"] = serde_json::to_value(generation).map_err(bad)?;
+            }
+        }
+        let cfg: TrainConfig = serde_json::from_value(value).map_err(bad)?;
+        cfg.validate()
+            .map_err(|e| Error::bad_file(path, e.to_string()))?;
+        Ok(cfg)
+    }
+
+    /// Checks the model config and that the training options fit it.
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        if let Some(generation) = &self.generation {
+            self.model.validate_generation(generation)?;
+        }
+        for (name, stage) in [
+            ("autoencoder", &self.autoencoder),
+            ("dynamics", &self.dynamics),
+            ("decoder", &self.decoder),
+        ] {
+            if stage.steps > 0 && stage.batch == 0 {
+                return Err(Error::Other(format!("the {name} stage has a batch of 0")));
+            }
+            if !(stage.lr.is_finite() && stage.lr >= 0.0) {
+                return Err(Error::Other(format!(
+                    "the {name} stage's learning rate {} is not a number of 0 or more",
+                    stage.lr
+                )));
+            }
+        }
+        if self.checkpoint_every == 0 || self.log_every == 0 {
+            return Err(Error::Other(
+                "checkpoint_every and log_every must be at least 1".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.still_share) {
+            return Err(Error::Other(format!(
+                "still_share {} is outside 0 to 1",
+                self.still_share
+            )));
+        }
+        if self.sampler_only && self.model.sampler.is_none() {
+            return Err(Error::Other(
+                "`sampler_only` trains the sampler, but the model config has no `sampler`".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn stage(&self, stage: Stage) -> &StageConfig {
+        match stage {
+            Stage::Autoencoder => &self.autoencoder,
+            Stage::Dynamics => &self.dynamics,
+            Stage::Decoder => &self.decoder,
+        }
+    }
+
+    pub(crate) fn stage_mut(&mut self, stage: Stage) -> &mut StageConfig {
+        match stage {
+            Stage::Autoencoder => &mut self.autoencoder,
+            Stage::Dynamics => &mut self.dynamics,
+            Stage::Decoder => &mut self.decoder,
+        }
+    }
+
+    /// Steps over all stages.
+    pub fn total_steps(&self) -> u64 {
+        self.autoencoder.steps + self.dynamics.steps + self.decoder.steps
+    }
+}
+
+/// The three stages, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Encoder and decoder.
+    Autoencoder,
+    /// Dynamics and audio head.
+    Dynamics,
+    /// Decoder fine-tuning on predicted latents.
+    Decoder,
+}
+
+impl Stage {
+    pub(crate) const ALL: [Stage; 3] = [Stage::Autoencoder, Stage::Dynamics, Stage::Decoder];
+
+    /// Name used in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Autoencoder => "autoencoder",
+            Stage::Dynamics => "dynamics",
+            Stage::Decoder => "decoder",
+        }
+    }
+
+    /// Whether this stage trains variable `var` (`sampler_only`: see
+    /// [`TrainConfig::sampler_only`]).
+    pub(crate) fn trains(self, var: &str, sampler_only: bool) -> bool {
+        match self {
+            Stage::Autoencoder => var.starts_with("encoder.") || var.starts_with("decoder."),
+            Stage::Dynamics if sampler_only => var.starts_with("sampler."),
+            Stage::Dynamics => {
+                var.starts_with("dynamics.")
+                    || var.starts_with("audio.")
+                    || var.starts_with("sampler.")
+            }
+            Stage::Decoder => var.starts_with("decoder."),
+        }
+    }
+}
+
