@@ -44,7 +44,7 @@ fn app(views: usize) -> App {
                 .resource_mut::<Assets<Image>>()
                 .add(view_image(1, 1));
             app.world_mut()
-                .spawn(WorldView::new("reference", image).with_seed(seed as u64));
+                .spawn(WorldView::new("reference").with_image(image).with_seed(seed as u64));
         }
     }
     app

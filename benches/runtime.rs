@@ -85,7 +85,7 @@ fn headless_app(size: u32, with_view: bool) -> App {
             .resource_mut::<Assets<Image>>()
             .add(view_image(size, size));
         app.world_mut()
-            .spawn(WorldView::new("echo", image).with_pacing(Pacing::Manual));
+            .spawn(WorldView::new("echo").with_image(image).with_pacing(Pacing::Manual));
     }
     // Let the model load and the session start.
     for _ in 0..50 {

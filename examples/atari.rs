@@ -216,7 +216,9 @@ fn setup(mut commands: Commands, mut images: ResMut<Assets<Image>>, launch: Res<
     image.sampler = ImageSampler::nearest();
     let handle = images.add(image);
     commands.spawn((
-        WorldView::new("diamond", handle.clone()).with_prompt(launch.prompt.clone()),
+        WorldView::new("diamond")
+            .with_image(handle.clone())
+            .with_prompt(launch.prompt.clone()),
         ActionBindings::empty(),
     ));
     commands

@@ -53,21 +53,17 @@ fn main() {
 #[derive(Resource)]
 struct ModelId(&'static str);
 
-fn setup(
-    mut commands: Commands,
-    mut images: ResMut<Assets<Image>>,
-    options: Res<Options>,
-    model: Res<ModelId>,
-) {
+fn setup(mut commands: Commands, options: Res<Options>, model: Res<ModelId>) {
     commands.spawn(Camera2d);
-    let image = images.add(view_image(1, 1));
-    commands.spawn((
-        WorldView::new(model.0, image.clone()).with_seed(options.seed),
-        PrimaryView,
-        Directed,
-        ViewSound::default(),
-    ));
-    common::spawn_fullscreen_view(&mut commands, image);
+    common::spawn_fullscreen_view(
+        &mut commands,
+        (
+            WorldView::new(model.0).with_seed(options.seed),
+            PrimaryView,
+            Directed,
+            ViewSound::default(),
+        ),
+    );
 }
 
 /// Applies `--direct TEXT` once the model's controls are known.

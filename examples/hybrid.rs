@@ -139,7 +139,9 @@ fn setup(
             ..default()
         });
         let mut view = commands.spawn((
-            WorldView::new(model, image).with_seed(options.seed),
+            WorldView::new(model)
+                .with_image(image)
+                .with_seed(options.seed),
             WorldViewMaterial(material.clone()),
         ));
         if dusk {

@@ -59,20 +59,21 @@ fn setup(
     model: Res<ModelId>,
 ) {
     commands.spawn(Camera2d);
-    let image = if options.no_view {
+    if options.no_view {
         // The same UI with a still picture: what the game costs without the generated view.
-        images.add(common::still_picture(
+        let still = images.add(common::still_picture(
             options.reference_size.0,
             options.reference_size.1,
-        ))
-    } else {
-        let image = images.add(view_image(1, 1));
-        commands.spawn((
-            WorldView::new(model.0, image.clone()).with_seed(options.seed),
-            PrimaryView,
-            ViewSound::default(),
         ));
-        image
-    };
-    common::spawn_fullscreen_view(&mut commands, image);
+        common::spawn_fullscreen_view(&mut commands, ImageNode::new(still));
+    } else {
+        common::spawn_fullscreen_view(
+            &mut commands,
+            (
+                WorldView::new(model.0).with_seed(options.seed),
+                PrimaryView,
+                ViewSound::default(),
+            ),
+        );
+    }
 }

@@ -9,7 +9,7 @@ source scripts/setup-debian.sh
 export CARGO_INCREMENTAL=0
 echo "disk free before the build: $(df -h --output=avail . | tail -1 | tr -d ' ')"
 # Benchmarks are built in the dev profile, which shares every dependency with the test build below.
-cargo build --workspace --benches
-xvfb-run -a -s "-screen 0 1280x800x24" cargo test --workspace --lib --bins --tests --examples
+cargo build --workspace --benches --features bevy_nacre/cli
+xvfb-run -a -s "-screen 0 1280x800x24" cargo test --workspace --lib --bins --tests --examples --features bevy_nacre/cli
 cargo test --workspace --doc
 echo "disk used by target/: $(du -sh "${CARGO_TARGET_DIR:-target}" | cut -f1)"

@@ -41,15 +41,6 @@ impl Frame {
         }
     }
 
-    /// The RGB8 bytes of the frame (alpha dropped).
-    pub fn to_rgb(&self) -> Vec<u8> {
-        let mut rgb = Vec::with_capacity(self.rgba.len() / 4 * 3);
-        for px in self.rgba.chunks_exact(4) {
-            rgb.extend_from_slice(&px[..3]);
-        }
-        rgb
-    }
-
     /// Whether the byte count matches the size.
     pub fn is_well_formed(&self) -> bool {
         self.rgba.len() == self.width as usize * self.height as usize * 4

@@ -1,5 +1,5 @@
-//! Datasets: round trip, corruption reported with the file name, resumable generation, and the
-//! `nacre datagen` / `nacre dataset-check` commands.
+//! Datasets: round trip, corruption reported with the file name and resumable generation (the
+//! `nacre datagen` / `nacre dataset-check` commands are tested in `cli.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -299,84 +299,4 @@ fn an_interrupted_datagen_resumes_without_duplicates_or_gaps() {
         err.contains("manifest.json") && err.contains("seed"),
         "{err}"
     );
-}
-
-/// The command line: datagen, a kill part-way, datagen again, dataset-check.
-#[test]
-fn command_line_resumes_after_a_kill_and_checks() {
-    let exe = env!("CARGO_BIN_EXE_nacre");
-    let tmp = TempDir::new("cli");
-    let out = tmp.path().join("data");
-    let args = |episodes: &str| {
-        vec![
-            "datagen".to_string(),
-            "--out".into(),
-            out.display().to_string(),
-            "--episodes".into(),
-            episodes.into(),
-            "--frames-per-episode".into(),
-            "40".into(),
-            "--res".into(),
-            "32x24".into(),
-            "--seed".into(),
-            "5".into(),
-            "--episodes-per-shard".into(),
-            "1".into(),
-            "--threads".into(),
-            "1".into(),
-        ]
-    };
-    let mut child = std::process::Command::new(exe)
-        .args(args("12"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Kill it once at least one shard is listed (or let it finish if it is quicker than us).
-    let started = std::time::Instant::now();
-    loop {
-        if let Ok(m) = Manifest::read(&out)
-            && !m.shards.is_empty()
-        {
-            break;
-        }
-        if child.try_wait().unwrap().is_some() || started.elapsed().as_secs() > 120 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-
-    let status = std::process::Command::new(exe)
-        .args(args("12"))
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    let check = std::process::Command::new(exe)
-        .arg("dataset-check")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&check.stdout);
-    assert!(check.status.success(), "{text}");
-    assert!(text.contains("12 of 12 shards ok"), "{text}");
-
-    // A damaged shard makes the check fail and name the file.
-    let victim = out.join(shard_file_name(3));
-    let mut bytes = std::fs::read(&victim).unwrap();
-    bytes[100] ^= 0xFF;
-    std::fs::write(&victim, &bytes).unwrap();
-    let check = std::process::Command::new(exe)
-        .arg("dataset-check")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&check.stdout);
-    assert!(!check.status.success());
-    assert!(text.contains("shard-00003.safetensors"), "{text}");
 }

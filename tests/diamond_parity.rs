@@ -1,6 +1,7 @@
 //! Parity of the DIAMOND port with the reference PyTorch implementation, on every
-//! `NAME.pt` + `NAME.io.safetensors` pair in the fixtures directory (`../shared/fixtures/diamond`,
-//! or `$NACRE_DIAMOND_FIXTURES`), plus the loader's errors on broken checkpoints.
+//! `NAME.pt` + `NAME.io.safetensors` pair in `tests/fixtures/diamond` (see its README) and, when
+//! `$NACRE_DIAMOND_FIXTURES` names a folder, in that folder too; plus the loader's errors on
+//! broken checkpoints.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,21 +13,14 @@ use bevy_nacre::nn::ConvAlgorithm;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
+/// The fixtures that come with the repository.
 fn fixtures_dir() -> PathBuf {
-    std::env::var_os("NACRE_DIAMOND_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../shared/fixtures/diamond"
-            ))
-        })
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/diamond"))
 }
 
-/// Every case: `(name, checkpoint, io file)`.
-fn cases() -> Vec<(String, PathBuf, PathBuf)> {
-    let dir = fixtures_dir();
-    let entries = std::fs::read_dir(&dir)
+/// The `NAME.pt` + `NAME.io.safetensors` pairs in `dir`: `(name, checkpoint, io file)`.
+fn cases_in(dir: &Path) -> Vec<(String, PathBuf, PathBuf)> {
+    let entries = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot list the DIAMOND fixtures in {}: {e}", dir.display()));
     let mut cases: Vec<_> = entries
         .filter_map(|e| {
@@ -42,6 +36,17 @@ fn cases() -> Vec<(String, PathBuf, PathBuf)> {
         "no NAME.pt + NAME.io.safetensors pairs in {}",
         dir.display()
     );
+    cases
+}
+
+/// Every case: the repository's two, and those of `$NACRE_DIAMOND_FIXTURES` if it is set.
+fn cases() -> Vec<(String, PathBuf, PathBuf)> {
+    let mut cases = cases_in(&fixtures_dir());
+    let names: Vec<&str> = cases.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(names, ["atari_default", "tiny_attn"], "the repository's fixtures");
+    if let Some(extra) = std::env::var_os("NACRE_DIAMOND_FIXTURES") {
+        cases.extend(cases_in(Path::new(&extra)));
+    }
     cases
 }
 

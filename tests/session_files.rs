@@ -89,7 +89,7 @@ fn app() -> (App, Entity) {
     let view = app
         .world_mut()
         .spawn((
-            WorldView::new("reference", image)
+            WorldView::new("reference").with_image(image)
                 .with_seed(1234)
                 .with_pacing(Pacing::Manual),
             ActionBindings::empty(),
@@ -339,43 +339,6 @@ fn a_recording_has_frames_sound_log_and_gif_and_replays_exactly() {
         .to_string();
     assert!(err.contains("64x48"), "{err}");
 
-    // `nacre export` does the same from the command line, and checks.
-    let exported = dir.join("cli");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_nacre"))
-        .args([
-            "export",
-            rec.to_str().unwrap(),
-            "--out",
-            exported.to_str().unwrap(),
-            "--check",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.contains("bit for bit: 27 of 27"), "{stdout}");
-    assert_eq!(recording::recorded_frames(&exported).unwrap().len(), 27);
-    assert!(exported.join(recording::GIF).is_file());
-    let gif_only = std::process::Command::new(env!("CARGO_BIN_EXE_nacre"))
-        .args([
-            "export",
-            rec.to_str().unwrap(),
-            "--gif-only",
-            "--out",
-            dir.join("gif").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        gif_only.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gif_only.stderr)
-    );
-    assert!(dir.join("gif").join(recording::GIF).is_file());
     // A log with a hole in it is refused with the step named.
     let mut broken = log.clone();
     broken.steps.remove(5);

@@ -22,7 +22,8 @@ fn frame_difference(a: &Frame, b: &Frame) -> f64 {
 fn rollouts() -> (Vec<(Frame, Frame)>, Frame) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(default_model::SHIPPED_DIR);
     let model = default_model::load(&dir, &Device::Cpu)
-        .unwrap_or_else(|e| panic!("the shipped model at {} must load: {e}", dir.display()));
+        .unwrap_or_else(|e| panic!("the shipped model at {} must load: {e}", dir.display()))
+        .with_start_frames(bevy_nacre::reference::start_frames);
     let spec = model.spec().clone();
     assert_eq!((spec.width, spec.height), (128, 128));
     let still = StepInput {
@@ -84,7 +85,8 @@ fn the_shipped_default_model_responds_to_turning() {
 }
 
 /// Both rollouts side by side (standing still above, turning below) in
-/// `target/shipped-model-rollout.png`, for people to look at.
+/// `shipped-model-rollout.png` next to the test binary's profile folder (`target/debug/` in a
+/// plain build, wherever `CARGO_TARGET_DIR` puts it otherwise), for people to look at.
 fn save_strip(frames: &[(Frame, Frame)]) {
     let (w, h) = (frames[0].0.width, frames[0].0.height);
     let mut sheet = image::RgbaImage::new(w * frames.len() as u32, h * 2);
@@ -99,6 +101,11 @@ fn save_strip(frames: &[(Frame, Frame)]) {
             );
         }
     }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/shipped-model-rollout.png");
-    sheet.save(&path).unwrap();
+    // The test binary is `<target>/<profile>/deps/shipped_model-…`.
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().and_then(Path::parent).unwrap();
+    let path = profile.join("shipped-model-rollout.png");
+    sheet
+        .save(&path)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }

@@ -44,12 +44,14 @@ pub fn window_plugin(title: &str) -> WindowPlugin {
     }
 }
 
-/// The node that shows a view; its aspect ratio follows the image.
+/// The node that shows a view; its aspect ratio follows its image.
 #[derive(Component)]
-pub struct ViewNode(pub Handle<Image>);
+pub struct ViewNode;
 
-/// A full-window black box with `image` centred in it at the image's aspect ratio.
-pub fn spawn_fullscreen_view(commands: &mut Commands, image: Handle<Image>) {
+/// A full-window black box with an image centred in it at the image's aspect ratio: the image of
+/// the `WorldView` in `view` (which makes its own and shows it in the `ImageNode` beside it), or
+/// the `ImageNode` in `view`.
+pub fn spawn_fullscreen_view(commands: &mut Commands, view: impl Bundle) {
     commands
         .spawn((
             Node {
@@ -62,21 +64,25 @@ pub fn spawn_fullscreen_view(commands: &mut Commands, image: Handle<Image>) {
             BackgroundColor(Color::BLACK),
         ))
         .with_child((
-            ImageNode::new(image.clone()),
+            ImageNode::default(),
             Node {
                 height: percent(100),
                 max_width: percent(100),
                 aspect_ratio: Some(16.0 / 9.0),
                 ..default()
             },
-            ViewNode(image),
+            ViewNode,
+            view,
         ));
 }
 
 /// Gives each [`ViewNode`] its image's aspect ratio once the model's size is known.
-pub fn keep_aspect(images: Res<Assets<Image>>, mut nodes: Query<(&ViewNode, &mut Node)>) {
+pub fn keep_aspect(
+    images: Res<Assets<Image>>,
+    mut nodes: Query<(&ImageNode, &mut Node), With<ViewNode>>,
+) {
     for (view, mut node) in &mut nodes {
-        let Some(image) = images.get(&view.0) else {
+        let Some(image) = images.get(&view.image) else {
             continue;
         };
         let size = image.texture_descriptor.size;

@@ -129,7 +129,10 @@ pub fn add_default_model(app: &mut App, options: &Options) -> Option<ModelChoice
     }
     let label = format!("default model ({})", dir.display());
     app.add_world_model(DEFAULT_ID, move |device| {
-        Ok(Arc::new(default_model::load(&dir, device)?) as Arc<dyn WorldModel>)
+        // Views start from the reference world's first frames, which the model was trained on.
+        let model = default_model::load(&dir, device)?
+            .with_start_frames(bevy_nacre::reference::start_frames);
+        Ok(Arc::new(model) as Arc<dyn WorldModel>)
     });
     Some(ModelChoice {
         id: DEFAULT_ID,

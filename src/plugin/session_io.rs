@@ -30,7 +30,12 @@ impl Plugin for SessionFilesPlugin {
             .add_message::<StopRecording>()
             .add_message::<SessionFileEvent>()
             .init_resource::<FinishingRecordings>()
-            .add_systems(Update, handle_requests.before(NacreSystems::Submit))
+            .add_systems(
+                Update,
+                (request_saves, load_files, stop_recordings, start_recordings)
+                    .chain()
+                    .before(NacreSystems::Submit),
+            )
             .add_systems(
                 PostUpdate,
                 (collect_saves, record_steps, poll_finished)
@@ -149,26 +154,17 @@ struct PendingFileSaves(Vec<PathBuf>);
 #[derive(Resource, Default)]
 struct FinishingRecordings(Vec<(Entity, Receiver<crate::Result<RecordingSummary>>)>);
 
-#[allow(clippy::too_many_arguments)]
-fn handle_requests(
+/// Asks the worker for the session of each view to be saved to a file; [`collect_saves`]
+/// writes it when the answer arrives.
+fn request_saves(
     mut commands: Commands,
-    runtime: Option<Res<NacreRuntime>>,
-    mut save_requests: MessageReader<SaveWorldViewToFile>,
-    mut load_requests: MessageReader<LoadWorldViewFromFile>,
-    mut start_requests: MessageReader<StartRecording>,
-    mut stop_requests: MessageReader<StopRecording>,
-    mut views: Query<(
-        &WorldView,
-        Option<&mut PendingFileSaves>,
-        Option<&mut ViewRecording>,
-    )>,
+    mut requests: MessageReader<SaveWorldViewToFile>,
+    mut views: Query<Option<&mut PendingFileSaves>, With<WorldView>>,
     mut saves: MessageWriter<SaveWorldView>,
-    mut restores: MessageWriter<RestoreWorldView>,
     mut events: MessageWriter<SessionFileEvent>,
-    mut finishing: ResMut<FinishingRecordings>,
 ) {
-    for r in save_requests.read() {
-        let Ok((_, pending, _)) = views.get_mut(r.view) else {
+    for r in requests.read() {
+        let Ok(pending) = views.get_mut(r.view) else {
             fail(
                 &mut events,
                 r.view,
@@ -186,8 +182,19 @@ fn handle_requests(
         }
         saves.write(SaveWorldView { view: r.view });
     }
-    for r in load_requests.read() {
-        let Ok((view, _, _)) = views.get(r.view) else {
+}
+
+/// Reads each file to load and checks it against the view's model before the running session
+/// is touched; the worker checks it again when it restores.
+fn load_files(
+    runtime: Option<Res<NacreRuntime>>,
+    mut requests: MessageReader<LoadWorldViewFromFile>,
+    views: Query<&WorldView>,
+    mut restores: MessageWriter<RestoreWorldView>,
+    mut events: MessageWriter<SessionFileEvent>,
+) {
+    for r in requests.read() {
+        let Ok(view) = views.get(r.view) else {
             fail(
                 &mut events,
                 r.view,
@@ -195,48 +202,52 @@ fn handle_requests(
             );
             continue;
         };
-        let bytes = match std::fs::read(&r.path) {
-            Ok(b) => b,
-            Err(e) => {
-                fail(
-                    &mut events,
-                    r.view,
-                    format!("cannot load {}: {e}", r.path.display()),
-                );
-                continue;
+        let checked = std::fs::read(&r.path)
+            .map_err(|e| crate::Error::Other(e.to_string()))
+            .and_then(|bytes| {
+                let saved = session_file::decode(&bytes)?;
+                match runtime.as_ref().and_then(|rt| rt.spec(&view.model)) {
+                    Some(spec) => saved.check_model(spec)?,
+                    None => {
+                        return Err(crate::Error::Other(format!(
+                            "model '{}' is not loaded yet",
+                            view.model
+                        )));
+                    }
+                }
+                Ok(bytes)
+            });
+        match checked {
+            Ok(bytes) => {
+                restores.write(RestoreWorldView {
+                    view: r.view,
+                    saved: bytes,
+                });
+                events.write(SessionFileEvent {
+                    view: r.view,
+                    kind: SessionFileEventKind::Loaded(r.path.clone()),
+                    message: format!("loaded {}", r.path.display()),
+                });
             }
-        };
-        // Check the envelope here, so a wrong file is refused before the running session is
-        // touched; the worker checks it again when it restores.
-        let checked = session_file::decode(&bytes).and_then(|saved| {
-            match runtime.as_ref().and_then(|r| r.spec(&view.model)) {
-                Some(spec) => saved.check_model(spec),
-                None => Err(crate::Error::Other(format!(
-                    "model '{}' is not loaded yet",
-                    view.model
-                ))),
-            }
-        });
-        if let Err(e) = checked {
-            fail(
+            Err(e) => fail(
                 &mut events,
                 r.view,
                 format!("cannot load {}: {e}", r.path.display()),
-            );
-            continue;
+            ),
         }
-        restores.write(RestoreWorldView {
-            view: r.view,
-            saved: bytes,
-        });
-        events.write(SessionFileEvent {
-            view: r.view,
-            kind: SessionFileEventKind::Loaded(r.path.clone()),
-            message: format!("loaded {}", r.path.display()),
-        });
     }
-    for r in stop_requests.read() {
-        let Ok((_, _, Some(mut recording))) = views.get_mut(r.view) else {
+}
+
+/// Stops recordings: their files are finished in the background ([`poll_finished`] reports).
+fn stop_recordings(
+    mut commands: Commands,
+    mut requests: MessageReader<StopRecording>,
+    mut views: Query<&mut ViewRecording>,
+    mut finishing: ResMut<FinishingRecordings>,
+    mut events: MessageWriter<SessionFileEvent>,
+) {
+    for r in requests.read() {
+        let Ok(mut recording) = views.get_mut(r.view) else {
             fail(&mut events, r.view, "not recording".into());
             continue;
         };
@@ -246,8 +257,19 @@ fn handle_requests(
         }
         commands.entity(r.view).remove::<ViewRecording>();
     }
-    for r in start_requests.read() {
-        let Ok((view, _, recording)) = views.get(r.view) else {
+}
+
+/// Starts recordings: the recorder's folder is created, and the session is saved as its start.
+fn start_recordings(
+    mut commands: Commands,
+    runtime: Option<Res<NacreRuntime>>,
+    mut requests: MessageReader<StartRecording>,
+    views: Query<(&WorldView, Has<ViewRecording>)>,
+    mut saves: MessageWriter<SaveWorldView>,
+    mut events: MessageWriter<SessionFileEvent>,
+) {
+    for r in requests.read() {
+        let Ok((view, recording)) = views.get(r.view) else {
             fail(
                 &mut events,
                 r.view,
@@ -255,7 +277,7 @@ fn handle_requests(
             );
             continue;
         };
-        if recording.is_some() {
+        if recording {
             fail(&mut events, r.view, "already recording; stop first".into());
             continue;
         }

@@ -75,11 +75,6 @@ impl<T> MailboxSender<T> {
             }
         }
     }
-
-    /// Counts one item as dropped without sending anything (e.g. a stale frame).
-    pub fn count_dropped(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 impl<T> MailboxReceiver<T> {

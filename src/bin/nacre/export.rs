@@ -89,6 +89,12 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             .map(|i| format!(" (first difference at frame {i})"))
             .unwrap_or_default()
     );
+    if args.check && summary.frames_compared == 0 {
+        return Err(Error::Other(format!(
+            "--check: {} has no recorded frames to compare with",
+            args.recording.display()
+        )));
+    }
     if args.check && summary.frames_identical != summary.frames_compared {
         return Err(Error::Other(format!(
             "{} recorded frames were not reproduced",

@@ -1,0 +1,178 @@
+//! The `nacre` command line (built with the `cli` feature): `datagen` resumes after a `kill -9`
+//! and `dataset-check` names a damaged shard; `export` replays a recording bit for bit, and its
+//! `--check` fails when nothing could be checked.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use bevy_nacre::dataset::{Manifest, shard_file_name};
+use bevy_nacre::recording::{self, Recorder};
+use bevy_nacre::reference::ReferenceWorld;
+use bevy_nacre::session_file::{self, SessionHeader};
+use bevy_nacre::world_model::{Prompt, StepInput, WorldModel};
+
+const NACRE: &str = env!("CARGO_BIN_EXE_nacre");
+
+/// A fresh, empty folder under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("nacre-cli-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `nacre ARGS` and waits for it.
+fn nacre(args: &[&str]) -> Output {
+    Command::new(NACRE).args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn datagen_resumes_after_a_kill_and_dataset_check_names_a_damaged_shard() {
+    let tmp = TempDir::new("datagen");
+    let out = tmp.0.join("data");
+    let out_arg = out.display().to_string();
+    // 60 one-episode shards of 100 frames: seconds of work, so the kill lands part-way.
+    let args = [
+        "datagen",
+        "--out",
+        &out_arg,
+        "--episodes",
+        "60",
+        "--frames-per-episode",
+        "100",
+        "--res",
+        "32x24",
+        "--seed",
+        "5",
+        "--episodes-per-shard",
+        "1",
+        "--threads",
+        "1",
+    ];
+    let mut child = Command::new(NACRE)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // `kill -9` as soon as one shard is listed.
+    let started = Instant::now();
+    while !Manifest::read(&out).is_ok_and(|m| !m.shards.is_empty()) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "datagen ended before its first shard was listed"
+        );
+        assert!(started.elapsed() < Duration::from_secs(120), "no shard in 2 minutes");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let interrupted = Manifest::read(&out).unwrap();
+    assert!(
+        !interrupted.complete && interrupted.shards.len() < 60,
+        "the kill came too late to test resuming ({} shards)",
+        interrupted.shards.len()
+    );
+
+    let resumed = nacre(&args);
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    let manifest = Manifest::read(&out).unwrap();
+    assert!(manifest.complete);
+    let indices: Vec<u64> = manifest.shards.iter().map(|s| s.first_episode).collect();
+    assert_eq!(indices, (0..60).collect::<Vec<u64>>(), "nothing lost or duplicated");
+    let check = nacre(&["dataset-check", &out_arg]);
+    assert!(check.status.success(), "{}", text(&check.stdout));
+    assert!(text(&check.stdout).contains("60 of 60 shards ok"));
+
+    // A damaged shard makes the check fail and name the file.
+    let victim = out.join(shard_file_name(3));
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[100] ^= 0xFF;
+    std::fs::write(&victim, &bytes).unwrap();
+    let check = nacre(&["dataset-check", &out_arg]);
+    assert!(!check.status.success());
+    assert!(text(&check.stdout).contains("shard-00003.safetensors"));
+}
+
+/// Records 20 steps of the reference world into `dir`, the frames too when `frames` is set.
+fn record(dir: &Path, frames: bool) {
+    let world = ReferenceWorld::new(48, 32);
+    let spec = world.spec().clone();
+    let mut session = world.start(&Prompt::seeded(4)).unwrap();
+    let mut input = StepInput {
+        action: spec.neutral_action(),
+        controls: spec.default_controls(),
+    };
+    for _ in 0..3 {
+        session.step(&input).unwrap();
+    }
+    let header = SessionHeader {
+        model: spec.name.clone(),
+        model_version: spec.version.clone(),
+        frame_index: session.frame_index(),
+        controls: input.controls.clone(),
+    };
+    let recorder = Recorder::create(dir, &spec).unwrap();
+    recorder.set_start(session_file::encode(&header, &session.save().unwrap()));
+    for i in 0..20 {
+        input.action.values[0] = 1.0;
+        input.action.values[2] = if i < 10 { 0.5 } else { -0.5 };
+        let index = session.frame_index();
+        let out = session.step(&input).unwrap();
+        recorder.add_step(index, &input, &out.audio.samples);
+        if frames {
+            recorder.add_frame(index, out.frame);
+        }
+    }
+    let summary = recorder.finish(false).unwrap();
+    assert_eq!((summary.steps, summary.frames), (20, if frames { 20 } else { 0 }));
+}
+
+#[test]
+fn export_replays_a_recording_bit_for_bit_and_its_check_needs_frames_to_compare() {
+    let tmp = TempDir::new("export");
+    let rec = tmp.0.join("rec");
+    record(&rec, true);
+    let rec_arg = rec.display().to_string();
+    let exported = tmp.0.join("out");
+    let out_arg = exported.display().to_string();
+    let output = nacre(&["export", &rec_arg, "--out", &out_arg, "--check"]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", text(&output.stderr));
+    assert!(stdout.contains("bit for bit: 20 of 20"), "{stdout}");
+    assert_eq!(recording::recorded_frames(&exported).unwrap().len(), 20);
+    assert!(exported.join(recording::GIF).is_file());
+    assert!(exported.join(recording::AUDIO).is_file());
+
+    let gif_dir = tmp.0.join("gif");
+    let gif_arg = gif_dir.display().to_string();
+    let output = nacre(&["export", &rec_arg, "--gif-only", "--out", &gif_arg]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(gif_dir.join(recording::GIF).is_file());
+
+    // A recording without frames replays, but `--check` has nothing to compare: it fails.
+    let bare = tmp.0.join("bare");
+    record(&bare, false);
+    let bare_arg = bare.display().to_string();
+    let out_arg = tmp.0.join("bare-out").display().to_string();
+    let output = nacre(&["export", &bare_arg, "--out", &out_arg, "--check"]);
+    assert!(!output.status.success(), "{}", text(&output.stdout));
+    assert!(text(&output.stderr).contains("no recorded frames"), "{}", text(&output.stderr));
+    let output = nacre(&["export", &bare_arg, "--out", &out_arg]);
+    assert!(output.status.success(), "without --check it exports");
+}
