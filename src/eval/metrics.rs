@@ -291,6 +291,41 @@ mod tests {
     }
 
     #[test]
+    fn psnr_of_a_known_error_and_zoom_of_a_magnified_frame() {
+        let a = pattern(32, 32, 0);
+        let mut c = a.clone();
+        for (pc, pa) in c.rgba.chunks_exact_mut(4).zip(a.rgba.chunks_exact(4)) {
+            for i in 0..3 {
+                pc[i] = if pa[i] <= 245 { pa[i] + 10 } else { pa[i] - 10 };
+            }
+        }
+        // Every value off by 10: MSE 100, PSNR 10·log10(255²/100).
+        let want = 10.0 * (255.0f64 * 255.0 / 100.0).log10();
+        assert!((psnr(&a, &c) - want).abs() < 1e-9, "{}", psnr(&a, &c));
+        // A smooth picture magnified by 4 % about its centre.
+        let smooth = |scale: f32| {
+            let mut rgba = Vec::new();
+            for y in 0..64 {
+                for x in 0..64 {
+                    let (u, v) = ((x as f32 - 32.0) / scale, (y as f32 - 32.0) / scale);
+                    let l = 128.0 + 60.0 * (u * 0.3).sin() * (v * 0.25).cos();
+                    rgba.extend_from_slice(&[l as u8, l as u8, l as u8, 255]);
+                }
+            }
+            Frame {
+                width: 64,
+                height: 64,
+                rgba,
+            }
+        };
+        let scales: Vec<f32> = (0..=16).map(|i| 0.92 + i as f32 * 0.01).collect();
+        let z = zoom(&smooth(1.0), &smooth(1.04), &scales);
+        assert!((z - 1.04).abs() < 0.011, "zoom {z}");
+        let z = zoom(&smooth(1.0), &smooth(0.97), &scales);
+        assert!((z - 0.97).abs() < 0.011, "zoom {z}");
+    }
+
+    #[test]
     fn block_edges_find_a_mosaic() {
         // A smooth gradient with fine texture has no grid; the same picture averaged over 8×8
         // blocks has all its steps on the grid.

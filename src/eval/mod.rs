@@ -6,8 +6,12 @@
 //!   driven by the recorded actions and controls;
 //! - **action response**: whether the generated view moves the same way as the reference view
 //!   (sign of the horizontal shift while turning, zoom in or out while walking);
-//! - **director response**: brightness and colour change 15 frames after switching time of day
-//!   or weather, next to the reference world's change under the same switch;
+//! - **director response**: how much of the reference world's change a switch of the time of day
+//!   or the weather makes within 15 frames ([`director`]);
+//! - **moving realism and revisit**: scripted turning and walking from held-out starts, scored by
+//!   a calibrated Fréchet distance (0 = the reference world, 1 = the reference blurred), the
+//!   sharpness and colour-count ratios, and whether turning 180° and back brings the first view
+//!   back ([`scripted`], [`realism`]);
 //! - **sound**: log-spectral distance of each frame's sound from the reference's, and how
 //!   strongly low-band sound energy follows walking (footsteps), for both;
 //! - **standing still**: with no action for 200 frames the reference view barely changes
@@ -20,9 +24,13 @@
 //!   and detail in range while its picture falls apart along the patch grid).
 //!
 //! It also writes `contact_sheet.png` (reference rows above generated rows; the last pair is
-//! standing still, at frames 1 to 200) and `rollout.gif` (reference and generated side by side).
+//! standing still, at frames 1 to 200), `scripted_sheet.png` (the scripted turning, walking and
+//! both, reference above generated) and `rollout.gif` (reference and generated side by side).
 
+pub mod director;
 pub mod metrics;
+pub mod realism;
+pub mod scripted;
 
 use std::path::Path;
 use std::time::Instant;
@@ -32,13 +40,15 @@ use serde::{Deserialize, Serialize};
 use crate::dataset::Dataset;
 use crate::dsp::{BandSpectrum, log_spectral_distance_db};
 use crate::error::{Error, Result};
+use crate::files::write_atomic;
 use crate::frame::Frame;
-use crate::world_model::{Prompt, Session, StepInput, WorldModel};
 use crate::reference::ReferenceWorld;
 use crate::reference::trajectory::{Trajectory, TrajectoryConfig};
-use crate::files::write_atomic;
 use crate::spec::ModelSpec;
-use metrics::{FrameStats, correlation, horizontal_shift, mean_colour, psnr, ssim, zoom};
+use crate::world_model::{Prompt, Session, StepInput, WorldModel};
+pub use director::{DirectorCase, director_cases};
+use metrics::{FrameStats, correlation, horizontal_shift, psnr, ssim, zoom};
+pub use scripted::{ScriptScore, Scripted, scripted_rollouts};
 
 /// What to evaluate and how much.
 #[derive(Clone, Debug)]
@@ -49,8 +59,10 @@ pub struct EvalOptions {
     pub stride: usize,
     /// Length of the stability rollout.
     pub stability_frames: usize,
-    /// Seed of the director scenarios and the stability rollout.
+    /// Seed of the director scenarios, the scripted rollouts and the stability rollout.
     pub seed: u64,
+    /// World seeds of the scripted turning and walking (as many others calibrate the score).
+    pub scripted_seeds: usize,
 }
 
 impl Default for EvalOptions {
@@ -60,6 +72,7 @@ impl Default for EvalOptions {
             stride: 8,
             stability_frames: 10_000,
             seed: 20_261_126,
+            scripted_seeds: 6,
         }
     }
 }
@@ -90,23 +103,6 @@ pub struct ActionResponse {
     pub walking_cases: usize,
     /// Both together.
     pub agreement: f64,
-}
-
-/// One director switch.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct DirectorCase {
-    /// What was switched.
-    pub name: String,
-    /// Reference brightness change (0–255 luminance) 15 frames after the switch.
-    pub reference_brightness_change: f32,
-    /// Generated brightness change.
-    pub generated_brightness_change: f32,
-    /// Reference mean-colour change (RGB).
-    pub reference_colour_change: [f32; 3],
-    /// Generated mean-colour change (RGB).
-    pub generated_colour_change: [f32; 3],
-    /// The generated change goes the reference's way with at least a third of its size.
-    pub visible_within_15_frames: bool,
 }
 
 /// Sound measures.
@@ -173,6 +169,10 @@ pub struct EvalReport {
     pub action_response: ActionResponse,
     /// Director response.
     pub director: Vec<DirectorCase>,
+    /// Scripted turning and walking: realism, sharpness, colours, revisit (absent in reports
+    /// written before it was measured).
+    #[serde(default)]
+    pub scripted: Scripted,
     /// Sound.
     pub audio: AudioScore,
     /// Standing still (absent in reports written before it was measured).
@@ -400,6 +400,9 @@ pub fn evaluate(
     progress("director switches");
     let director = director_cases(model, opts.seed)?;
 
+    progress("scripted turning and walking");
+    let (scripted, scripted_rows) = scripted_rollouts(model, opts.seed, opts.scripted_seeds)?;
+
     progress("standing still");
     let (standing_still, still_row) = standing_still(model, opts.seed)?;
     sheet_rows.push(still_row);
@@ -416,6 +419,7 @@ pub fn evaluate(
         autoregressive,
         action_response: response,
         director,
+        scripted,
         audio: AudioScore {
             log_spectral_distance_db: lsd / lsd_n.max(1) as f64,
             footsteps_walking_correlation: correlation(&gen_low, &walking),
@@ -432,88 +436,16 @@ pub fn evaluate(
             .as_bytes(),
     )?;
     save_sheet(&out.join("contact_sheet.png"), &sheet_rows)?;
+    save_sheet(&out.join("scripted_sheet.png"), &scripted_rows)?;
     save_gif(&out.join("rollout.gif"), &gif_frames, spec.fps)?;
     Ok(report)
-}
-
-/// Switches time of day or weather after a walk and compares the change with the reference's.
-fn director_cases(model: &dyn WorldModel, seed: u64) -> Result<Vec<DirectorCase>> {
-    let spec = model.spec().clone();
-    let k = spec.context_frames.max(1);
-    let world = ReferenceWorld::new(spec.width, spec.height);
-    let base = spec.default_controls();
-    let idx = |name: &str| spec.control_index(name);
-    let mut cases = Vec::new();
-    let switches: [(&str, &str, f32); 4] = [
-        ("noon to night", "time_of_day", 0.0),
-        ("noon to sunset", "time_of_day", 18.5),
-        ("clear to rain", "weather", 2.0),
-        ("clear to fog", "weather", 4.0),
-    ];
-    for (i, (name, control, value)) in switches.into_iter().enumerate() {
-        let Some(ci) = idx(control) else { continue };
-        let mut after = base.clone();
-        after.values[ci] = value;
-        let mut reference = world.start_session(&Prompt {
-            seed: seed + i as u64,
-            start_frames: Vec::new(),
-            controls: Some(base.clone()),
-        })?;
-        let mut action = spec.neutral_action();
-        action.values[0] = 0.5;
-        let before_input = StepInput {
-            action: action.clone(),
-            controls: base.clone(),
-        };
-        let mut frames = Vec::new();
-        for _ in 0..12 {
-            frames.push(reference.step(&before_input)?.frame);
-        }
-        let mut generated = start_from(model, &frames[frames.len() - k..], &before_input)?;
-        let after_input = StepInput {
-            action,
-            controls: after,
-        };
-        let (mut r_last, mut g_last) = (
-            frames.last().unwrap().clone(),
-            frames.last().unwrap().clone(),
-        );
-        for _ in 0..15 {
-            r_last = reference.step(&after_input)?.frame;
-            g_last = generated.step(&after_input)?.frame;
-        }
-        let start = frames.last().unwrap();
-        let b0 = FrameStats::of(start).brightness;
-        let (rb, gb) = (
-            FrameStats::of(&r_last).brightness - b0,
-            FrameStats::of(&g_last).brightness - b0,
-        );
-        let c0 = mean_colour(start);
-        let (rc, gc) = (mean_colour(&r_last), mean_colour(&g_last));
-        let rc = [rc[0] - c0[0], rc[1] - c0[1], rc[2] - c0[2]];
-        let gc = [gc[0] - c0[0], gc[1] - c0[1], gc[2] - c0[2]];
-        let norm = |c: [f32; 3]| (c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).sqrt();
-        let dot = rc[0] * gc[0] + rc[1] * gc[1] + rc[2] * gc[2];
-        let visible = (rb.signum() == gb.signum() && gb.abs() >= rb.abs() / 3.0)
-            || (dot > 0.0 && norm(gc) >= norm(rc) / 3.0);
-        cases.push(DirectorCase {
-            name: name.to_string(),
-            reference_brightness_change: rb,
-            generated_brightness_change: gb,
-            reference_colour_change: rc,
-            generated_colour_change: gc,
-            visible_within_15_frames: visible,
-        });
-    }
-    Ok(cases)
 }
 
 /// Frames of standing still, and the ones shown in the contact sheet's last row.
 const STILL_FRAMES: usize = 200;
 const STILL_SHOWN: [usize; 8] = [1, 5, 10, 25, 50, 100, 150, 200];
 
-/// A contact-sheet row: reference frames above generated frames.
-type SheetRow = (Vec<Frame>, Vec<Frame>);
+use scripted::SheetRow;
 
 /// Starts the model from the reference world's first frames at the default controls and lets
 /// both stand still. Returns the measures and a contact-sheet row (reference, generated).
