@@ -18,10 +18,11 @@ use super::manifest::{FORMAT, FORMAT_VERSION, GeneratorInfo, MANIFEST_FILE, Mani
 use super::sha256_hex;
 use super::shard::{Dims, ShardData, ShardMeta};
 use crate::error::{Error, Result};
-use crate::world_model::{Prompt, WorldModel};
-use crate::rng::{GOLDEN, mix64};
 use crate::reference::trajectory::{Trajectory, TrajectoryConfig};
 use crate::reference::{MODEL_VERSION, ReferenceWorld};
+use crate::rng::{GOLDEN, mix64};
+use crate::spec::ModelSpec;
+use crate::world_model::{Prompt, WorldModel};
 
 /// What `nacre datagen` should make.
 #[derive(Clone, Debug)]
@@ -164,6 +165,7 @@ pub fn record_episode(
     Ok(data)
 }
 
+/// Whether `name` is an atomic write's temporary file (`.<name>.tmp<pid>`).
 fn is_temp_file(name: &str) -> bool {
     name.starts_with('.') && name.contains(".tmp")
 }
@@ -198,167 +200,27 @@ pub fn generate(
 ) -> Result<DatagenReport> {
     let started = Instant::now();
     let dir = &opts.out;
-    if opts.episodes == 0 || opts.frames_per_episode == 0 {
-        return Err(Error::Other(
-            "datagen needs at least one episode of at least one frame".into(),
-        ));
-    }
-    if !(1..=4096).contains(&opts.width) || !(1..=4096).contains(&opts.height) {
-        return Err(Error::Other(format!(
-            "resolution {}x{} is out of range (1 to 4096 per side)",
-            opts.width, opts.height
-        )));
-    }
+    check_options(opts)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let world = ReferenceWorld::new(opts.width, opts.height);
     let spec = world.spec().clone();
     let dims = Dims::from_spec(&spec);
     let mut report = DatagenReport::default();
 
-    // Continue an existing dataset, or start a new one.
-    let manifest_path = dir.join(MANIFEST_FILE);
-    let existing = if manifest_path.exists() {
-        Some(Manifest::read(dir)?)
-    } else {
-        None
-    };
-    let episodes_per_shard = match (&existing, opts.episodes_per_shard) {
-        (_, Some(k)) => k.max(1),
-        (Some(m), None) => m.generator.episodes_per_shard,
-        (None, None) => {
-            default_episodes_per_shard(opts.frames_per_episode, opts.width, opts.height)
-        }
-    };
-    let generator = GeneratorInfo {
-        world: "reference".into(),
-        world_version: MODEL_VERSION.into(),
-        seed: opts.seed,
+    let (generator, mut kept) = resume_or_start(opts, &spec)?;
+    remove_temp_files(dir, &mut report.notes)?;
+    let layout = Layout {
+        per_shard: generator.episodes_per_shard as u64,
         episodes: opts.episodes,
-        frames_per_episode: opts.frames_per_episode,
-        episodes_per_shard,
-        director_changes_per_minute: opts.director_changes_per_minute,
     };
-    let mut kept: Vec<ShardEntry> = Vec::new();
-    if let Some(m) = &existing {
-        let g = &m.generator;
-        let mismatch = |what: &str, was: String, now: String| {
-            Error::bad_file(
-                &manifest_path,
-                format!(
-                    "this dataset was made with {what} {was}, not {now}; use another --out folder to make a different dataset"
-                ),
-            )
-        };
-        if m.model != spec {
-            return Err(mismatch(
-                "model",
-                format!(
-                    "'{}' v{} at {}x{}",
-                    m.model.name, m.model.version, m.model.width, m.model.height
-                ),
-                format!(
-                    "'{}' v{} at {}x{}",
-                    spec.name, spec.version, spec.width, spec.height
-                ),
-            ));
-        }
-        if g.seed != opts.seed {
-            return Err(mismatch(
-                "--seed",
-                g.seed.to_string(),
-                opts.seed.to_string(),
-            ));
-        }
-        if g.frames_per_episode != opts.frames_per_episode {
-            return Err(mismatch(
-                "--frames-per-episode",
-                g.frames_per_episode.to_string(),
-                opts.frames_per_episode.to_string(),
-            ));
-        }
-        if g.episodes_per_shard != episodes_per_shard {
-            return Err(mismatch(
-                "--episodes-per-shard",
-                g.episodes_per_shard.to_string(),
-                episodes_per_shard.to_string(),
-            ));
-        }
-        if g.director_changes_per_minute != opts.director_changes_per_minute {
-            return Err(mismatch(
-                "director changes per minute",
-                g.director_changes_per_minute.to_string(),
-                opts.director_changes_per_minute.to_string(),
-            ));
-        }
-        let held = m
-            .shards
-            .iter()
-            .map(|s| s.first_episode + s.episodes)
-            .max()
-            .unwrap_or(0);
-        if held > opts.episodes {
-            return Err(Error::bad_file(
-                &manifest_path,
-                format!(
-                    "the dataset already holds {held} episodes; --episodes {} would drop some",
-                    opts.episodes
-                ),
-            ));
-        }
-        kept = m.shards.clone();
-    }
-
-    // Remove temporary files a killed run left behind.
-    let listing = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    for entry in listing {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        if is_temp_file(&name) {
-            let p = entry.path();
-            std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
-            report
-                .notes
-                .push(format!("removed leftover temporary file {}", p.display()));
-        }
-    }
-
-    let k = episodes_per_shard as u64;
-    let total_shards = opts.episodes.div_ceil(k);
-    let expected = |s: u64| -> (u64, u64) {
-        let first = s * k;
-        (first, k.min(opts.episodes - first))
-    };
-    // Keep listed shards that are where they should be and intact.
-    kept.retain(|e| {
-        let (first, count) = expected(e.index);
-        let fits = e.index < total_shards
-            && e.first_episode == first
-            && e.episodes == count
-            && e.frames == count * opts.frames_per_episode as u64
-            && e.file == shard_file_name(e.index);
-        if !fits {
-            report.notes.push(format!(
-                "shard {} is remade: it holds episodes {}..{}, the dataset now needs {}..{}",
-                e.file,
-                e.first_episode,
-                e.first_episode + e.episodes,
-                first,
-                first + count
-            ));
-            return false;
-        }
-        match verify_entry(dir, e) {
-            Ok(()) => true,
-            Err(why) => {
-                report
-                    .notes
-                    .push(format!("shard is remade because it is damaged: {why}"));
-                false
-            }
-        }
-    });
-    kept.sort_by_key(|e| e.index);
-    kept.dedup_by_key(|e| e.index);
+    let total_shards = layout.shards();
+    keep_intact_shards(
+        &mut kept,
+        dir,
+        &layout,
+        opts.frames_per_episode,
+        &mut report.notes,
+    );
     report.shards_kept = kept.len() as u64;
     report.shards_total = total_shards;
     let mut manifest = Manifest {
@@ -390,12 +252,251 @@ pub fn generate(
         return Ok(report);
     }
 
+    let on_frames = |n: u64| {
+        let d = done.fetch_add(n, Ordering::Relaxed) + n;
+        progress(d, total_frames);
+    };
+    record_shards(
+        &world,
+        opts,
+        &layout,
+        &todo,
+        &mut manifest,
+        &mut report,
+        &on_frames,
+    )?;
+    report.complete = manifest.complete;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Refuses options that cannot make a dataset (no episodes or frames, an absurd resolution)
+/// before anything is written.
+fn check_options(opts: &DatagenOptions) -> Result<()> {
+    if opts.episodes == 0 || opts.frames_per_episode == 0 {
+        return Err(Error::Other(
+            "datagen needs at least one episode of at least one frame".into(),
+        ));
+    }
+    if !(1..=4096).contains(&opts.width) || !(1..=4096).contains(&opts.height) {
+        return Err(Error::Other(format!(
+            "resolution {}x{} is out of range (1 to 4096 per side)",
+            opts.width, opts.height
+        )));
+    }
+    Ok(())
+}
+
+/// What the dataset in `opts.out` is to be: the generator of its manifest, if it has one and
+/// the options agree with it, with the shards it lists; else a new one, with no shards. The
+/// shard size is the option's, else the manifest's, else about 64 MiB of frames.
+fn resume_or_start(
+    opts: &DatagenOptions,
+    spec: &ModelSpec,
+) -> Result<(GeneratorInfo, Vec<ShardEntry>)> {
+    let dir = &opts.out;
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let existing = if manifest_path.exists() {
+        Some(Manifest::read(dir)?)
+    } else {
+        None
+    };
+    let episodes_per_shard = match (&existing, opts.episodes_per_shard) {
+        (_, Some(k)) => k.max(1),
+        (Some(m), None) => m.generator.episodes_per_shard,
+        (None, None) => {
+            default_episodes_per_shard(opts.frames_per_episode, opts.width, opts.height)
+        }
+    };
+    let generator = GeneratorInfo {
+        world: "reference".into(),
+        world_version: MODEL_VERSION.into(),
+        seed: opts.seed,
+        episodes: opts.episodes,
+        frames_per_episode: opts.frames_per_episode,
+        episodes_per_shard,
+        director_changes_per_minute: opts.director_changes_per_minute,
+    };
+    let mut kept: Vec<ShardEntry> = Vec::new();
+    if let Some(m) = &existing {
+        check_same_dataset(m, opts, spec, episodes_per_shard, &manifest_path)?;
+        kept = m.shards.clone();
+    }
+    Ok((generator, kept))
+}
+
+/// Refuses to continue the dataset of manifest `m` (read from `manifest_path`) with options that
+/// would make different episodes or shards, or drop episodes it already holds.
+fn check_same_dataset(
+    m: &Manifest,
+    opts: &DatagenOptions,
+    spec: &ModelSpec,
+    episodes_per_shard: u32,
+    manifest_path: &Path,
+) -> Result<()> {
+    let g = &m.generator;
+    let mismatch = |what: &str, was: String, now: String| {
+        Error::bad_file(
+            manifest_path,
+            format!(
+                "this dataset was made with {what} {was}, not {now}; use another --out folder to make a different dataset"
+            ),
+        )
+    };
+    if m.model != *spec {
+        return Err(mismatch(
+            "model",
+            format!(
+                "'{}' v{} at {}x{}",
+                m.model.name, m.model.version, m.model.width, m.model.height
+            ),
+            format!(
+                "'{}' v{} at {}x{}",
+                spec.name, spec.version, spec.width, spec.height
+            ),
+        ));
+    }
+    if g.seed != opts.seed {
+        return Err(mismatch(
+            "--seed",
+            g.seed.to_string(),
+            opts.seed.to_string(),
+        ));
+    }
+    if g.frames_per_episode != opts.frames_per_episode {
+        return Err(mismatch(
+            "--frames-per-episode",
+            g.frames_per_episode.to_string(),
+            opts.frames_per_episode.to_string(),
+        ));
+    }
+    if g.episodes_per_shard != episodes_per_shard {
+        return Err(mismatch(
+            "--episodes-per-shard",
+            g.episodes_per_shard.to_string(),
+            episodes_per_shard.to_string(),
+        ));
+    }
+    if g.director_changes_per_minute != opts.director_changes_per_minute {
+        return Err(mismatch(
+            "director changes per minute",
+            g.director_changes_per_minute.to_string(),
+            opts.director_changes_per_minute.to_string(),
+        ));
+    }
+    let held = m
+        .shards
+        .iter()
+        .map(|s| s.first_episode + s.episodes)
+        .max()
+        .unwrap_or(0);
+    if held > opts.episodes {
+        return Err(Error::bad_file(
+            manifest_path,
+            format!(
+                "the dataset already holds {held} episodes; --episodes {} would drop some",
+                opts.episodes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Removes temporary files a killed run left behind in `dir`, with a note for each.
+fn remove_temp_files(dir: &Path, notes: &mut Vec<String>) -> Result<()> {
+    let listing = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in listing {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if is_temp_file(&name) {
+            let p = entry.path();
+            std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            notes.push(format!("removed leftover temporary file {}", p.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Which episodes each shard holds: shard `s` holds `per_shard` episodes from `s·per_shard`
+/// (the last shard fewer when they do not divide evenly).
+struct Layout {
+    /// Episodes per shard.
+    per_shard: u64,
+    /// Episodes in the dataset.
+    episodes: u64,
+}
+
+impl Layout {
+    /// Shards in the dataset.
+    fn shards(&self) -> u64 {
+        self.episodes.div_ceil(self.per_shard)
+    }
+
+    /// First episode and episode count of shard `s`.
+    fn expected(&self, s: u64) -> (u64, u64) {
+        let first = s * self.per_shard;
+        (first, self.per_shard.min(self.episodes - first))
+    }
+}
+
+/// Keeps the listed shards that are where `layout` wants them and intact (size and SHA-256),
+/// sorted by index, one per index; notes why each other one must be made again.
+fn keep_intact_shards(
+    kept: &mut Vec<ShardEntry>,
+    dir: &Path,
+    layout: &Layout,
+    frames_per_episode: u32,
+    notes: &mut Vec<String>,
+) {
+    let total_shards = layout.shards();
+    kept.retain(|e| {
+        let (first, count) = layout.expected(e.index);
+        let fits = e.index < total_shards
+            && e.first_episode == first
+            && e.episodes == count
+            && e.frames == count * frames_per_episode as u64
+            && e.file == shard_file_name(e.index);
+        if !fits {
+            notes.push(format!(
+                "shard {} is remade: it holds episodes {}..{}, the dataset now needs {}..{}",
+                e.file,
+                e.first_episode,
+                e.first_episode + e.episodes,
+                first,
+                first + count
+            ));
+            return false;
+        }
+        match verify_entry(dir, e) {
+            Ok(()) => true,
+            Err(why) => {
+                notes.push(format!("shard is remade because it is damaged: {why}"));
+                false
+            }
+        }
+    });
+    kept.sort_by_key(|e| e.index);
+    kept.dedup_by_key(|e| e.index);
+}
+
+/// Records the missing shards `todo` (up to `stop_after_shards` of them, until `stop` is set)
+/// and adds each to the manifest as it is written.
+///
+/// Works in waves of consecutive shards holding at least one episode per thread: the episodes
+/// of a wave are recorded in parallel, then its shards are written in order.
+fn record_shards(
+    world: &ReferenceWorld,
+    opts: &DatagenOptions,
+    layout: &Layout,
+    todo: &[u64],
+    manifest: &mut Manifest,
+    report: &mut DatagenReport,
+    on_frames: &(dyn Fn(u64) + Sync),
+) -> Result<()> {
     let config = TrajectoryConfig {
         director_changes_per_minute: opts.director_changes_per_minute,
         random_start_controls: true,
     };
-    // Work in waves of consecutive shards holding at least one episode per thread; the episodes
-    // of a wave are recorded in parallel, then its shards are written in order.
     let limit = opts.stop_after_shards.unwrap_or(usize::MAX).min(todo.len());
     let todo = &todo[..limit];
     let threads = opts.threads.max(1);
@@ -404,16 +505,12 @@ pub fn generate(
         .build()
         .map_err(|e| Error::Other(format!("cannot start {threads} datagen threads: {e}")))?;
     let stopped = || opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
-    let on_frames = |n: u64| {
-        let d = done.fetch_add(n, Ordering::Relaxed) + n;
-        progress(d, total_frames);
-    };
     let mut i = 0;
     while i < todo.len() && !stopped() {
         let mut wave = Vec::new();
         let mut episodes = 0;
         while i < todo.len() && (wave.is_empty() || episodes < threads as u64) {
-            let (first, count) = expected(todo[i]);
+            let (first, count) = layout.expected(todo[i]);
             wave.push((todo[i], first, count));
             episodes += count;
             i += 1;
@@ -426,45 +523,58 @@ pub fn generate(
                         return Err(Error::Other(INTERRUPTED.into()));
                     }
                     record_episode(
-                        &world,
+                        world,
                         opts.seed,
                         e,
                         opts.frames_per_episode,
                         &config,
-                        &on_frames,
+                        on_frames,
                     )
                 })
                 .collect()
         });
-        let mut results = results.into_iter();
-        for &(s, first, count) in &wave {
-            let mut data = ShardData::new(dims);
-            let mut complete = true;
-            for _ in 0..count {
-                match results.next().expect("one result per episode") {
-                    Ok(ep) => data.append(&ep),
-                    Err(Error::Other(m)) if m == INTERRUPTED => complete = false,
-                    Err(e) => return Err(e),
-                }
-            }
-            if !complete {
-                continue;
-            }
-            let entry = write_shard(dir, s, first, count, &data)?;
-            report.shards_written += 1;
-            report.frames_written += entry.frames;
-            let pos = manifest
-                .shards
-                .binary_search_by_key(&entry.index, |e| e.index)
-                .unwrap_or_else(|p| p);
-            manifest.shards.insert(pos, entry);
-            manifest.complete = manifest.shards.len() as u64 == total_shards;
-            manifest.write(dir)?;
-        }
+        store_wave(&opts.out, &wave, results, layout.shards(), manifest, report)?;
     }
-    report.complete = manifest.complete;
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    Ok(())
+}
+
+/// Assembles the shards of one wave (`(shard, first episode, episodes)` each) from its
+/// episodes' `results`, in order, and writes each complete one and then the manifest. A shard
+/// with an interrupted episode is left for a later run.
+fn store_wave(
+    dir: &Path,
+    wave: &[(u64, u64, u64)],
+    results: Vec<Result<ShardData>>,
+    total_shards: u64,
+    manifest: &mut Manifest,
+    report: &mut DatagenReport,
+) -> Result<()> {
+    let mut results = results.into_iter();
+    for &(s, first, count) in wave {
+        let mut data = ShardData::new(manifest.dims);
+        let mut complete = true;
+        for _ in 0..count {
+            match results.next().expect("one result per episode") {
+                Ok(ep) => data.append(&ep),
+                Err(Error::Other(m)) if m == INTERRUPTED => complete = false,
+                Err(e) => return Err(e),
+            }
+        }
+        if !complete {
+            continue;
+        }
+        let entry = write_shard(dir, s, first, count, &data)?;
+        report.shards_written += 1;
+        report.frames_written += entry.frames;
+        let pos = manifest
+            .shards
+            .binary_search_by_key(&entry.index, |e| e.index)
+            .unwrap_or_else(|p| p);
+        manifest.shards.insert(pos, entry);
+        manifest.complete = manifest.shards.len() as u64 == total_shards;
+        manifest.write(dir)?;
+    }
+    Ok(())
 }
 
 const INTERRUPTED: &str = "interrupted";

@@ -7,6 +7,8 @@ pub mod conv;
 pub mod cpu;
 pub mod gemm;
 pub mod norm;
+/// The Winograd forms of [`conv`]'s 3×3 stride-1 convolutions.
+mod winograd;
 
 pub use conv::{ConvAlgorithm, FastConv2d, conv2d, conv2d_flops};
 pub use norm::{

@@ -1,11 +1,11 @@
 //! First-person movement: walking with momentum, sprinting, turning and looking, jumping with
 //! gravity, following the ground, wading and swimming in water, and not walking through trees.
 
-use crate::state_codec::{StateReader as Reader, StateWriter as Writer};
 use super::sprites::SpriteKind;
 use super::terrain::{Object, Surface, Terrain, WATER_LEVEL};
 use super::{LOOK_RATE, TURN_RATE, action_index as ai};
 use crate::error::Result;
+use crate::state_codec::{StateReader as Reader, StateWriter as Writer};
 
 /// Eye height above the feet, metres.
 pub const EYE_HEIGHT: f32 = 1.65;
@@ -118,22 +118,49 @@ impl Player {
         self.pitch = (self.pitch + a(ai::LOOK) * LOOK_RATE * dt).clamp(-MAX_PITCH, MAX_PITCH);
 
         let ground = terrain.height_at(self.x, self.z);
-        let depth = WATER_LEVEL - ground;
+        self.steer(
+            a(ai::MOVE_FORWARD),
+            a(ai::STRAFE),
+            a(ai::SPRINT) >= 0.5,
+            WATER_LEVEL - ground,
+            dt,
+        );
+        self.move_horizontally(terrain, ground, dt);
+        self.push_out_of_objects(terrain, extra);
+
+        // Vertical: jump, gravity, ground and water.
+        let ground = terrain.height_at(self.x, self.z);
+        let swimming = WATER_LEVEL - ground > SWIM_DEPTH;
+        self.jump_and_fall(a(ai::JUMP) >= 0.5, ground, swimming, dt, &mut ev);
+
+        // Strides, footsteps and the head bob.
+        let hs = (self.vel[0] * self.vel[0] + self.vel[2] * self.vel[2]).sqrt();
+        ev.speed = hs;
+        ev.swimming = swimming;
+        self.advance_stride(terrain, ground, hs, dt, &mut ev);
+        self.head_bob(hs, swimming, ev.landed);
+        ev
+    }
+
+    /// Accelerates the horizontal velocity toward what the move and strafe inputs ask for:
+    /// slower backwards, sprinting only forwards, wading slows and swimming is slowest, and
+    /// there is little control in the air. `depth` is the water depth at the feet.
+    fn steer(&mut self, forward: f32, strafe: f32, sprint_held: bool, depth: f32, dt: f32) {
         let swimming = depth > SWIM_DEPTH;
         let (fx, fz) = (self.yaw.sin(), self.yaw.cos());
         let (rx, rz) = (fz, -fx);
-        let mut mf = a(ai::MOVE_FORWARD);
+        let mut mf = forward;
         if mf < 0.0 {
             mf *= 0.6;
         }
-        let st = a(ai::STRAFE) * 0.85;
+        let st = strafe * 0.85;
         let len = (mf * mf + st * st).sqrt();
         let (mf, st) = if len > 1.0 {
             (mf / len, st / len)
         } else {
             (mf, st)
         };
-        let mut speed = if a(ai::SPRINT) >= 0.5 && mf > 0.3 {
+        let mut speed = if sprint_held && mf > 0.3 {
             SPRINT_SPEED
         } else {
             WALK_SPEED
@@ -153,8 +180,11 @@ impl Player {
             let d = (w - self.vel[k]).clamp(-accel, accel);
             self.vel[k] += d;
         }
+    }
 
-        // Horizontal move, refused up cliffs.
+    /// Horizontal move, refused up cliffs (the horizontal velocity is damped instead).
+    /// `ground` is the height under the feet before the move.
+    fn move_horizontally(&mut self, terrain: &mut Terrain, ground: f32, dt: f32) {
         let nx = self.x + self.vel[0] * dt;
         let nz = self.z + self.vel[2] * dt;
         let new_ground = terrain.height_at(nx, nz);
@@ -167,7 +197,10 @@ impl Player {
             self.x = nx;
             self.z = nz;
         }
-        // Trees, rocks and landmarks push the player out.
+    }
+
+    /// Trees, rocks and landmarks push the player out, and stop the velocity into them.
+    fn push_out_of_objects(&mut self, terrain: &mut Terrain, extra: &[Object]) {
         for cz in -1..=1 {
             for cx in -1..=1 {
                 let (pcx, pcz) = super::terrain::chunk_of(self.x, self.z);
@@ -205,12 +238,20 @@ impl Player {
                 }
             }
         }
+    }
 
-        // Vertical: jump, gravity, ground and water.
-        let ground = terrain.height_at(self.x, self.z);
+    /// Jumping (from the ground, not while swimming), gravity, and landing on the ground or
+    /// floating at swimming depth; records a jump or a hard landing in `ev`.
+    fn jump_and_fall(
+        &mut self,
+        jump: bool,
+        ground: f32,
+        swimming: bool,
+        dt: f32,
+        ev: &mut MoveEvents,
+    ) {
         let floor = ground.max(WATER_LEVEL - SWIM_DEPTH);
-        let swimming = WATER_LEVEL - ground > SWIM_DEPTH;
-        if self.on_ground && !swimming && a(ai::JUMP) >= 0.5 {
+        if self.on_ground && !swimming && jump {
             self.vel[1] = JUMP_SPEED;
             self.on_ground = false;
             ev.jumped = true;
@@ -233,11 +274,18 @@ impl Player {
         } else {
             self.on_ground = false;
         }
+    }
 
-        // Strides and footsteps.
-        let hs = (self.vel[0] * self.vel[0] + self.vel[2] * self.vel[2]).sqrt();
-        ev.speed = hs;
-        ev.swimming = swimming;
+    /// Advances the stride at horizontal speed `hs` and adds a footstep (on the surface under
+    /// the feet, or water where it is shallow) each time a stride completes.
+    fn advance_stride(
+        &mut self,
+        terrain: &mut Terrain,
+        ground: f32,
+        hs: f32,
+        dt: f32,
+        ev: &mut MoveEvents,
+    ) {
         if self.on_ground && hs > 0.4 {
             let stride_len = if hs > 5.0 { 1.05 } else { 0.75 };
             let adv = hs * dt / stride_len;
@@ -257,6 +305,11 @@ impl Player {
                 self.stride -= 1000.0;
             }
         }
+    }
+
+    /// Eases the head bob toward its target: stepping while walking, a slow sway while
+    /// swimming, a dip on landing.
+    fn head_bob(&mut self, hs: f32, swimming: bool, landed: Option<f32>) {
         let target_bob = if self.on_ground && hs > 0.4 && !swimming {
             0.05 * (hs / WALK_SPEED).min(1.6)
                 * ((self.stride.fract() * std::f32::consts::PI).sin() - 0.6)
@@ -266,10 +319,9 @@ impl Player {
             0.0
         };
         self.bob += (target_bob - self.bob) * 0.6;
-        if let Some(s) = ev.landed {
+        if let Some(s) = landed {
             self.bob -= 0.08 * s;
         }
-        ev
     }
 
     pub(crate) fn write(&self, w: &mut Writer) {

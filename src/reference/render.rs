@@ -272,45 +272,8 @@ impl Renderer {
         let l = scene.lighting;
         let horizon = h as f32 * 0.5 + f * cam.pitch.tan();
         let (sy, cy) = cam.yaw.sin_cos();
-        let (fx, fz) = (sy, cy);
         let (rx, rz) = (cy, -sy);
-        self.draw.clear();
-        let consider = |o: &Object, draw: &mut Vec<(f32, Object)>| {
-            let (ox, oz) = (o.x - cam.x, o.z - cam.z);
-            let depth = ox * fx + oz * fz;
-            let limit = if o.kind.is_landmark() {
-                FAR
-            } else {
-                SPRITE_FAR
-            };
-            if depth < NEAR || depth > limit {
-                return;
-            }
-            let lateral = ox * rx + oz * rz;
-            let (sw, _) = o.kind.size();
-            let half = sw * o.scale * 0.5;
-            // Off to the side by more than half its width (with the field of view's slope).
-            if lateral.abs() - half > depth * (w as f32 * 0.5 / f) + 0.5 {
-                return;
-            }
-            draw.push((depth, *o));
-        };
-        for (cx, cz) in visible_chunks(cam.x, cam.z, cam.yaw, HALF_FOV, FAR) {
-            if let Some(ch) = scene.terrain.chunk(cx, cz) {
-                for o in &ch.objects {
-                    consider(o, &mut self.draw);
-                }
-            }
-        }
-        for o in scene.extra_objects {
-            consider(o, &mut self.draw);
-        }
-        // Far to near; ties broken by position so the order never depends on anything else.
-        self.draw.sort_unstable_by(|a, b| {
-            b.0.total_cmp(&a.0)
-                .then(a.1.x.total_cmp(&b.1.x))
-                .then(a.1.z.total_cmp(&b.1.z))
-        });
+        self.gather_sprites(scene);
         let light = [
             l.ambient[0] + l.direct[0] * 0.7,
             l.ambient[1] + l.direct[1] * 0.7,
@@ -358,6 +321,10 @@ impl Renderer {
             }
             let tint = o.tint * wet;
             let lit = [light[0] * tint, light[1] * tint, light[2] * tint];
+            // Snow settles on these kinds (the snow fir is painted with its own).
+            let takes_snow = o.kind == SpriteKind::Conifer
+                || o.kind == SpriteKind::Broadleaf
+                || o.kind == SpriteKind::Rock;
             let glow = l.glow;
             let inv_pw = tex.w as f32 / pw;
             let inv_ph = tex.h as f32 / ph;
@@ -377,33 +344,7 @@ impl Renderer {
                     if t[3] == 0 {
                         continue;
                     }
-                    let mut c = [
-                        t[0] as f32 / 255.0,
-                        t[1] as f32 / 255.0,
-                        t[2] as f32 / 255.0,
-                    ];
-                    if t[3] == ALPHA_EMISSIVE {
-                        for k in 0..3 {
-                            c[k] *= lit[k].max(glow * 1.1);
-                        }
-                    } else {
-                        if snow > 0.0
-                            && (o.kind == SpriteKind::Conifer
-                                || o.kind == SpriteKind::Broadleaf
-                                || o.kind == SpriteKind::Rock)
-                        {
-                            // Snow settles on the upper side of every texel row pattern.
-                            let s = snow * 0.6 * v.is_multiple_of(3) as u8 as f32;
-                            c = [
-                                c[0] + (0.92 - c[0]) * s,
-                                c[1] + (0.94 - c[1]) * s,
-                                c[2] + (0.98 - c[2]) * s,
-                            ];
-                        }
-                        for k in 0..3 {
-                            c[k] *= lit[k];
-                        }
-                    }
+                    let mut c = shade_texel(t, v, snow, takes_snow, lit, glow);
                     for (ck, fk) in c.iter_mut().zip(l.fog_color) {
                         *ck += (fk - *ck) * fog;
                     }
@@ -415,6 +356,54 @@ impl Renderer {
                 }
             }
         }
+    }
+
+    /// Fills `self.draw` with the objects in view (in the visible chunks and the extra ones)
+    /// and their depths, sorted far to near for painting.
+    fn gather_sprites(&mut self, scene: &Scene) {
+        let w = self.w;
+        let f = self.focal();
+        let cam = scene.camera;
+        let (sy, cy) = cam.yaw.sin_cos();
+        let (fx, fz) = (sy, cy);
+        let (rx, rz) = (cy, -sy);
+        self.draw.clear();
+        let consider = |o: &Object, draw: &mut Vec<(f32, Object)>| {
+            let (ox, oz) = (o.x - cam.x, o.z - cam.z);
+            let depth = ox * fx + oz * fz;
+            let limit = if o.kind.is_landmark() {
+                FAR
+            } else {
+                SPRITE_FAR
+            };
+            if depth < NEAR || depth > limit {
+                return;
+            }
+            let lateral = ox * rx + oz * rz;
+            let (sw, _) = o.kind.size();
+            let half = sw * o.scale * 0.5;
+            // Off to the side by more than half its width (with the field of view's slope).
+            if lateral.abs() - half > depth * (w as f32 * 0.5 / f) + 0.5 {
+                return;
+            }
+            draw.push((depth, *o));
+        };
+        for (cx, cz) in visible_chunks(cam.x, cam.z, cam.yaw, HALF_FOV, FAR) {
+            if let Some(ch) = scene.terrain.chunk(cx, cz) {
+                for o in &ch.objects {
+                    consider(o, &mut self.draw);
+                }
+            }
+        }
+        for o in scene.extra_objects {
+            consider(o, &mut self.draw);
+        }
+        // Far to near; ties broken by position so the order never depends on anything else.
+        self.draw.sort_unstable_by(|a, b| {
+            b.0.total_cmp(&a.0)
+                .then(a.1.x.total_cmp(&b.1.x))
+                .then(a.1.z.total_cmp(&b.1.z))
+        });
     }
 
     #[inline(never)]
@@ -509,6 +498,43 @@ fn value_noise(x: f32, y: f32) -> f32 {
     let top = a + (b - a) * fx;
     let bottom = c + (d - c) * fx;
     top + (bottom - top) * fy
+}
+
+/// A sprite texel's colour under the light `lit`: glowing texels keep at least the night glow;
+/// on kinds that take snow (`takes_snow`), `snow` cover first whitens every third texel row.
+#[inline]
+fn shade_texel(
+    t: [u8; 4],
+    v: usize,
+    snow: f32,
+    takes_snow: bool,
+    lit: [f32; 3],
+    glow: f32,
+) -> [f32; 3] {
+    let mut c = [
+        t[0] as f32 / 255.0,
+        t[1] as f32 / 255.0,
+        t[2] as f32 / 255.0,
+    ];
+    if t[3] == ALPHA_EMISSIVE {
+        for k in 0..3 {
+            c[k] *= lit[k].max(glow * 1.1);
+        }
+    } else {
+        if snow > 0.0 && takes_snow {
+            // Snow settles on the upper side of every texel row pattern.
+            let s = snow * 0.6 * v.is_multiple_of(3) as u8 as f32;
+            c = [
+                c[0] + (0.92 - c[0]) * s,
+                c[1] + (0.94 - c[1]) * s,
+                c[2] + (0.98 - c[2]) * s,
+            ];
+        }
+        for k in 0..3 {
+            c[k] *= lit[k];
+        }
+    }
+    c
 }
 
 #[inline]

@@ -5,10 +5,10 @@
 //!
 //! All randomness comes from the synthesiser's own generator, which is part of the saved state.
 
-use crate::state_codec::{StateReader as Reader, StateWriter as Writer};
 use super::terrain::Surface;
 use super::{SAMPLE_RATE, SAMPLES_PER_FRAME};
 use crate::error::Result;
+use crate::state_codec::{StateReader as Reader, StateWriter as Writer};
 
 const FS: f32 = SAMPLE_RATE as f32;
 const TABLE: usize = 1024;
@@ -163,6 +163,61 @@ impl Default for Synth {
     }
 }
 
+/// How far each source's gain moves toward its target per sample (a one-pole smoother with a
+/// time constant of about 670 samples, 42 ms).
+const K_SMOOTH: f32 = 0.0015;
+/// Advance per sample of the two slow wind-gust oscillators, in cycles.
+const GUST_RATES: [f32; 2] = [0.11 / FS, 0.29 / FS];
+
+/// What each source heads for during one frame, worked out once from the frame's input.
+struct Targets {
+    /// Wind gain.
+    wind: f32,
+    /// Wind band-pass coefficient (from its centre frequency).
+    wind_freq: f32,
+    /// Rain gain.
+    rain: f32,
+    /// Water gain.
+    water: f32,
+    /// Bird gain.
+    birds: f32,
+    /// Insect gain.
+    insects: f32,
+    /// Bird phrases per second.
+    chirp_rate: f32,
+}
+
+impl Targets {
+    /// The targets for `input`: storms shelter the birds, rain and snow quieten the wildlife.
+    fn new(input: &SoundInput) -> Self {
+        let shelter = 1.0 - 0.5 * input.storm;
+        let wind_t = (0.035
+            + 0.10 * input.wind
+            + 0.0025 * (input.altitude - 15.0).clamp(0.0, 60.0)
+            + 0.12 * input.storm)
+            .min(0.45);
+        let rain_t = 0.22 * input.rain;
+        let water_t = 0.3 * input.near_water + if input.swimming { 0.15 } else { 0.0 };
+        let quiet = (1.0 - input.rain).max(0.0) * (1.0 - input.storm) * (1.0 - 0.7 * input.snow);
+        let bird_t = 0.09 * input.daylight * quiet * (0.25 + 0.75 * input.vegetation) * shelter;
+        let night = 1.0 - input.daylight;
+        let insect_t =
+            0.07 * night * night * quiet * (1.0 - input.cold) * (0.3 + 0.7 * input.vegetation);
+        let chirp_rate = (0.8 + 3.0 * input.trees) * (bird_t / 0.09);
+        let centre = 280.0 + 420.0 * input.wind + 200.0 * input.storm;
+        let wf = 2.0 * (std::f32::consts::PI * centre / FS).sin();
+        Self {
+            wind: wind_t,
+            wind_freq: wf,
+            rain: rain_t,
+            water: water_t,
+            birds: bird_t,
+            insects: insect_t,
+            chirp_rate,
+        }
+    }
+}
+
 #[inline]
 fn soft_clip(x: f32) -> f32 {
     let a = x.abs();
@@ -227,8 +282,46 @@ impl Synth {
         out.clear();
         out.reserve(SAMPLES_PER_FRAME);
         let n = SAMPLES_PER_FRAME;
+        self.queue_events(input, n);
+        let t = Targets::new(input);
+        self.schedule_chirps(&t, n);
 
-        // New events.
+        let mut acc = [0.0f32; 7];
+        for _ in 0..n {
+            // One white sample feeds every source; the sources run in this fixed order because
+            // rain draws from the same generator that footsteps' crackle then reads.
+            let white = self.white();
+            let wind = self.wind(white, &t, sine);
+            let rain = self.rain(white, t.rain);
+            let water = self.water(white, t.water, sine);
+            let birds = self.birds(t.birds, sine);
+            let insects = self.insects(t.insects, sine);
+            let steps = self.footsteps(white, sine);
+            let thunder = self.thunder(white);
+
+            let parts = [wind, rain, steps, water, birds, insects, thunder];
+            let mut mix = 0.0;
+            for (a, p) in acc.iter_mut().zip(parts) {
+                *a += p * p;
+                mix += p;
+            }
+            out.push(soft_clip(mix));
+        }
+        let rms = |e: f32| (e / n as f32).sqrt();
+        self.stems = Stems {
+            wind: rms(acc[0]),
+            rain: rms(acc[1]),
+            footsteps: rms(acc[2]),
+            water: rms(acc[3]),
+            birds: rms(acc[4]),
+            insects: rms(acc[5]),
+            thunder: rms(acc[6]),
+        };
+    }
+
+    /// Starts this frame's new footsteps, landing thump and thunder claps (dropping the oldest
+    /// when a list is full); `n` is the chunk length the footstep times are spread over.
+    fn queue_events(&mut self, input: &SoundInput, n: usize) {
         for &(at, surface, loud) in &input.footsteps {
             if self.steps.len() >= MAX_STEPS {
                 self.steps.remove(0);
@@ -266,30 +359,13 @@ impl Synth {
                 lp2: 0.0,
             });
         }
+    }
 
-        // Targets for this frame.
-        let shelter = 1.0 - 0.5 * input.storm;
-        let wind_t = (0.035
-            + 0.10 * input.wind
-            + 0.0025 * (input.altitude - 15.0).clamp(0.0, 60.0)
-            + 0.12 * input.storm)
-            .min(0.45);
-        let rain_t = 0.22 * input.rain;
-        let water_t = 0.3 * input.near_water + if input.swimming { 0.15 } else { 0.0 };
-        let quiet = (1.0 - input.rain).max(0.0) * (1.0 - input.storm) * (1.0 - 0.7 * input.snow);
-        let bird_t = 0.09 * input.daylight * quiet * (0.25 + 0.75 * input.vegetation) * shelter;
-        let night = 1.0 - input.daylight;
-        let insect_t =
-            0.07 * night * night * quiet * (1.0 - input.cold) * (0.3 + 0.7 * input.vegetation);
-        let chirp_rate = (0.8 + 3.0 * input.trees) * (bird_t / 0.09);
-        let centre = 280.0 + 420.0 * input.wind + 200.0 * input.storm;
-        let wf = 2.0 * (std::f32::consts::PI * centre / FS).sin();
-        let gust_rates = [0.11 / FS, 0.29 / FS];
-        let k_smooth = 0.0015;
-
-        // Schedule bird chirps for this frame.
-        self.next_chirp -= n as f32 / FS * chirp_rate.max(0.0);
-        if bird_t > 0.002 && self.next_chirp <= 0.0 && self.chirps.len() < MAX_CHIRPS {
+    /// Schedules this frame's bird chirps: a phrase of one to three repeats whenever the chirp
+    /// clock runs out while birds are audible.
+    fn schedule_chirps(&mut self, t: &Targets, n: usize) {
+        self.next_chirp -= n as f32 / FS * t.chirp_rate.max(0.0);
+        if t.birds > 0.002 && self.next_chirp <= 0.0 && self.chirps.len() < MAX_CHIRPS {
             self.next_chirp = 0.3 + self.uniform() * 1.4;
             let repeats = 1 + (self.uniform() * 3.0) as u32;
             let f0 = 2200.0 + 2300.0 * self.uniform();
@@ -314,151 +390,156 @@ impl Synth {
         } else if self.next_chirp < 0.0 {
             self.next_chirp = 0.2;
         }
+    }
 
-        let mut acc = [0.0f32; 7];
-        for _ in 0..n {
-            let white = self.white();
-            // Wind: band-passed noise with slow gusts.
-            self.gust_phase[0] = (self.gust_phase[0] + gust_rates[0]).fract();
-            self.gust_phase[1] = (self.gust_phase[1] + gust_rates[1]).fract();
-            let gust =
-                0.75 + 0.25 * sine.sin(self.gust_phase[0]) + 0.15 * sine.sin(self.gust_phase[1]);
-            self.wind_gain += (wind_t - self.wind_gain) * k_smooth;
-            let high = white - self.wind_low - 0.5 * self.wind_band;
-            self.wind_band += wf * gust * high;
-            self.wind_low += wf * gust * self.wind_band;
-            self.wind_band = self.wind_band.clamp(-4.0, 4.0);
-            self.wind_low = self.wind_low.clamp(-4.0, 4.0);
-            let wind = self.wind_band * self.wind_gain * gust * 1.8;
+    /// Wind: band-passed noise with slow gusts.
+    #[inline]
+    fn wind(&mut self, white: f32, t: &Targets, sine: &SineTable) -> f32 {
+        self.gust_phase[0] = (self.gust_phase[0] + GUST_RATES[0]).fract();
+        self.gust_phase[1] = (self.gust_phase[1] + GUST_RATES[1]).fract();
+        let gust = 0.75 + 0.25 * sine.sin(self.gust_phase[0]) + 0.15 * sine.sin(self.gust_phase[1]);
+        self.wind_gain += (t.wind - self.wind_gain) * K_SMOOTH;
+        let high = white - self.wind_low - 0.5 * self.wind_band;
+        self.wind_band += t.wind_freq * gust * high;
+        self.wind_low += t.wind_freq * gust * self.wind_band;
+        self.wind_band = self.wind_band.clamp(-4.0, 4.0);
+        self.wind_low = self.wind_low.clamp(-4.0, 4.0);
+        self.wind_band * self.wind_gain * gust * 1.8
+    }
 
-            // Rain: broadband hiss with drops.
-            self.rain_gain += (rain_t - self.rain_gain) * k_smooth;
-            let mut rain = 0.0;
-            if self.rain_gain > 1e-4 {
-                self.rain_lp += (white - self.rain_lp) * 0.35;
-                let hiss = white - self.rain_lp * 0.6;
-                if self.uniform() < 0.004 * (self.rain_gain / 0.22) {
-                    self.drop_env = 0.6 + 0.4 * self.uniform();
-                }
-                self.drop_env *= 0.985;
-                rain = self.rain_gain * (hiss * 0.8 + white * self.drop_env * 1.2);
+    /// Rain: broadband hiss with drops.
+    #[inline]
+    fn rain(&mut self, white: f32, target: f32) -> f32 {
+        self.rain_gain += (target - self.rain_gain) * K_SMOOTH;
+        let mut rain = 0.0;
+        if self.rain_gain > 1e-4 {
+            self.rain_lp += (white - self.rain_lp) * 0.35;
+            let hiss = white - self.rain_lp * 0.6;
+            if self.uniform() < 0.004 * (self.rain_gain / 0.22) {
+                self.drop_env = 0.6 + 0.4 * self.uniform();
             }
-
-            // Water: low, slowly swelling wash.
-            self.water_gain += (water_t - self.water_gain) * k_smooth;
-            let mut water = 0.0;
-            if self.water_gain > 1e-4 {
-                self.swell_phase = (self.swell_phase + 0.14 / FS).fract();
-                self.water_lp += (white - self.water_lp) * 0.1;
-                let swell = 0.55 + 0.45 * sine.sin(self.swell_phase);
-                water = self.water_lp * self.water_gain * swell * 3.0;
-            }
-
-            // Birds.
-            self.bird_gain += (bird_t - self.bird_gain) * k_smooth;
-            let mut birds = 0.0;
-            for c in &mut self.chirps {
-                if c.delay > 0 {
-                    c.delay -= 1;
-                    continue;
-                }
-                let t = c.age as f32 / c.len.max(1) as f32;
-                let freq = c.f0 + c.sweep * t;
-                c.phase = (c.phase + freq / FS).fract();
-                let env = sine.sin(t * 0.5);
-                birds += sine.sin(c.phase) * env * c.amp;
-                c.age += 1;
-            }
-            self.chirps.retain(|c| c.age < c.len);
-            let birds = birds * self.bird_gain;
-
-            // Insects: a cricket's pulsed tone, three pulses per chirp.
-            self.insect_gain += (insect_t - self.insect_gain) * k_smooth;
-            let mut insects = 0.0;
-            if self.insect_gain > 1e-4 {
-                self.cricket_phase = (self.cricket_phase + 4300.0 / FS).fract();
-                self.cricket_pulse = (self.cricket_pulse + 1.6 / FS).fract();
-                let p = self.cricket_pulse * 10.0;
-                let gate = if p < 3.0 {
-                    sine.sin(p.fract() * 0.5).max(0.0)
-                } else {
-                    0.0
-                };
-                insects = sine.sin(self.cricket_phase) * gate * self.insect_gain;
-            }
-
-            // Footsteps and landings.
-            let mut steps = 0.0;
-            for s in &mut self.steps {
-                if s.delay > 0 {
-                    s.delay -= 1;
-                    continue;
-                }
-                let t = s.age as f32 / FS;
-                let (cut, tau, crackle, gain) = match s.surface {
-                    0 => (0.35, 0.035, 0.0, 0.55), // grass
-                    1 => (0.55, 0.045, 0.6, 0.6),  // leaves
-                    2 => (0.20, 0.06, 0.0, 0.6),   // sand
-                    3 => (0.45, 0.07, 0.8, 0.7),   // snow
-                    4 => (0.85, 0.012, 0.0, 0.75), // rock
-                    _ => (0.25, 0.11, 0.3, 0.7),   // water
-                };
-                let mut x = white;
-                if crackle > 0.0 && self.noise & 7 == 0 {
-                    x *= 1.0 + 4.0 * crackle;
-                }
-                s.lp += (x - s.lp) * cut;
-                let attack = (t / 0.003).min(1.0);
-                let env = attack * (-t / tau).exp();
-                let mut v = s.lp * env * gain * s.amp;
-                if s.thump || s.surface == 4 {
-                    let thump_amp = if s.thump { 0.9 } else { 0.35 };
-                    v += sine.sin(t * if s.thump { 65.0 } else { 110.0 })
-                        * (-t / 0.06).exp()
-                        * thump_amp
-                        * s.amp;
-                }
-                steps += v;
-                s.age += 1;
-            }
-            self.steps
-                .retain(|s| s.delay > 0 || s.age < (0.5 * FS) as u32);
-
-            // Thunder: a deep rumble with a crack at the start.
-            let mut thunder = 0.0;
-            for th in &mut self.thunders {
-                let t = th.age as f32 / FS;
-                th.lp1 += (white - th.lp1) * 0.02;
-                th.lp2 += (th.lp1 - th.lp2) * 0.05;
-                let env = (t / 0.08).min(1.0) * (-t / 1.6).exp();
-                let crack = if t < 0.15 {
-                    white * (1.0 - t / 0.15) * 0.3
-                } else {
-                    0.0
-                };
-                thunder += (th.lp2 * 9.0 + crack) * env * th.amp * 0.6;
-                th.age += 1;
-            }
-            self.thunders.retain(|th| th.age < (6.0 * FS) as u32);
-
-            let parts = [wind, rain, steps, water, birds, insects, thunder];
-            let mut mix = 0.0;
-            for (a, p) in acc.iter_mut().zip(parts) {
-                *a += p * p;
-                mix += p;
-            }
-            out.push(soft_clip(mix));
+            self.drop_env *= 0.985;
+            rain = self.rain_gain * (hiss * 0.8 + white * self.drop_env * 1.2);
         }
-        let rms = |e: f32| (e / n as f32).sqrt();
-        self.stems = Stems {
-            wind: rms(acc[0]),
-            rain: rms(acc[1]),
-            footsteps: rms(acc[2]),
-            water: rms(acc[3]),
-            birds: rms(acc[4]),
-            insects: rms(acc[5]),
-            thunder: rms(acc[6]),
-        };
+        rain
+    }
+
+    /// Water: low, slowly swelling wash.
+    #[inline]
+    fn water(&mut self, white: f32, target: f32, sine: &SineTable) -> f32 {
+        self.water_gain += (target - self.water_gain) * K_SMOOTH;
+        let mut water = 0.0;
+        if self.water_gain > 1e-4 {
+            self.swell_phase = (self.swell_phase + 0.14 / FS).fract();
+            self.water_lp += (white - self.water_lp) * 0.1;
+            let swell = 0.55 + 0.45 * sine.sin(self.swell_phase);
+            water = self.water_lp * self.water_gain * swell * 3.0;
+        }
+        water
+    }
+
+    /// Birds: the scheduled chirps, each a sine sweep under a half-sine envelope.
+    #[inline]
+    fn birds(&mut self, target: f32, sine: &SineTable) -> f32 {
+        self.bird_gain += (target - self.bird_gain) * K_SMOOTH;
+        let mut birds = 0.0;
+        for c in &mut self.chirps {
+            if c.delay > 0 {
+                c.delay -= 1;
+                continue;
+            }
+            let t = c.age as f32 / c.len.max(1) as f32;
+            let freq = c.f0 + c.sweep * t;
+            c.phase = (c.phase + freq / FS).fract();
+            let env = sine.sin(t * 0.5);
+            birds += sine.sin(c.phase) * env * c.amp;
+            c.age += 1;
+        }
+        self.chirps.retain(|c| c.age < c.len);
+        birds * self.bird_gain
+    }
+
+    /// Insects: a cricket's pulsed tone, three pulses per chirp.
+    #[inline]
+    fn insects(&mut self, target: f32, sine: &SineTable) -> f32 {
+        self.insect_gain += (target - self.insect_gain) * K_SMOOTH;
+        let mut insects = 0.0;
+        if self.insect_gain > 1e-4 {
+            self.cricket_phase = (self.cricket_phase + 4300.0 / FS).fract();
+            self.cricket_pulse = (self.cricket_pulse + 1.6 / FS).fract();
+            let p = self.cricket_pulse * 10.0;
+            let gate = if p < 3.0 {
+                sine.sin(p.fract() * 0.5).max(0.0)
+            } else {
+                0.0
+            };
+            insects = sine.sin(self.cricket_phase) * gate * self.insect_gain;
+        }
+        insects
+    }
+
+    /// Footsteps and landings: filtered noise bursts shaped by the surface, with a low thump
+    /// on rock and for landings. Reads the noise generator's state for the crackle, so it must
+    /// run after everything else that draws from it in the same sample.
+    #[inline]
+    fn footsteps(&mut self, white: f32, sine: &SineTable) -> f32 {
+        let mut steps = 0.0;
+        for s in &mut self.steps {
+            if s.delay > 0 {
+                s.delay -= 1;
+                continue;
+            }
+            let t = s.age as f32 / FS;
+            let (cut, tau, crackle, gain) = match s.surface {
+                0 => (0.35, 0.035, 0.0, 0.55), // grass
+                1 => (0.55, 0.045, 0.6, 0.6),  // leaves
+                2 => (0.20, 0.06, 0.0, 0.6),   // sand
+                3 => (0.45, 0.07, 0.8, 0.7),   // snow
+                4 => (0.85, 0.012, 0.0, 0.75), // rock
+                _ => (0.25, 0.11, 0.3, 0.7),   // water
+            };
+            let mut x = white;
+            if crackle > 0.0 && self.noise & 7 == 0 {
+                x *= 1.0 + 4.0 * crackle;
+            }
+            s.lp += (x - s.lp) * cut;
+            let attack = (t / 0.003).min(1.0);
+            let env = attack * (-t / tau).exp();
+            let mut v = s.lp * env * gain * s.amp;
+            if s.thump || s.surface == 4 {
+                let thump_amp = if s.thump { 0.9 } else { 0.35 };
+                v += sine.sin(t * if s.thump { 65.0 } else { 110.0 })
+                    * (-t / 0.06).exp()
+                    * thump_amp
+                    * s.amp;
+            }
+            steps += v;
+            s.age += 1;
+        }
+        self.steps
+            .retain(|s| s.delay > 0 || s.age < (0.5 * FS) as u32);
+        steps
+    }
+
+    /// Thunder: a deep rumble with a crack at the start.
+    #[inline]
+    fn thunder(&mut self, white: f32) -> f32 {
+        let mut thunder = 0.0;
+        for th in &mut self.thunders {
+            let t = th.age as f32 / FS;
+            th.lp1 += (white - th.lp1) * 0.02;
+            th.lp2 += (th.lp1 - th.lp2) * 0.05;
+            let env = (t / 0.08).min(1.0) * (-t / 1.6).exp();
+            let crack = if t < 0.15 {
+                white * (1.0 - t / 0.15) * 0.3
+            } else {
+                0.0
+            };
+            thunder += (th.lp2 * 9.0 + crack) * env * th.amp * 0.6;
+            th.age += 1;
+        }
+        self.thunders.retain(|th| th.age < (6.0 * FS) as u32);
+        thunder
     }
 
     pub(crate) fn write(&self, w: &mut Writer) {
