@@ -144,7 +144,7 @@ pub fn director_cases(model: &dyn WorldModel, seed: u64) -> Result<Vec<DirectorC
             }
             let generated = model.start(&Prompt {
                 seed: s,
-                start_frames: frames[frames.len() - k..].to_vec(),
+                start_frames: frames[frames.len().saturating_sub(k)..].to_vec(),
                 controls: Some(base.clone()),
             })?;
             let restore_ref =

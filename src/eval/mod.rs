@@ -44,7 +44,7 @@ use crate::files::write_atomic;
 use crate::frame::Frame;
 use crate::reference::ReferenceWorld;
 use crate::reference::trajectory::{Trajectory, TrajectoryConfig};
-use crate::spec::ModelSpec;
+use crate::spec::{ChannelLayout, ModelSpec};
 use crate::world_model::{Prompt, Session, StepInput, WorldModel};
 pub use director::{DirectorCase, director_cases};
 use metrics::{FrameStats, correlation, horizontal_shift, psnr, ssim, zoom};
@@ -63,6 +63,43 @@ pub struct EvalOptions {
     pub seed: u64,
     /// World seeds of the scripted turning and walking (as many others calibrate the score).
     pub scripted_seeds: usize,
+    /// The measures to take.
+    pub measures: Vec<Measure>,
+}
+
+/// The groups of measures of `nacre eval` (`--only`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    /// Teacher-forced PSNR and sound, autoregressive PSNR/SSIM, action response, footsteps.
+    Episodes,
+    /// Director strength.
+    Director,
+    /// Scripted turning and walking: realism, sharpness, colours, revisit.
+    Scripted,
+    /// Standing still for 200 frames.
+    StandingStill,
+    /// The long stability rollout.
+    Stability,
+}
+
+impl Measure {
+    /// Every measure, in the order they run.
+    pub const ALL: [Measure; 5] = [
+        Measure::Episodes,
+        Measure::Director,
+        Measure::Scripted,
+        Measure::StandingStill,
+        Measure::Stability,
+    ];
+
+    /// The measure called `name` (`episodes`, `director`, `scripted`, `standing_still`,
+    /// `stability`).
+    pub fn parse(name: &str) -> Option<Measure> {
+        Self::ALL.into_iter().find(|m| {
+            serde_json::to_value(m).is_ok_and(|v| v.as_str() == Some(name.trim()))
+        })
+    }
 }
 
 impl Default for EvalOptions {
@@ -73,6 +110,7 @@ impl Default for EvalOptions {
             stability_frames: 10_000,
             seed: 20_261_126,
             scripted_seeds: 6,
+            measures: Measure::ALL.to_vec(),
         }
     }
 }
@@ -157,6 +195,10 @@ pub struct EvalReport {
     pub model: String,
     /// Dataset folder.
     pub data: String,
+    /// The measures taken; the others keep their defaults (absent in reports written before
+    /// measures could be chosen, which took all).
+    #[serde(default = "all_measures")]
+    pub measured: Vec<Measure>,
     /// Episodes used.
     pub episodes: usize,
     /// Mean teacher-forced next-frame PSNR (dB).
@@ -186,6 +228,10 @@ pub struct EvalReport {
 
 const HORIZONS: [usize; 3] = [1, 8, 32];
 
+fn all_measures() -> Vec<Measure> {
+    Measure::ALL.to_vec()
+}
+
 /// Rows of one held-out episode as frames and inputs.
 struct EpisodeRows {
     frames: Vec<Frame>,
@@ -205,10 +251,26 @@ fn load_episodes(data: &Path, spec: &ModelSpec, limit: usize) -> Result<Vec<Epis
             ),
         ));
     }
-    if d.actions != spec.actions.len() || d.controls != spec.controls.len() {
+    let manifest = ds.manifest();
+    let differences = ChannelLayout::of(spec).differences(&ChannelLayout::of(&manifest.model));
+    if !differences.is_empty() {
         return Err(Error::bad_file(
             data.join(crate::dataset::MANIFEST_FILE),
-            "dataset actions or controls do not match the model's spec",
+            format!(
+                "the dataset's channels differ from the model's (here: the model; there: the \
+                 data):\n  {}",
+                differences.join("\n  ")
+            ),
+        ));
+    }
+    let model_samples = spec.audio.samples_per_frame as usize * spec.audio.channels as usize;
+    if !spec.audio.is_silent() && d.audio_samples != model_samples {
+        return Err(Error::bad_file(
+            data.join(crate::dataset::MANIFEST_FILE),
+            format!(
+                "the dataset has {} audio samples per frame, the model makes {model_samples}",
+                d.audio_samples
+            ),
         ));
     }
     let mut out = Vec::new();
@@ -232,7 +294,8 @@ fn load_episodes(data: &Path, spec: &ModelSpec, limit: usize) -> Result<Vec<Epis
                 .collect(),
             audio: e
                 .audio
-                .chunks_exact(d.audio_samples)
+                .chunks_exact(d.audio_samples.max(1))
+                .take(if d.audio_samples == 0 { 0 } else { n })
                 .map(|c| c.iter().map(|&s| s as f32 / 32768.0).collect())
                 .collect(),
         });
@@ -281,8 +344,38 @@ fn is_walking(input: &StepInput) -> f32 {
     }
 }
 
-/// Runs every measure and writes `metrics.json`, `contact_sheet.png` and `rollout.gif` into
-/// `out`.
+/// What the teacher-forced and autoregressive measures found on the held-out episodes.
+#[derive(Default)]
+struct OnEpisodes {
+    teacher_forced_psnr_db: f64,
+    teacher_forced_samples: usize,
+    autoregressive: Vec<HorizonScore>,
+    action_response: ActionResponse,
+    audio: AudioScore,
+    rows: Vec<SheetRow>,
+}
+
+/// The sound measures: a band spectrum like the default model's (24 bands, 4 subframes).
+struct SoundProbe {
+    spectrum: BandSpectrum,
+    bands: usize,
+}
+
+impl SoundProbe {
+    fn new(spec: &ModelSpec) -> Option<Self> {
+        let audio = spec.audio;
+        let samples = audio.samples_per_frame as usize;
+        let bands = 24;
+        // Too few samples per frame to split into 4 subframes of 24 bands: no sound measures.
+        (!audio.is_silent() && samples >= 4 * 2 * bands).then(|| Self {
+            spectrum: BandSpectrum::new(audio.sample_rate, samples, 4, bands),
+            bands,
+        })
+    }
+}
+
+/// Runs the measures `opts` asks for (all by default) and writes `metrics.json`,
+/// `contact_sheet.png`, `scripted_sheet.png` and `rollout.gif` into `out`.
 pub fn evaluate(
     model: &dyn WorldModel,
     data: &Path,
@@ -293,142 +386,52 @@ pub fn evaluate(
     let started = Instant::now();
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let spec = model.spec().clone();
-    let k = spec.context_frames.max(1);
     let episodes = load_episodes(data, &spec, opts.episodes)?;
-    let audio = spec.audio;
-    let bands = 24;
-    let spectrum = BandSpectrum::new(
-        audio.sample_rate,
-        audio.samples_per_frame as usize,
-        4,
-        bands,
-    );
-
-    // Teacher forcing.
-    progress("teacher-forced next frames");
-    let (mut tf_psnr, mut tf_n, mut lsd, mut lsd_n) = (0.0, 0, 0.0, 0);
-    for ep in &episodes {
-        for t in (k - 1..ep.frames.len() - 1).step_by(opts.stride.max(1)) {
-            let mut s = start_from(model, &ep.frames[t + 1 - k..=t], &ep.inputs[t])?;
-            let o = s.step(&ep.inputs[t + 1])?;
-            tf_psnr += psnr(&o.frame, &ep.frames[t + 1]);
-            tf_n += 1;
-            if !audio.is_silent() {
-                lsd += log_spectral_distance_db(
-                    &spectrum.analyze(&o.audio.samples),
-                    &spectrum.analyze(&ep.audio[t + 1]),
-                ) as f64;
-                lsd_n += 1;
-            }
-        }
+    let wants = |m: Measure| opts.measures.contains(&m);
+    let mut found = OnEpisodes::default();
+    if wants(Measure::Episodes) {
+        progress("teacher-forced next frames and autoregressive rollouts");
+        found = on_episodes(model, &episodes, opts)?;
     }
-
-    // Autoregressive rollouts, action response, footsteps.
-    progress("autoregressive rollouts");
-    let longest = *HORIZONS.last().unwrap();
-    let mut scores: Vec<(f64, f64, usize)> = vec![(0.0, 0.0, 0); HORIZONS.len()];
-    let mut response = ActionResponse::default();
-    let (mut turn_ok, mut walk_ok) = (0usize, 0usize);
-    let (mut walking, mut gen_low, mut ref_low) = (Vec::new(), Vec::new(), Vec::new());
-    let mut sheet_rows: Vec<SheetRow> = Vec::new();
-    let scales: Vec<f32> = (0..=16).map(|i| 0.92 + i as f32 * 0.01).collect();
-    for ep in &episodes {
-        if ep.frames.len() < k + longest {
-            continue;
-        }
-        for t0 in (k - 1..ep.frames.len() - longest).step_by((opts.stride * 4).max(1)) {
-            let mut s = start_from(model, &ep.frames[t0 + 1 - k..=t0], &ep.inputs[t0])?;
-            let mut prev_gen = ep.frames[t0].clone();
-            let mut generated = Vec::with_capacity(longest);
-            for j in 1..=longest {
-                let (input, truth, prev_truth) = (
-                    &ep.inputs[t0 + j],
-                    &ep.frames[t0 + j],
-                    &ep.frames[t0 + j - 1],
-                );
-                let o = s.step(input)?;
-                if let Some(h) = HORIZONS.iter().position(|&h| h == j) {
-                    scores[h].0 += psnr(&o.frame, truth);
-                    scores[h].1 += ssim(&o.frame, truth);
-                    scores[h].2 += 1;
-                }
-                let a = &input.action.values;
-                if j <= 8 && a[2].abs() >= 0.3 {
-                    let max = (spec.width / 8) as i32;
-                    let (r, _) = horizontal_shift(prev_truth, truth, max);
-                    let (g, _) = horizontal_shift(&prev_gen, &o.frame, max);
-                    if r != 0 {
-                        response.turning_cases += 1;
-                        turn_ok += (r.signum() == g.signum()) as usize;
-                    }
-                } else if j <= 8 && a[0].abs() >= 0.5 && a[2].abs() < 0.1 {
-                    let r = zoom(prev_truth, truth, &scales) - 1.0;
-                    let g = zoom(&prev_gen, &o.frame, &scales) - 1.0;
-                    if r.abs() > 0.005 {
-                        response.walking_cases += 1;
-                        walk_ok += (r.signum() == g.signum()) as usize;
-                    }
-                }
-                if !audio.is_silent() {
-                    walking.push(is_walking(input));
-                    gen_low.push(low_band_energy(&spectrum, bands, &o.audio.samples));
-                    ref_low.push(low_band_energy(&spectrum, bands, &ep.audio[t0 + j]));
-                }
-                prev_gen = o.frame.clone();
-                generated.push(o.frame);
-            }
-            if sheet_rows.len() < 3 {
-                sheet_rows.push((ep.frames[t0 + 1..t0 + 9].to_vec(), generated[..8].to_vec()));
-            }
-        }
-    }
-    response.turning_agreement = turn_ok as f64 / response.turning_cases.max(1) as f64;
-    response.walking_agreement = walk_ok as f64 / response.walking_cases.max(1) as f64;
-    response.agreement = (turn_ok + walk_ok) as f64
-        / (response.turning_cases + response.walking_cases).max(1) as f64;
-    let autoregressive = HORIZONS
-        .iter()
-        .zip(&scores)
-        .map(|(&horizon, &(p, s, n))| HorizonScore {
-            horizon,
-            psnr_db: p / n.max(1) as f64,
-            ssim: s / n.max(1) as f64,
-            samples: n,
-        })
-        .collect();
-
-    progress("director switches");
-    let director = director_cases(model, opts.seed)?;
-
-    progress("scripted turning and walking");
-    let (scripted, scripted_rows) = scripted_rollouts(model, opts.seed, opts.scripted_seeds)?;
-
-    progress("standing still");
-    let (standing_still, still_row) = standing_still(model, opts.seed)?;
-    sheet_rows.push(still_row);
-
-    progress("stability rollout");
-    let (stability, gif_frames) = stability(model, opts)?;
-
-    let report = EvalReport {
+    let mut sheet_rows = std::mem::take(&mut found.rows);
+    let mut report = EvalReport {
         model: format!("{} {}", spec.name, spec.version),
         data: data.display().to_string(),
+        measured: opts.measures.clone(),
         episodes: episodes.len(),
-        teacher_forced_psnr_db: tf_psnr / tf_n.max(1) as f64,
-        teacher_forced_samples: tf_n,
-        autoregressive,
-        action_response: response,
-        director,
-        scripted,
-        audio: AudioScore {
-            log_spectral_distance_db: lsd / lsd_n.max(1) as f64,
-            footsteps_walking_correlation: correlation(&gen_low, &walking),
-            reference_footsteps_walking_correlation: correlation(&ref_low, &walking),
-        },
-        standing_still,
-        stability,
-        seconds: started.elapsed().as_secs_f64(),
+        teacher_forced_psnr_db: found.teacher_forced_psnr_db,
+        teacher_forced_samples: found.teacher_forced_samples,
+        autoregressive: found.autoregressive,
+        action_response: found.action_response,
+        director: Vec::new(),
+        scripted: Scripted::default(),
+        audio: found.audio,
+        standing_still: StandingStill::default(),
+        stability: Stability::default(),
+        seconds: 0.0,
     };
+    if wants(Measure::Director) {
+        progress("director switches");
+        report.director = director_cases(model, opts.seed)?;
+    }
+    let mut scripted_rows = Vec::new();
+    if wants(Measure::Scripted) {
+        progress("scripted turning and walking");
+        (report.scripted, scripted_rows) =
+            scripted_rollouts(model, opts.seed, opts.scripted_seeds)?;
+    }
+    if wants(Measure::StandingStill) {
+        progress("standing still");
+        let (still, still_row) = standing_still(model, opts.seed)?;
+        report.standing_still = still;
+        sheet_rows.push(still_row);
+    }
+    let mut gif_frames = Vec::new();
+    if wants(Measure::Stability) {
+        progress("stability rollout");
+        (report.stability, gif_frames) = stability(model, opts)?;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
     write_atomic(
         &out.join("metrics.json"),
         serde_json::to_string_pretty(&report)
@@ -439,6 +442,167 @@ pub fn evaluate(
     save_sheet(&out.join("scripted_sheet.png"), &scripted_rows)?;
     save_gif(&out.join("rollout.gif"), &gif_frames, spec.fps)?;
     Ok(report)
+}
+
+/// Teacher-forced next frames and sound; autoregressive rollouts with the action response and
+/// the footsteps; three contact-sheet rows.
+fn on_episodes(
+    model: &dyn WorldModel,
+    episodes: &[EpisodeRows],
+    opts: &EvalOptions,
+) -> Result<OnEpisodes> {
+    let spec = model.spec();
+    let k = spec.context_frames.max(1);
+    let sound = SoundProbe::new(spec);
+    let (mut tf_psnr, mut tf_n, mut lsd, mut lsd_n) = (0.0, 0, 0.0, 0);
+    for ep in episodes {
+        for t in (k - 1..ep.frames.len().saturating_sub(1)).step_by(opts.stride.max(1)) {
+            let mut s = start_from(model, &ep.frames[t + 1 - k..=t], &ep.inputs[t])?;
+            let o = s.step(&ep.inputs[t + 1])?;
+            tf_psnr += psnr(&o.frame, &ep.frames[t + 1]);
+            tf_n += 1;
+            if let (Some(probe), Some(truth)) = (&sound, ep.audio.get(t + 1)) {
+                lsd += log_spectral_distance_db(
+                    &probe.spectrum.analyze(&o.audio.samples),
+                    &probe.spectrum.analyze(truth),
+                ) as f64;
+                lsd_n += 1;
+            }
+        }
+    }
+    let mut rollouts = Rollouts::default();
+    for ep in episodes {
+        rollouts.measure(model, ep, opts, sound.as_ref())?;
+    }
+    Ok(OnEpisodes {
+        teacher_forced_psnr_db: tf_psnr / tf_n.max(1) as f64,
+        teacher_forced_samples: tf_n,
+        autoregressive: rollouts.scores(),
+        action_response: rollouts.response(),
+        audio: AudioScore {
+            log_spectral_distance_db: lsd / lsd_n.max(1) as f64,
+            footsteps_walking_correlation: correlation(&rollouts.gen_low, &rollouts.walking),
+            reference_footsteps_walking_correlation: correlation(
+                &rollouts.ref_low,
+                &rollouts.walking,
+            ),
+        },
+        rows: rollouts.rows,
+    })
+}
+
+/// The running sums of the autoregressive rollouts.
+#[derive(Default)]
+struct Rollouts {
+    /// Per horizon: PSNR sum, SSIM sum, count.
+    sums: [(f64, f64, usize); HORIZONS.len()],
+    turning: (usize, usize),
+    walking_steps: (usize, usize),
+    walking: Vec<f32>,
+    gen_low: Vec<f32>,
+    ref_low: Vec<f32>,
+    rows: Vec<SheetRow>,
+}
+
+impl Rollouts {
+    /// Rolls the model out from every `4 × stride`-th frame of `ep` for the longest horizon.
+    fn measure(
+        &mut self,
+        model: &dyn WorldModel,
+        ep: &EpisodeRows,
+        opts: &EvalOptions,
+        sound: Option<&SoundProbe>,
+    ) -> Result<()> {
+        let k = model.spec().context_frames.max(1);
+        let longest = HORIZONS[HORIZONS.len() - 1];
+        if ep.frames.len() < k + longest {
+            return Ok(());
+        }
+        for t0 in (k - 1..ep.frames.len() - longest).step_by((opts.stride * 4).max(1)) {
+            let mut s = start_from(model, &ep.frames[t0 + 1 - k..=t0], &ep.inputs[t0])?;
+            let mut prev_gen = ep.frames[t0].clone();
+            let mut generated = Vec::with_capacity(longest);
+            for j in 1..=longest {
+                let o = s.step(&ep.inputs[t0 + j])?;
+                self.step(model.spec(), ep, t0 + j, j, (&prev_gen, &o), sound);
+                prev_gen = o.frame.clone();
+                generated.push(o.frame);
+            }
+            if self.rows.len() < 3 {
+                self.rows
+                    .push((ep.frames[t0 + 1..t0 + 9].to_vec(), generated[..8].to_vec()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Scores step `j` of a rollout, at row `t` of the episode: PSNR and SSIM at the horizons,
+    /// the direction the view moved, the footsteps.
+    fn step(
+        &mut self,
+        spec: &ModelSpec,
+        ep: &EpisodeRows,
+        t: usize,
+        j: usize,
+        (prev_gen, o): (&Frame, &crate::world_model::StepOutput),
+        sound: Option<&SoundProbe>,
+    ) {
+        let (input, truth, prev_truth) = (&ep.inputs[t], &ep.frames[t], &ep.frames[t - 1]);
+        if let Some(h) = HORIZONS.iter().position(|&h| h == j) {
+            self.sums[h].0 += psnr(&o.frame, truth);
+            self.sums[h].1 += ssim(&o.frame, truth);
+            self.sums[h].2 += 1;
+        }
+        let a = &input.action.values;
+        let scales: Vec<f32> = (0..=16).map(|i| 0.92 + i as f32 * 0.01).collect();
+        if j <= 8 && a[2].abs() >= 0.3 {
+            let max = (spec.width / 8) as i32;
+            let (r, _) = horizontal_shift(prev_truth, truth, max);
+            let (g, _) = horizontal_shift(prev_gen, &o.frame, max);
+            if r != 0 {
+                self.turning.1 += 1;
+                self.turning.0 += usize::from(r.signum() == g.signum());
+            }
+        } else if j <= 8 && a[0].abs() >= 0.5 && a[2].abs() < 0.1 {
+            let r = zoom(prev_truth, truth, &scales) - 1.0;
+            let g = zoom(prev_gen, &o.frame, &scales) - 1.0;
+            if r.abs() > 0.005 {
+                self.walking_steps.1 += 1;
+                self.walking_steps.0 += usize::from(r.signum() == g.signum());
+            }
+        }
+        if let (Some(probe), Some(truth_audio)) = (sound, ep.audio.get(t)) {
+            self.walking.push(is_walking(input));
+            self.gen_low
+                .push(low_band_energy(&probe.spectrum, probe.bands, &o.audio.samples));
+            self.ref_low
+                .push(low_band_energy(&probe.spectrum, probe.bands, truth_audio));
+        }
+    }
+
+    fn scores(&self) -> Vec<HorizonScore> {
+        HORIZONS
+            .iter()
+            .zip(&self.sums)
+            .map(|(&horizon, &(p, s, n))| HorizonScore {
+                horizon,
+                psnr_db: p / n.max(1) as f64,
+                ssim: s / n.max(1) as f64,
+                samples: n,
+            })
+            .collect()
+    }
+
+    fn response(&self) -> ActionResponse {
+        let ((turn_ok, turns), (walk_ok, walks)) = (self.turning, self.walking_steps);
+        ActionResponse {
+            turning_agreement: turn_ok as f64 / turns.max(1) as f64,
+            turning_cases: turns,
+            walking_agreement: walk_ok as f64 / walks.max(1) as f64,
+            walking_cases: walks,
+            agreement: (turn_ok + walk_ok) as f64 / (turns + walks).max(1) as f64,
+        }
+    }
 }
 
 /// Frames of standing still, and the ones shown in the contact sheet's last row.

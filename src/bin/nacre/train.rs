@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bevy_nacre::eval::{EvalOptions, evaluate};
+use bevy_nacre::eval::{EvalOptions, Measure, evaluate};
 use bevy_nacre::train::{Outcome, TrainConfig, train};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -89,6 +89,20 @@ pub struct EvalArgs {
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Take only these measures, comma-separated: episodes (teacher-forced and autoregressive
+    /// PSNR, action response, sound), director, scripted (turning and walking: realism,
+    /// sharpness, revisit), standing_still, stability. Default: all.
+    #[arg(long, value_delimiter = ',', value_parser = parse_measure)]
+    pub only: Vec<Measure>,
+    /// World seeds of the scripted turning and walking.
+    #[arg(long, default_value_t = 6)]
+    pub scripted_seeds: usize,
+}
+
+fn parse_measure(name: &str) -> Result<Measure, String> {
+    Measure::parse(name).ok_or_else(|| {
+        format!("unknown measure '{name}' (episodes, director, scripted, standing_still, stability)")
+    })
 }
 
 /// Runs `nacre eval`.
@@ -104,11 +118,15 @@ pub fn run_eval(args: &EvalArgs) -> bevy_nacre::Result<()> {
     let device = candle_core::Device::Cpu;
     let model = bevy_nacre::default_model::load(&args.model, &device)?
         .with_start_frames(bevy_nacre::reference::start_frames);
-    let opts = EvalOptions {
+    let mut opts = EvalOptions {
         episodes: args.episodes,
         stability_frames: args.stability_frames,
+        scripted_seeds: args.scripted_seeds.max(2),
         ..EvalOptions::default()
     };
+    if !args.only.is_empty() {
+        opts.measures = args.only.clone();
+    }
     let bar = ProgressBar::new_spinner();
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let report = pool.install(|| {
