@@ -43,8 +43,11 @@ fn app(views: usize) -> App {
                 .world_mut()
                 .resource_mut::<Assets<Image>>()
                 .add(view_image(1, 1));
-            app.world_mut()
-                .spawn(WorldView::new("reference").with_image(image).with_seed(seed as u64));
+            app.world_mut().spawn(
+                WorldView::new("reference")
+                    .with_image(image)
+                    .with_seed(seed as u64),
+            );
         }
     }
     app

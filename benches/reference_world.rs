@@ -7,10 +7,10 @@
 
 use std::time::Instant;
 
-use bevy_nacre::world_model::{Prompt, WorldModel};
 use bevy_nacre::reference::ReferenceWorld;
 use bevy_nacre::reference::trajectory::{Trajectory, TrajectoryConfig};
 use bevy_nacre::timing::time_runs;
+use bevy_nacre::world_model::{Prompt, WorldModel};
 
 /// CPU time this thread has used, in seconds, from `/proc/thread-self/stat` (Linux; 10 ms
 /// resolution). `None` elsewhere. Unlike wall time it does not count time lost to other

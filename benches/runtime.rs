@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use bevy::prelude::*;
 use bevy_nacre::error::Result;
 use bevy_nacre::frame::{AudioChunk, Frame};
-use bevy_nacre::world_model::{Prompt, Session, StepInput, StepOutput, StepTimings, WorldModel};
 use bevy_nacre::prelude::*;
 use bevy_nacre::spec::ModelSpec;
 use bevy_nacre::timing::{TimingStats, time_runs};
 use bevy_nacre::worker::Worker;
+use bevy_nacre::world_model::{Prompt, Session, StepInput, StepOutput, StepTimings, WorldModel};
 
 /// A model whose step is one copy of a prepared frame: what remains is the runtime's own cost.
 struct EchoModel {
@@ -84,8 +84,11 @@ fn headless_app(size: u32, with_view: bool) -> App {
             .world_mut()
             .resource_mut::<Assets<Image>>()
             .add(view_image(size, size));
-        app.world_mut()
-            .spawn(WorldView::new("echo").with_image(image).with_pacing(Pacing::Manual));
+        app.world_mut().spawn(
+            WorldView::new("echo")
+                .with_image(image)
+                .with_pacing(Pacing::Manual),
+        );
     }
     // Let the model load and the session start.
     for _ in 0..50 {

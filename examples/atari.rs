@@ -25,9 +25,9 @@ use bevy::prelude::*;
 use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured, save_to_disk};
 use bevy_nacre::diamond::{DiamondOptions, DiamondWorldModel};
 use bevy_nacre::frame::Frame;
-use bevy_nacre::world_model::{Prompt, WorldModel};
 use bevy_nacre::plugin::prelude::*;
 use bevy_nacre::worker::WorkerConfig;
+use bevy_nacre::world_model::{Prompt, WorldModel};
 use clap::Parser;
 
 /// Command line.

@@ -66,14 +66,92 @@ impl Direction {
 
 /// Glue words: understood, and meaning nothing.
 const IGNORED: &[&str] = &[
-    "a", "an", "the", "in", "on", "at", "of", "with", "and", "to", "into", "by", "under", "over",
-    "it", "is", "its", "make", "let", "lets", "please", "some", "sky", "skies", "weather", "time",
-    "now", "then", "go", "set", "during", "through", "very", "heavy", "light", "little", "bit",
-    "there", "be", "bring", "show", "me", "us", "walk", "walking", "while", "but", "for", "from",
-    "near", "across", "towards", "toward", "up", "down", "day", "turn", "change", "switch",
-    "start", "begin", "appear", "appears", "appearing", "ahead", "far", "distance", "o", "clock",
-    "full", "deep", "big", "large", "great", "old", "ancient", "wild", "calm", "quiet", "cold",
-    "hot", "warm", "land", "am", "pm", "hour",
+    "a",
+    "an",
+    "the",
+    "in",
+    "on",
+    "at",
+    "of",
+    "with",
+    "and",
+    "to",
+    "into",
+    "by",
+    "under",
+    "over",
+    "it",
+    "is",
+    "its",
+    "make",
+    "let",
+    "lets",
+    "please",
+    "some",
+    "sky",
+    "skies",
+    "weather",
+    "time",
+    "now",
+    "then",
+    "go",
+    "set",
+    "during",
+    "through",
+    "very",
+    "heavy",
+    "light",
+    "little",
+    "bit",
+    "there",
+    "be",
+    "bring",
+    "show",
+    "me",
+    "us",
+    "walk",
+    "walking",
+    "while",
+    "but",
+    "for",
+    "from",
+    "near",
+    "across",
+    "towards",
+    "toward",
+    "up",
+    "down",
+    "day",
+    "turn",
+    "change",
+    "switch",
+    "start",
+    "begin",
+    "appear",
+    "appears",
+    "appearing",
+    "ahead",
+    "far",
+    "distance",
+    "o",
+    "clock",
+    "full",
+    "deep",
+    "big",
+    "large",
+    "great",
+    "old",
+    "ancient",
+    "wild",
+    "calm",
+    "quiet",
+    "cold",
+    "hot",
+    "warm",
+    "land",
+    "am",
+    "pm",
+    "hour",
 ];
 
 /// Hours of the day named by a word.
@@ -101,7 +179,9 @@ const OPTION_WORDS: &[(&str, &str, &[&str])] = &[
     (
         "weather",
         "overcast",
-        &["cloudy", "grey", "gray", "clouds", "clouded", "dull", "gloomy"],
+        &[
+            "cloudy", "grey", "gray", "clouds", "clouded", "dull", "gloomy",
+        ],
     ),
     (
         "weather",
@@ -122,7 +202,11 @@ const OPTION_WORDS: &[(&str, &str, &[&str])] = &[
         "snow",
         &["snowy", "snowing", "snowfall", "blizzard", "flurries"],
     ),
-    ("weather", "fog", &["foggy", "mist", "misty", "haze", "hazy"]),
+    (
+        "weather",
+        "fog",
+        &["foggy", "mist", "misty", "haze", "hazy"],
+    ),
     (
         "biome",
         "grassland",
@@ -317,7 +401,8 @@ pub fn parse(controls: &[ControlSpec], text: &str) -> Direction {
         let t = tokens[i];
         let next = tokens.get(i + 1).copied();
         // "in the snow": after "in/into/to the", a word several controls share names a place.
-        let place = i >= 2 && tokens[i - 1] == "the" && matches!(tokens[i - 2], "in" | "into" | "to");
+        let place =
+            i >= 2 && tokens[i - 1] == "the" && matches!(tokens[i - 2], "in" | "into" | "to");
         let mut understood = false;
         let mut skip = 0;
         if let Some(clock_i) = clock_control {
@@ -342,7 +427,11 @@ pub fn parse(controls: &[ControlSpec], text: &str) -> Direction {
         }
         if !understood {
             let options = options_named(controls, t);
-            let chosen = if place { options.last() } else { options.first() };
+            let chosen = if place {
+                options.last()
+            } else {
+                options.first()
+            };
             if let Some(&(c, o)) = chosen {
                 d.changes.push((c, o as f32));
                 understood = true;
@@ -367,7 +456,11 @@ mod tests {
 
     /// The phrase's value for control `c`, as applied.
     fn value(d: &Direction, c: usize) -> Option<f32> {
-        d.changes.iter().rev().find(|(i, _)| *i == c).map(|&(_, v)| v)
+        d.changes
+            .iter()
+            .rev()
+            .find(|(i, _)| *i == c)
+            .map(|&(_, v)| v)
     }
 
     #[test]
@@ -378,11 +471,11 @@ mod tests {
         assert_eq!(value(&d, ci::TIME_OF_DAY), Some(22.0));
         assert_eq!(value(&d, ci::BIOME), Some(3.0), "desert");
         assert!(d.unknown.is_empty());
+        assert_eq!(d.describe(&controls), "storm, time_of_day 22, biome desert");
         assert_eq!(
-            d.describe(&controls),
-            "storm, time_of_day 22, biome desert"
+            value(&parse(&controls, "sunrise"), ci::TIME_OF_DAY),
+            Some(6.1)
         );
-        assert_eq!(value(&parse(&controls, "sunrise"), ci::TIME_OF_DAY), Some(6.1));
         let d = parse(&controls, "Clear skies!");
         assert_eq!(value(&d, ci::WEATHER), Some(0.0));
         assert!(d.unknown.is_empty());

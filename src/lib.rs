@@ -10,8 +10,8 @@ pub mod diamond;
 pub mod director;
 pub mod dsp;
 pub mod error;
-pub mod files;
 pub mod eval;
+pub mod files;
 pub mod frame;
 pub mod nn;
 pub mod recording;
@@ -34,11 +34,11 @@ pub use error::{Error, Result};
 pub mod prelude {
     pub use crate::action::{Action, Controls};
     pub use crate::frame::{AudioChunk, Frame};
-    pub use crate::world_model::{Prompt, Session, StepInput, StepOutput, WorldModel};
     #[cfg(feature = "bevy")]
     pub use crate::plugin::prelude::*;
     pub use crate::spec::{
         ActionChannel, ActionKind, AudioFormat, ControlKind, ControlSpec, ModelSpec,
     };
     pub use crate::worker::{Pacing, WorkerConfig};
+    pub use crate::world_model::{Prompt, Session, StepInput, StepOutput, WorldModel};
 }

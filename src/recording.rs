@@ -28,11 +28,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, Controls};
 use crate::error::{Error, Result};
-use crate::frame::Frame;
-use crate::world_model::{Prompt, StepInput, WorldModel};
 use crate::files::write_atomic;
+use crate::frame::Frame;
 use crate::session_file;
 use crate::spec::ModelSpec;
+use crate::world_model::{Prompt, StepInput, WorldModel};
 
 /// File name of the action log inside a recording.
 pub const ACTION_LOG: &str = "actions.json";

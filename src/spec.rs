@@ -313,7 +313,11 @@ impl ModelSpec {
     /// tap between two steps is never missed. `next` must fit the spec (see
     /// [`sanitize_action`](Self::sanitize_action)).
     pub fn latch_buttons(&self, pending: &mut Action, next: &Action) {
-        for ((channel, held), new) in self.actions.iter().zip(&mut pending.values).zip(&next.values)
+        for ((channel, held), new) in self
+            .actions
+            .iter()
+            .zip(&mut pending.values)
+            .zip(&next.values)
         {
             let latched = matches!(channel.kind, ActionKind::Button) && *held > 0.5;
             *held = if latched { 1.0 } else { *new };
@@ -633,7 +637,11 @@ mod tests {
         let mut pending = spec.neutral_action();
         spec.latch_buttons(&mut pending, &Action::new(vec![0.5, 1.0]));
         spec.latch_buttons(&mut pending, &Action::new(vec![-0.2, 0.0]));
-        assert_eq!(pending.values, vec![-0.2, 1.0], "axes take the newest, the tap stays");
+        assert_eq!(
+            pending.values,
+            vec![-0.2, 1.0],
+            "axes take the newest, the tap stays"
+        );
         // A trigger fired and then cleared by the game before a step still reaches the step.
         let mut controls = spec.default_controls();
         spec.arm_triggers(&mut controls, &Controls::new(vec![1.0, 0.3]));
@@ -641,9 +649,14 @@ mod tests {
         assert_eq!(controls.values, vec![1.0, 0.6]);
         spec.disarm_triggers(&mut controls.values);
         assert_eq!(controls.values, vec![0.0, 0.6], "after the step, once only");
-        let start = spec.start_controls(Some(&Controls::new(vec![0.0, 7.0]))).unwrap();
+        let start = spec
+            .start_controls(Some(&Controls::new(vec![0.0, 7.0])))
+            .unwrap();
         assert_eq!(start.values, vec![0.0, 1.0], "clamped");
-        assert!(spec.start_controls(Some(&Controls::new(vec![0.0]))).is_err());
+        assert!(
+            spec.start_controls(Some(&Controls::new(vec![0.0])))
+                .is_err()
+        );
         assert_eq!(spec.start_controls(None).unwrap(), spec.default_controls());
     }
 

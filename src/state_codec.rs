@@ -195,7 +195,7 @@ impl<'a> StateReader<'a> {
     /// Exactly `n` floats written by [`StateWriter::f32_array`]; checked against the bytes left
     /// before anything is allocated.
     pub fn f32_array(&mut self, n: usize) -> Result<Vec<f32>> {
-        let bytes = self.take(n.checked_mul(4).unwrap_or(usize::MAX))?;
+        let bytes = self.take(n.saturating_mul(4))?;
         Ok(bytes
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))

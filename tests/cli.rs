@@ -77,7 +77,10 @@ fn datagen_resumes_after_a_kill_and_dataset_check_names_a_damaged_shard() {
             child.try_wait().unwrap().is_none(),
             "datagen ended before its first shard was listed"
         );
-        assert!(started.elapsed() < Duration::from_secs(120), "no shard in 2 minutes");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no shard in 2 minutes"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     child.kill().unwrap();
@@ -94,7 +97,11 @@ fn datagen_resumes_after_a_kill_and_dataset_check_names_a_damaged_shard() {
     let manifest = Manifest::read(&out).unwrap();
     assert!(manifest.complete);
     let indices: Vec<u64> = manifest.shards.iter().map(|s| s.first_episode).collect();
-    assert_eq!(indices, (0..60).collect::<Vec<u64>>(), "nothing lost or duplicated");
+    assert_eq!(
+        indices,
+        (0..60).collect::<Vec<u64>>(),
+        "nothing lost or duplicated"
+    );
     let check = nacre(&["dataset-check", &out_arg]);
     assert!(check.status.success(), "{}", text(&check.stdout));
     assert!(text(&check.stdout).contains("60 of 60 shards ok"));
@@ -140,7 +147,10 @@ fn record(dir: &Path, frames: bool) {
         }
     }
     let summary = recorder.finish(false).unwrap();
-    assert_eq!((summary.steps, summary.frames), (20, if frames { 20 } else { 0 }));
+    assert_eq!(
+        (summary.steps, summary.frames),
+        (20, if frames { 20 } else { 0 })
+    );
 }
 
 #[test]
@@ -153,7 +163,11 @@ fn export_replays_a_recording_bit_for_bit_and_its_check_needs_frames_to_compare(
     let out_arg = exported.display().to_string();
     let output = nacre(&["export", &rec_arg, "--out", &out_arg, "--check"]);
     let stdout = text(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
     assert!(stdout.contains("bit for bit: 20 of 20"), "{stdout}");
     assert_eq!(recording::recorded_frames(&exported).unwrap().len(), 20);
     assert!(exported.join(recording::GIF).is_file());
@@ -172,7 +186,11 @@ fn export_replays_a_recording_bit_for_bit_and_its_check_needs_frames_to_compare(
     let out_arg = tmp.0.join("bare-out").display().to_string();
     let output = nacre(&["export", &bare_arg, "--out", &out_arg, "--check"]);
     assert!(!output.status.success(), "{}", text(&output.stdout));
-    assert!(text(&output.stderr).contains("no recorded frames"), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("no recorded frames"),
+        "{}",
+        text(&output.stderr)
+    );
     let output = nacre(&["export", &bare_arg, "--out", &out_arg]);
     assert!(output.status.success(), "without --check it exports");
 }

@@ -8,8 +8,8 @@ use std::sync::atomic::AtomicBool;
 use bevy_nacre::dataset::{DatagenOptions, generate};
 use bevy_nacre::default_model::config::SamplerSize;
 use bevy_nacre::default_model::{self, Config, DefaultModel, GenerationConfig};
-use bevy_nacre::world_model::{Prompt, StepInput, WorldModel};
 use bevy_nacre::train::{LOG_FILE, Outcome, TrainConfig, train};
+use bevy_nacre::world_model::{Prompt, StepInput, WorldModel};
 use candle_core::Device;
 
 fn tiny_dataset(dir: &Path) {

@@ -15,7 +15,10 @@ use candle_nn::VarBuilder;
 
 /// The fixtures that come with the repository.
 fn fixtures_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/diamond"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/diamond"
+    ))
 }
 
 /// The `NAME.pt` + `NAME.io.safetensors` pairs in `dir`: `(name, checkpoint, io file)`.
@@ -43,7 +46,11 @@ fn cases_in(dir: &Path) -> Vec<(String, PathBuf, PathBuf)> {
 fn cases() -> Vec<(String, PathBuf, PathBuf)> {
     let mut cases = cases_in(&fixtures_dir());
     let names: Vec<&str> = cases.iter().map(|c| c.0.as_str()).collect();
-    assert_eq!(names, ["atari_default", "tiny_attn"], "the repository's fixtures");
+    assert_eq!(
+        names,
+        ["atari_default", "tiny_attn"],
+        "the repository's fixtures"
+    );
     if let Some(extra) = std::env::var_os("NACRE_DIAMOND_FIXTURES") {
         cases.extend(cases_in(Path::new(&extra)));
     }

@@ -34,7 +34,11 @@ fn spawn_view(app: &mut App, seed: u64) -> (Entity, Handle<Image>) {
         .add(view_image(1, 1));
     let view = app
         .world_mut()
-        .spawn(WorldView::new("pattern").with_image(image.clone()).with_seed(seed))
+        .spawn(
+            WorldView::new("pattern")
+                .with_image(image.clone())
+                .with_seed(seed),
+        )
         .id();
     (view, image)
 }
@@ -145,7 +149,11 @@ fn an_erroring_model_restarts_by_itself_when_asked_to() {
         .add(view_image(1, 1));
     let view = app
         .world_mut()
-        .spawn(WorldView::new("pattern").with_image(image).restarting_on_error())
+        .spawn(
+            WorldView::new("pattern")
+                .with_image(image)
+                .restarting_on_error(),
+        )
         .id();
     update_until(&mut app, |app| stats(app, view).errors >= 2);
     let s = stats(&app, view);

@@ -3,11 +3,11 @@
 
 use bevy_nacre::action::{Action, Controls};
 use bevy_nacre::frame::Frame;
-use bevy_nacre::world_model::{Prompt, StepInput, WorldModel, validate_output};
 use bevy_nacre::reference::trajectory::{Trajectory, TrajectoryConfig};
 use bevy_nacre::reference::{
     Biome, ReferenceSession, ReferenceWorld, Weather, control_index as ci, reference_spec,
 };
+use bevy_nacre::world_model::{Prompt, StepInput, WorldModel, validate_output};
 
 fn controls(time: f32, weather: Weather, biome: Option<Biome>) -> Controls {
     let mut c = reference_spec(8, 8).default_controls();

@@ -89,7 +89,8 @@ fn app() -> (App, Entity) {
     let view = app
         .world_mut()
         .spawn((
-            WorldView::new("reference").with_image(image)
+            WorldView::new("reference")
+                .with_image(image)
                 .with_seed(1234)
                 .with_pacing(Pacing::Manual),
             ActionBindings::empty(),

@@ -5,10 +5,10 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bevy_nacre::world_model::Prompt;
 use bevy_nacre::worker::{
     GeneratedFrame, Pacing, SessionHandle, Worker, WorkerConfig, WorkerEvent,
 };
+use bevy_nacre::world_model::Prompt;
 use common::{Behaviour, PatternModel, expected_pattern, input};
 
 const WAIT: Duration = Duration::from_secs(10);

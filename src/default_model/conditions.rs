@@ -9,7 +9,8 @@ use crate::spec::{ActionKind, ChannelLayout, ControlKind};
 
 /// Length of the action part at the start of the condition vector for `layout`.
 pub fn action_len(layout: &ChannelLayout) -> usize {
-    layout.actions
+    layout
+        .actions
         .iter()
         .map(|c| match &c.kind {
             ActionKind::Discrete { choices } => choices.len(),

@@ -212,7 +212,9 @@ impl Config {
     /// The action channels and director controls: the stored ones, or the first-person layout
     /// for folders written before they were stored.
     pub fn layout(&self) -> ChannelLayout {
-        self.spec.clone().unwrap_or_else(ChannelLayout::first_person)
+        self.spec
+            .clone()
+            .unwrap_or_else(ChannelLayout::first_person)
     }
 
     /// Checks that the sizes fit together and stay within bounds.
@@ -366,7 +368,10 @@ impl Config {
     /// [`load`](Self::load)).
     pub fn from_json(mut value: serde_json::Value) -> serde_json::Result<(Self, GenerationConfig)> {
         let generation = split_generation(&mut value);
-        Ok((serde_json::from_value(value)?, serde_json::from_value(generation)?))
+        Ok((
+            serde_json::from_value(value)?,
+            serde_json::from_value(generation)?,
+        ))
     }
 
     /// `config.json` for this architecture and `generation`.
@@ -395,7 +400,10 @@ fn split_generation(value: &mut serde_json::Value) -> serde_json::Value {
         }
     }
     if let Some(sampler) = map.get_mut("sampler").and_then(|s| s.as_object_mut()) {
-        for (old, new) in [("steps", "sampler_steps"), ("temperature", "sampler_temperature")] {
+        for (old, new) in [
+            ("steps", "sampler_steps"),
+            ("temperature", "sampler_temperature"),
+        ] {
             if let Some(v) = sampler.remove(old) {
                 generation.insert(new.into(), v);
             }
@@ -403,7 +411,9 @@ fn split_generation(value: &mut serde_json::Value) -> serde_json::Value {
     }
     generation
         .entry("inference_noise")
-        .or_insert(serde_json::json!(GenerationConfig::default().inference_noise));
+        .or_insert(serde_json::json!(
+            GenerationConfig::default().inference_noise
+        ));
     serde_json::Value::Object(generation)
 }
 

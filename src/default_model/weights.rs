@@ -101,6 +101,7 @@ pub fn save_varmap(varmap: &VarMap, path: &Path) -> Result<()> {
 /// Writes named tensors to `path` as safetensors, atomically.
 pub fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     crate::files::write_atomic_with(path, |tmp| {
-        candle_core::safetensors::save(tensors, tmp).map_err(|e| Error::bad_file(tmp, e.to_string()))
+        candle_core::safetensors::save(tensors, tmp)
+            .map_err(|e| Error::bad_file(tmp, e.to_string()))
     })
 }

@@ -356,7 +356,10 @@ fn step_sessions(
     let cond_len = condition.len() / b;
     let condition_t = Tensor::from_vec(condition, (b, cond_len), dev)?;
     let prediction = shared.nets.dynamics.forward(&context_t, &condition_t)?;
-    let transport = match (generation.texture_transport_from, shared.nets.dynamics.warp()) {
+    let transport = match (
+        generation.texture_transport_from,
+        shared.nets.dynamics.warp(),
+    ) {
         (Some(first), Some(warp)) => {
             let lag: Vec<f32> = sessions.iter().flat_map(|s| s.texture_lag).collect();
             Some((first, warp, Tensor::from_vec(lag, (b, 2), dev)?))
@@ -461,9 +464,7 @@ impl WorldModel for DefaultModel {
             prompt.start_frames.clone()
         };
         let Some(oldest) = frames.first().cloned() else {
-            return Err(Error::Other(
-                "the start-frame source gave no frames".into(),
-            ));
+            return Err(Error::Other("the start-frame source gave no frames".into()));
         };
         // Use the newest `k` frames; repeat the oldest if there are fewer.
         if frames.len() > k {

@@ -23,13 +23,15 @@ use candle_nn::VarBuilder;
 use super::config::{DenoiserConfig, SamplerConfig};
 use super::denoiser::{Denoiser, karras_sigmas, sample, to_byte};
 use super::loader::{DiamondCheckpoint, load_checkpoint};
-use crate::rng::Xoshiro256;
-use crate::state_codec::{StateReader, StateWriter};
 use crate::error::{Error, Result};
 use crate::frame::{AudioChunk, Frame};
-use crate::world_model::{BatchItem, Prompt, Session, StepInput, StepOutput, StepTimings, WorldModel};
 use crate::nn::ConvAlgorithm;
+use crate::rng::Xoshiro256;
 use crate::spec::{ActionChannel, AudioFormat, ModelSpec};
+use crate::state_codec::{StateReader, StateWriter};
+use crate::world_model::{
+    BatchItem, Prompt, Session, StepInput, StepOutput, StepTimings, WorldModel,
+};
 
 /// [`ModelSpec::name`] of DIAMOND Atari models.
 pub const MODEL_NAME: &str = "diamond-atari";

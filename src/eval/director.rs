@@ -93,10 +93,13 @@ fn projection(reference: &[f64], generated: &[f64]) -> (f64, f64) {
     (dot, norm)
 }
 
+/// Continues a session from its saved bytes.
+type Restore<'a> = &'a dyn Fn(&[u8]) -> Result<Box<dyn Session>>;
+
 /// The last frames of a run with and without the switch: `(without, with)`.
 fn runs(
     mut session: Box<dyn Session>,
-    restore: &dyn Fn(&[u8]) -> Result<Box<dyn Session>>,
+    restore: Restore,
     walk: &StepInput,
     switched: &StepInput,
 ) -> Result<(Frame, Frame)> {

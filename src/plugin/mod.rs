@@ -43,9 +43,9 @@ pub use view::{
 };
 
 use crate::error::Result;
-use crate::world_model::WorldModel;
 use crate::spec::ModelSpec;
 use crate::worker::{SessionId, Worker, WorkerConfig, WorkerEvent};
+use crate::world_model::WorldModel;
 
 /// The plugin's public types: `use bevy_nacre::plugin::prelude::*;`.
 pub mod prelude {

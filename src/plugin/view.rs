@@ -9,9 +9,9 @@ use bevy::render::render_resource::{Extent3d, TextureDimension, TextureFormat};
 
 use crate::action::Controls;
 use crate::frame::AudioChunk;
-use crate::world_model::{Prompt, StepInput};
 use crate::spec::{ControlKind, ControlSpec, NamedValues, disarm_triggers, index_of};
 use crate::worker::{Pacing, SessionHandle};
+use crate::world_model::{Prompt, StepInput};
 
 use super::input::{ActionBindings, ActionState};
 use super::stats::WorldViewStats;

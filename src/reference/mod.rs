@@ -19,7 +19,6 @@
 //! Everything is deterministic: the same seed, actions and controls give bit-identical frames and
 //! sound, and a saved session continues bit-identically after a restore.
 
-pub mod world;
 pub mod noise;
 pub mod player;
 pub mod render;
@@ -30,14 +29,15 @@ pub mod sprites;
 pub mod terrain;
 pub mod trajectory;
 pub mod weather;
+pub mod world;
 
 pub use world::{ReferenceSession, ReferenceWorld, start_frames};
 
-use crate::spec::{AudioFormat, ModelSpec};
 pub use crate::spec::first_person::{
     ACTION_NAMES, BIOME_OPTIONS, CONTROL_NAMES, WEATHER_OPTIONS, action_channels, action_index,
     control_index, control_specs,
 };
+use crate::spec::{AudioFormat, ModelSpec};
 
 /// Name recorded in [`ModelSpec::name`] and in saved sessions.
 pub const MODEL_NAME: &str = "nacre-reference";

@@ -1,13 +1,12 @@
 //! Contact sheets: grids of reference-world frames across biomes, times of day and weathers, so
 //! people (and reviewers) can see the world. `nacre reference-sheet` writes one as a PNG.
 
-
 use super::{Biome, ReferenceWorld, Weather, control_index as ci};
 use crate::action::{Action, Controls};
 use crate::error::Result;
 use crate::frame::Frame;
-use crate::world_model::{Prompt, StepInput};
 use crate::spec::ModelSpec;
+use crate::world_model::{Prompt, StepInput};
 
 /// One picture on a sheet: where, when and in what weather.
 #[derive(Clone, Debug, PartialEq)]
@@ -207,4 +206,3 @@ pub fn contact_sheet(
     }
     Ok(img)
 }
-

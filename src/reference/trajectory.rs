@@ -5,11 +5,11 @@
 //! A trajectory reads the session (position, ground ahead) so it steers away from deep water the
 //! way a player would. Everything is seeded, so a trajectory is reproducible.
 
-use crate::rng::SplitMix64;
 use super::player::MAX_PITCH;
 use super::terrain::WATER_LEVEL;
 use super::{Biome, ReferenceSession, Weather, action_index as ai, control_index as ci};
 use crate::action::{Action, Controls};
+use crate::rng::SplitMix64;
 use crate::world_model::StepInput;
 
 /// How a trajectory behaves.

@@ -2,9 +2,9 @@
 //! director's controls smoothly (a few seconds), so changes are visible but never jump.
 
 use super::Weather;
+use crate::error::Result;
 use crate::rng::SplitMix64;
 use crate::state_codec::{StateReader as Reader, StateWriter as Writer};
-use crate::error::Result;
 
 /// How long a storm lasts after the `storm` trigger, seconds.
 pub const STORM_SECONDS: f32 = 45.0;

@@ -15,12 +15,12 @@ use super::terrain::{Object, Surface, Terrain, TerrainGen, WATER_LEVEL, find_bio
 use super::weather::WeatherState;
 use super::{Biome, DT, Weather, control_index as ci, reference_spec};
 use crate::action::Controls;
-use crate::rng::SplitMix64;
-use crate::state_codec::{StateReader, StateWriter};
 use crate::error::Result;
 use crate::frame::{AudioChunk, Frame};
-use crate::world_model::{Prompt, Session, StepInput, StepOutput, StepTimings, WorldModel};
+use crate::rng::SplitMix64;
 use crate::spec::ModelSpec;
+use crate::state_codec::{StateReader, StateWriter};
+use crate::world_model::{Prompt, Session, StepInput, StepOutput, StepTimings, WorldModel};
 
 const STATE_MAGIC: &[u8; 4] = b"NREF";
 const STATE_VERSION: u32 = 1;
@@ -512,4 +512,3 @@ impl Session for ReferenceSession {
         self.frame
     }
 }
-

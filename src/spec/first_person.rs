@@ -71,4 +71,3 @@ pub fn control_specs() -> Vec<ControlSpec> {
         ControlSpec::trigger(CONTROL_NAMES[4]),
     ]
 }
-

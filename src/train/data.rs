@@ -8,9 +8,9 @@ use candle_core::{Device, Tensor};
 use crate::dataset::Dataset;
 use crate::default_model::conditions::{condition_len, encode_condition};
 use crate::default_model::config::Config;
-use crate::rng::Gaussian;
 use crate::dsp::BandSpectrum;
 use crate::error::{Error, Result};
+use crate::rng::Gaussian;
 use crate::spec::{ChannelLayout, ModelSpec};
 
 /// A dataset loaded for training.

@@ -25,7 +25,11 @@ pub(crate) fn reseed(varmap: &VarMap, seed: u64) -> Result<()> {
 }
 
 /// [`reseed`] for the variables whose names `matches` accepts.
-pub(crate) fn reseed_matching(varmap: &VarMap, seed: u64, matches: impl Fn(&str) -> bool) -> Result<()> {
+pub(crate) fn reseed_matching(
+    varmap: &VarMap,
+    seed: u64,
+    matches: impl Fn(&str) -> bool,
+) -> Result<()> {
     let data = varmap.data().lock().expect("varmap lock");
     let mut names: Vec<&String> = data.keys().filter(|n| matches(n)).collect();
     names.sort();
@@ -120,7 +124,12 @@ pub(crate) fn start_codec_at_pca(
 
 /// Sets every variable to a trained model's weights; a sampler the trained model lacks starts
 /// from `seed`. The trained model's architecture must build the same networks as `cfg`'s.
-pub(crate) fn start_from_trained(varmap: &VarMap, dir: &Path, cfg: &Config, seed: u64) -> Result<()> {
+pub(crate) fn start_from_trained(
+    varmap: &VarMap,
+    dir: &Path,
+    cfg: &Config,
+    seed: u64,
+) -> Result<()> {
     let config_path = dir.join("config.json");
     let (trained, _) = Config::load(&config_path)?;
     if trained.motion_warp != cfg.motion_warp {
@@ -186,7 +195,11 @@ pub(crate) fn start_warp_at_codec(varmap: &VarMap) -> Result<()> {
 
 /// Starts the motion head's shifts at a least-squares fit of the global image motion measured
 /// between consecutive training frames to their actions (see [`motion`]).
-pub(crate) fn start_motion_at_measured(varmap: &VarMap, data: &TrainingData, device: &Device) -> Result<()> {
+pub(crate) fn start_motion_at_measured(
+    varmap: &VarMap,
+    data: &TrainingData,
+    device: &Device,
+) -> Result<()> {
     let fits = motion::fit_shifts_to_actions(data, 2, device)?;
     let map = varmap.data().lock().expect("varmap lock");
     let head = named(&map, "dynamics.motion.weight")?;
@@ -214,4 +227,3 @@ pub(crate) fn fnv(name: &str) -> u64 {
         (h ^ b as u64).wrapping_mul(0x1000_0000_01b3)
     })
 }
-

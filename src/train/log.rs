@@ -64,4 +64,3 @@ pub(crate) fn plot_curves(out: &Path, curves: &HashMap<String, Vec<(f64, f64)>>)
         .collect();
     plot::save_loss_plot(&out.join(PLOT_FILE), &series)
 }
-

@@ -34,7 +34,11 @@ pub fn channel_weights(decoder_skip: &Tensor, power: f64) -> candle_core::Result
 }
 
 /// Mean over samples, tokens and channels of `weights · (a − b)²` (`weights` `(1, 1, C)`).
-pub(crate) fn weighted_mse(a: &Tensor, b: &Tensor, weights: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn weighted_mse(
+    a: &Tensor,
+    b: &Tensor,
+    weights: &Tensor,
+) -> candle_core::Result<Tensor> {
     (a - b)?.sqr()?.broadcast_mul(weights)?.mean_all()
 }
 

@@ -44,8 +44,8 @@ use crate::error::{Error, Result};
 use crate::files::write_atomic;
 use crate::rng::Gaussian;
 use crate::spec::ChannelLayout;
-pub use checkpoint::{TrainState, resumable_with};
 use checkpoint::{CHECKPOINT_DIR, STATE_FILE, load_checkpoint, save_checkpoint};
+pub use checkpoint::{TrainState, resumable_with};
 pub use config::{Stage, StageConfig, TrainConfig};
 use data::TrainingData;
 pub use log::{LOG_FILE, PLOT_FILE};
@@ -241,7 +241,12 @@ fn generation_for(cfg: &TrainConfig) -> Result<GenerationConfig> {
 
 /// Initialises every variable of a new run: from a trained model (`init_from`), or seeded and
 /// then from the data (mean sound, principal components).
-fn initialise(cfg: &TrainConfig, varmap: &VarMap, data: &TrainingData, device: &Device) -> Result<()> {
+fn initialise(
+    cfg: &TrainConfig,
+    varmap: &VarMap,
+    data: &TrainingData,
+    device: &Device,
+) -> Result<()> {
     match &cfg.init_from {
         Some(dir) => init::start_from_trained(varmap, dir, &cfg.model, cfg.seed),
         None => {
@@ -264,8 +269,7 @@ fn prepare_stage(run: &mut Run, stage: Stage, state: &TrainState) -> Result<()> 
         init::start_warp_at_codec(&run.varmap)?;
         init::start_motion_at_measured(&run.varmap, &run.data, &run.device)?;
     }
-    if stage != Stage::Autoencoder && run.latents.is_none() && cfg.stage(stage).steps > state.step
-    {
+    if stage != Stage::Autoencoder && run.latents.is_none() && cfg.stage(stage).steps > state.step {
         run.latents = Some(run.encode_all()?);
         let decoder_skip = init::named(
             &run.varmap.data().lock().expect("varmap lock"),
@@ -279,11 +283,7 @@ fn prepare_stage(run: &mut Run, stage: Stage, state: &TrainState) -> Result<()> 
 }
 
 /// An optimizer over the variables `stage` trains, continuing from a checkpoint's moments.
-fn optimizer_for(
-    run: &Run,
-    stage: Stage,
-    saved: Option<HashMap<String, Tensor>>,
-) -> Result<AdamW> {
+fn optimizer_for(run: &Run, stage: Stage, saved: Option<HashMap<String, Tensor>>) -> Result<AdamW> {
     let vars: Vec<(String, Var)> = run
         .varmap
         .data()

@@ -151,7 +151,9 @@ pub fn fit_shifts_to_actions(
     let rows: Vec<usize> = measured.iter().map(|m| m.0).collect();
     // The noise level is part of the condition vector but not of its action part.
     let conditions = data.conditions(&rows, &vec![0.0; rows.len()], device)?;
-    let inputs: Vec<Vec<f32>> = conditions.narrow(1, 0, action_len(&data.layout))?.to_vec2()?;
+    let inputs: Vec<Vec<f32>> = conditions
+        .narrow(1, 0, action_len(&data.layout))?
+        .to_vec2()?;
     let xs: Vec<f32> = measured.iter().map(|m| m.1).collect();
     let ys: Vec<f32> = measured.iter().map(|m| m.2).collect();
     Ok([fit_linear(&inputs, &xs)?, fit_linear(&inputs, &ys)?])

@@ -49,7 +49,10 @@ impl Run<'_> {
         Ok(Tensor::from_vec(v, shape, &self.device)?)
     }
 
-    pub(crate) fn autoencoder_loss(&mut self, batch: usize) -> Result<(Tensor, Vec<(&'static str, f64)>)> {
+    pub(crate) fn autoencoder_loss(
+        &mut self,
+        batch: usize,
+    ) -> Result<(Tensor, Vec<(&'static str, f64)>)> {
         let rows = self.data.random_rows(batch, &mut self.rng);
         let x = self.data.pixels(&rows, &self.device)?;
         let z = self.nets.encoder.forward(&x)?;
@@ -167,7 +170,10 @@ impl Run<'_> {
         Ok(steps)
     }
 
-    pub(crate) fn dynamics_loss(&mut self, batch: usize) -> Result<(Tensor, Vec<(&'static str, f64)>)> {
+    pub(crate) fn dynamics_loss(
+        &mut self,
+        batch: usize,
+    ) -> Result<(Tensor, Vec<(&'static str, f64)>)> {
         let sigma = context_noise_levels(
             self.cfg,
             self.generation.inference_noise,
@@ -234,7 +240,10 @@ impl Run<'_> {
         Ok(head.loss(&residual, &noise, &tau, &condition)?)
     }
 
-    pub(crate) fn decoder_loss(&mut self, batch: usize) -> Result<(Tensor, Vec<(&'static str, f64)>)> {
+    pub(crate) fn decoder_loss(
+        &mut self,
+        batch: usize,
+    ) -> Result<(Tensor, Vec<(&'static str, f64)>)> {
         let sigma = vec![self.generation.inference_noise; batch];
         let steps = self.rollout(batch, &sigma, false)?;
         let RolloutStep {
@@ -253,4 +262,3 @@ impl Run<'_> {
         Ok((loss, parts))
     }
 }
-

@@ -22,8 +22,8 @@ use crate::action::{Action, Controls};
 use crate::device::DevicePreference;
 use crate::error::{Error, Result};
 use crate::frame::{AudioChunk, Frame};
-use crate::world_model::{Prompt, StepInput, StepTimings, WorldModel};
 use crate::spec::ModelSpec;
+use crate::world_model::{Prompt, StepInput, StepTimings, WorldModel};
 use mailbox::{MailboxReceiver, MailboxSender, mailbox};
 
 /// Name of a loaded model inside one worker, e.g. `"default"`.

@@ -14,9 +14,9 @@ use super::{
 use crate::action::{Action, Controls};
 use crate::device::{DevicePreference, choose_device, device_name};
 use crate::error::{Error, Result};
-use crate::world_model::{BatchItem, Session, StepInput, StepOutput, WorldModel, validate_output};
 use crate::session_file::{self, SessionHeader};
 use crate::spec::ModelSpec;
+use crate::world_model::{BatchItem, Session, StepInput, StepOutput, WorldModel, validate_output};
 
 /// The longest time between two paced steps, seconds.
 const MAX_PERIOD_S: f64 = 3600.0;
@@ -78,7 +78,9 @@ impl Slot {
 
     fn apply_controls(&mut self, controls: Controls) -> Result<()> {
         let controls = self.model.spec().sanitize_controls(&controls)?;
-        self.model.spec().arm_triggers(&mut self.controls, &controls);
+        self.model
+            .spec()
+            .arm_triggers(&mut self.controls, &controls);
         Ok(())
     }
 

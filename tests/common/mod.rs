@@ -12,8 +12,8 @@ use std::time::Duration;
 use bevy_nacre::action::{Action, Controls};
 use bevy_nacre::error::{Error, Result};
 use bevy_nacre::frame::{AudioChunk, Frame};
-use bevy_nacre::world_model::{Prompt, Session, StepInput, StepOutput, StepTimings, WorldModel};
 use bevy_nacre::spec::{ActionChannel, AudioFormat, ControlSpec, ModelSpec};
+use bevy_nacre::world_model::{Prompt, Session, StepInput, StepOutput, StepTimings, WorldModel};
 
 /// How the test double misbehaves.
 #[derive(Clone, Debug, Default)]

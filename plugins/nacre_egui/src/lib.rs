@@ -30,12 +30,12 @@ use std::path::PathBuf;
 
 use bevy::prelude::*;
 use bevy_egui::{EguiContexts, EguiPlugin, EguiPrimaryContextPass, egui};
+use bevy_nacre::director::{self, Direction};
 use bevy_nacre::plugin::{
     ActionBindings, LoadWorldViewFromFile, NacreRuntime, SaveWorldViewToFile, SessionFileEvent,
     SessionFilesPlugin, StartRecording, StopRecording, ViewControls, ViewRecording, WorldView,
     WorldViewStats,
 };
-use bevy_nacre::director::{self, Direction};
 use bevy_nacre::spec::ControlKind;
 
 /// Commonly used items: `use nacre_egui::prelude::*;`.
@@ -350,7 +350,9 @@ fn draw_files(
                     format!("● REC {:.0} s, {} frames", rec.seconds(), rec.frames()),
                 );
                 if ui.button("Stop").clicked() {
-                    requests.stop_recording.write(StopRecording { view: entity });
+                    requests
+                        .stop_recording
+                        .write(StopRecording { view: entity });
                 }
             }
             None => {

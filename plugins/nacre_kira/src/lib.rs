@@ -407,7 +407,10 @@ mod tests {
             .add(view_image(1, 1));
         let view = app
             .world_mut()
-            .spawn((WorldView::new("reference").with_image(image), ViewSound::default()))
+            .spawn((
+                WorldView::new("reference").with_image(image),
+                ViewSound::default(),
+            ))
             .id();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline

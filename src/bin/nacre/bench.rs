@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bevy_nacre::default_model::network::flops_per_frame;
-use bevy_nacre::world_model::{Prompt, WorldModel};
 use bevy_nacre::timing::{TimingStats, matmul_gflops};
 use bevy_nacre::worker::{Pacing, Worker, WorkerConfig};
+use bevy_nacre::world_model::{Prompt, WorldModel};
 use bevy_nacre::{Error, Result};
 
 /// Arguments of `nacre bench`.
