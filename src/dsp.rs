@@ -77,7 +77,6 @@ impl Fft {
 /// Splits chunks into band energies and back.
 #[derive(Clone, Debug)]
 pub struct BandSpectrum {
-    sample_rate: u32,
     chunk: usize,
     subframes: usize,
     bands: usize,
@@ -139,7 +138,6 @@ impl BandSpectrum {
             .collect();
         Self {
             log_bias,
-            sample_rate,
             chunk,
             subframes,
             bands,
@@ -150,19 +148,9 @@ impl BandSpectrum {
         }
     }
 
-    /// Sample rate.
-    pub fn sample_rate(&self) -> u32 {
-        self.sample_rate
-    }
-
     /// Values per chunk: `subframes · bands`.
     pub fn len(&self) -> usize {
         self.subframes * self.bands
-    }
-
-    /// Whether there are no values (never, for a valid analysis).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Natural log of the mean power per bin of each band of each subframe, normalised so that

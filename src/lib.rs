@@ -8,7 +8,7 @@ pub mod default_model;
 pub mod device;
 pub mod diamond;
 pub mod director;
-pub mod dsp;
+pub(crate) mod dsp;
 pub mod error;
 pub mod eval;
 pub mod files;

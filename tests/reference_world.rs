@@ -377,7 +377,7 @@ fn sound_follows_the_world() {
     let level = |time: f32, weather: Weather, biome: Biome, storm_at: Option<usize>| {
         let mut c = controls(time, weather, Some(biome));
         let mut s = start(&world, 12, &c);
-        let mut sum = bevy_nacre::reference::sound::Stems::default();
+        let mut sum = bevy_nacre::reference::Stems::default();
         for i in 0..120 {
             c.values[ci::STORM] = (storm_at == Some(i)) as u8 as f32;
             step(&mut s, &act(0.0, 0.0), &c);
@@ -514,7 +514,7 @@ fn walking_follows_the_ground_and_water_is_swum() {
                 cam.y > ground + 0.3,
                 "eye in the ground at {cam:?}, ground {ground}"
             );
-            if ground < -bevy_nacre::reference::player::SWIM_DEPTH - 0.05 {
+            if ground < -bevy_nacre::reference::SWIM_DEPTH - 0.05 {
                 // Swimming: head just above the surface, water all around.
                 assert!(cam.y < 0.8, "swimmer's eye at {}", cam.y);
                 assert!(

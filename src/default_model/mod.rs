@@ -12,7 +12,7 @@
 //!   and texture transport, which carries detail over by the same motion.
 //! - [`sampler`]: an optional per-token flow-matching head that samples the part of the next
 //!   latent the dynamics' mean prediction leaves out.
-//! - [`blocks`], [`conditions`]: transformer blocks; the condition vector of a step.
+//! - `blocks`, `conditions`: transformer blocks; the condition vector of a step.
 //! - [`weights`]: loading and checking `model.safetensors`.
 //! - [`world`]: the [`WorldModel`](crate::world_model::WorldModel) implementation; a session
 //!   keeps only its last `context` latents, so cost and memory per frame are constant.
@@ -22,8 +22,8 @@
 //! sets ([`DefaultModel::with_start_frames`]). Training is in [`crate::train`]; evaluation in
 //! [`crate::eval`].
 
-pub mod blocks;
-pub mod conditions;
+pub(crate) mod blocks;
+pub(crate) mod conditions;
 pub mod config;
 pub mod network;
 pub mod sampler;

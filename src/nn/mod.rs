@@ -1,12 +1,12 @@
 //! Reusable neural-network building blocks with fast CPU kernels, operating on candle tensors:
-//! a convolution without im2col ([`conv`]), fused group norm and SiLU ([`norm`]), and the safe
-//! strided matrix product they are built on ([`gemm`]). On GPU devices each falls back to
+//! a convolution without im2col (`conv`), fused group norm and SiLU (`norm`), and the safe
+//! strided matrix product they are built on (`gemm`). On GPU devices each falls back to
 //! candle's own ops.
 
-pub mod conv;
-pub mod cpu;
-pub mod gemm;
-pub mod norm;
+pub(crate) mod conv;
+pub(crate) mod cpu;
+pub(crate) mod gemm;
+pub(crate) mod norm;
 /// The Winograd forms of [`conv`]'s 3×3 stride-1 convolutions.
 mod winograd;
 

@@ -5,32 +5,37 @@
 //! trained to imitate, the ground truth for evaluation, and a [`WorldModel`](crate::world_model::WorldModel)
 //! the plugin can play ([`ReferenceWorld`]).
 //!
-//! - [`noise`]: deterministic hashing, gradient noise, fractal sums and the session's random generator.
-//! - [`terrain`]: biomes, heights, surface colours and objects, generated in cached chunks.
-//! - [`player`]: first-person walking, jumping, swimming and collisions.
-//! - [`sky`]: time of day, sun, moon, stars, clouds and the lighting they give.
-//! - [`weather`]: weather, storms, lightning and snow cover, changing smoothly.
-//! - [`sprites`]: the pictures of trees, rocks and landmarks.
-//! - [`render`]: the column ray caster ("voxel space") with depth-tested sprites and fog.
-//! - [`sound`]: wind, rain, footsteps, water, birds, insects and thunder.
+//! - `noise`: deterministic hashing, gradient noise and fractal sums.
+//! - `terrain`: biomes, heights, surface colours and objects, generated in cached chunks.
+//! - `player`: first-person walking, jumping, swimming and collisions.
+//! - `sky`: time of day, sun, moon, stars, clouds and the lighting they give.
+//! - `weather`: weather, storms, lightning and snow cover, changing smoothly.
+//! - `sprites`: the pictures of trees, rocks and landmarks.
+//! - `render`: the column ray caster ("voxel space") with depth-tested sprites and fog.
+//! - `sound`: wind, rain, footsteps, water, birds, insects and thunder.
 //! - [`trajectory`]: scripted player-like action sequences for datasets.
 //! - [`world`]: the [`WorldModel`](crate::world_model::WorldModel) implementation.
+//!
+//! Those are internal; the public part is [`ReferenceWorld`], [`start_frames`], the spec and its
+//! options ([`Weather`], [`Biome`]), [`trajectory`] (player-like scripts) and [`sheet`].
 //!
 //! Everything is deterministic: the same seed, actions and controls give bit-identical frames and
 //! sound, and a saved session continues bit-identically after a restore.
 
-pub mod noise;
-pub mod player;
-pub mod render;
+pub(crate) mod noise;
+pub(crate) mod player;
+pub(crate) mod render;
 pub mod sheet;
-pub mod sky;
-pub mod sound;
-pub mod sprites;
-pub mod terrain;
+pub(crate) mod sky;
+pub(crate) mod sound;
+pub(crate) mod sprites;
+pub(crate) mod terrain;
 pub mod trajectory;
-pub mod weather;
+pub(crate) mod weather;
 pub mod world;
 
+pub use player::{Camera, SWIM_DEPTH};
+pub use sound::Stems;
 pub use world::{ReferenceSession, ReferenceWorld, start_frames};
 
 pub use crate::spec::first_person::{

@@ -205,11 +205,6 @@ impl TileNoise {
         let bottom = c + (e - c) * tx;
         top + (bottom - top) * ty
     }
-
-    /// Side length in texels.
-    pub fn size(&self) -> usize {
-        self.size
-    }
 }
 
 #[cfg(test)]

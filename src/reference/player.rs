@@ -1,7 +1,6 @@
 //! First-person movement: walking with momentum, sprinting, turning and looking, jumping with
 //! gravity, following the ground, wading and swimming in water, and not walking through trees.
 
-use super::sprites::SpriteKind;
 use super::terrain::{Object, Surface, Terrain, WATER_LEVEL};
 use super::{LOOK_RATE, TURN_RATE, action_index as ai};
 use crate::error::Result;
@@ -359,11 +358,6 @@ impl Player {
             on_ground: r.bool()?,
         })
     }
-}
-
-/// Whether an object kind blocks the player (for tests and trajectories).
-pub fn blocks(kind: SpriteKind) -> bool {
-    kind.collision_radius() > 0.0
 }
 
 #[cfg(test)]

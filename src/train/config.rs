@@ -69,7 +69,7 @@ pub struct TrainConfig {
     /// to a mean of 1. 0 weighs every channel alike; 1 makes the loss the pixel MSE of the
     /// linear decode, so the coarse picture (one channel carries ~28 times the average pixel
     /// cost) counts for what it shows, rather than for 1/32 like the least predictable texture
-    /// channel. See [`channel_weights`].
+    /// channel. See `train::losses::channel_weights`.
     #[serde(default)]
     pub latent_weighting: f64,
     /// The highest context-noise level drawn for dynamics samples, when below the model's

@@ -12,21 +12,21 @@
 //! 3. **decoder**: the decoder is fine-tuned to turn the dynamics' predicted latents (rather
 //!    than only encoded ones) into the true frames.
 //!
-//! The files: [`config`] (what to train), [`init`] (where it starts), [`run`] and [`losses`] (the
-//! steps), [`checkpoint`] (stop and `resume`), [`log`] and [`plot`] (the CSV log and loss curve),
-//! [`data`], [`motion`] and [`pca`] (what is read from the dataset), [`optim`] (AdamW).
+//! The files: `config` (what to train), `init` (where it starts), `run` and `losses` (the
+//! steps), `checkpoint` (stop and `resume`), `log` and `plot` (the CSV log and loss curve),
+//! `data`, `motion` and `pca` (what is read from the dataset), `optim` (AdamW).
 
-pub mod checkpoint;
-pub mod config;
-pub mod data;
-pub mod init;
-pub mod log;
-pub mod losses;
-pub mod motion;
-pub mod optim;
-pub mod pca;
-pub mod plot;
-pub mod run;
+pub(crate) mod checkpoint;
+pub(crate) mod config;
+pub(crate) mod data;
+pub(crate) mod init;
+pub(crate) mod log;
+pub(crate) mod losses;
+pub(crate) mod motion;
+pub(crate) mod optim;
+pub(crate) mod pca;
+pub(crate) mod plot;
+pub(crate) mod run;
 
 use std::collections::HashMap;
 use std::io::Write;

@@ -74,11 +74,6 @@ impl AdamW {
         })
     }
 
-    /// Updates taken so far.
-    pub fn steps(&self) -> u64 {
-        self.steps
-    }
-
     /// One update from `grads`. Returns the global gradient norm before clipping.
     pub fn step(&mut self, grads: &GradStore) -> Result<f64> {
         let mut sq = 0.0f64;

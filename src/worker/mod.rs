@@ -3,10 +3,10 @@
 //!
 //! The game talks to it through [`Worker`] and [`SessionHandle`]: commands go in over one bounded
 //! crossbeam channel (sending never blocks; a full queue is an error the caller sees), frames come
-//! back through a per-session [mailbox](mailbox) where the newest frame wins, and everything else
+//! back through a per-session mailbox where the newest frame wins, and everything else
 //! (models loaded, errors) comes back as [`WorkerEvent`]s.
 
-pub mod mailbox;
+pub(crate) mod mailbox;
 mod runtime;
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! A director's panel for [bevy_nacre](bevy_nacre) world views, drawn with
+//! A director's panel for [bevy_nacre] world views, drawn with
 //! [bevy_egui](https://docs.rs/bevy_egui).
 //!
 //! Add [`DirectorPanelPlugin`] after `NacrePlugin` and put [`Directed`] on the `WorldView` the

@@ -1,4 +1,4 @@
-//! Generated sound for [bevy_nacre](bevy_nacre) world views, played through
+//! Generated sound for [bevy_nacre] world views, played through
 //! [kira](https://docs.rs/kira) 0.12 — the audio library under bevy_kira_audio 0.26.
 //!
 //! Add [`GeneratedSoundPlugin`] after `NacrePlugin` and put a [`ViewSound`] on each
