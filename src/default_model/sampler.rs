@@ -154,7 +154,7 @@ mod tests {
 
     use super::*;
     use crate::default_model::network::DTYPE;
-    use crate::train::optim::{AdamW, AdamWParams};
+    use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
     /// The head learns a residual that its condition determines (as standing still does: the
     /// residual is the last latent minus the shrunk mean), and its samples then land on it
@@ -178,15 +178,11 @@ mod tests {
             mean: &mean,
             base: &base,
         };
-        let vars = varmap.all_vars();
         let mut opt = AdamW::new(
-            vars.iter()
-                .enumerate()
-                .map(|(i, v)| (i.to_string(), v.clone()))
-                .collect(),
-            AdamWParams {
+            varmap.all_vars(),
+            ParamsAdamW {
                 lr: 3e-3,
-                ..AdamWParams::default()
+                ..ParamsAdamW::default()
             },
         )?;
         let err =
@@ -197,7 +193,7 @@ mod tests {
             let noise = Tensor::randn(0f32, 1.0, (b, t, c), &dev)?;
             let tau = Tensor::rand(0f32, 1.0, (b, t, 1), &dev)?;
             let loss = sampler.loss(&residual, &noise, &tau, &condition)?;
-            opt.step(&loss.backward()?)?;
+            opt.backward_step(&loss)?;
         }
         let noise = Tensor::randn(0f32, 1.0, (b, t, c), &dev)?;
         let after = err(&sampler.sample(&noise, &condition, 8, 1.0)?)?;

@@ -7,7 +7,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder, linear};
 
 use super::config::Config;
-use super::network::{patchify, unpatchify};
+use super::patches::{patchify, unpatchify};
 
 /// Pixels of shift that one unit of the motion head's output stands for. AdamW moves each weight
 /// by about the learning rate per step whatever the gradient's size, so this scale sets how fast

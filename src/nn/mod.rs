@@ -6,6 +6,7 @@
 pub(crate) mod conv;
 pub(crate) mod cpu;
 pub(crate) mod gemm;
+mod geometry;
 pub(crate) mod norm;
 /// The Winograd forms of [`conv`]'s 3×3 stride-1 convolutions.
 mod winograd;

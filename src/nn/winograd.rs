@@ -7,9 +7,9 @@
 
 use rayon::prelude::*;
 
-use super::conv::{Epilogue, Geom, finish_planes};
 use super::cpu::{Kernel, Scratch, vectorize, with_scratch};
 use super::gemm::{MatMut, MatRef, gemm};
+use super::geometry::{Epilogue, Geom, finish_planes};
 use super::norm::ChannelMap;
 
 /// Tiles per block of the Winograd forms: the transformed input and products of one block,
