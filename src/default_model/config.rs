@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use super::memory::MemoryConfig;
 use crate::spec::ChannelLayout;
 
 /// Every size and constant of the default model's networks. Training writes it next to the
@@ -119,6 +120,11 @@ pub struct GenerationConfig {
     /// trade variety for a calmer picture, 0 gives the flow's deterministic path from zero.
     #[serde(default = "default_sampler_temperature")]
     pub sampler_temperature: f32,
+    /// A place memory, so that what the player saw comes back when it comes back into view
+    /// (see [`PlaceMemory`](super::memory::PlaceMemory)). Needs texture transport. `None`
+    /// remembers nothing beyond the context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryConfig>,
 }
 
 fn default_sampler_steps() -> usize {
@@ -136,6 +142,7 @@ impl Default for GenerationConfig {
             texture_transport_from: None,
             sampler_steps: default_sampler_steps(),
             sampler_temperature: default_sampler_temperature(),
+            memory: None,
         }
     }
 }
@@ -333,6 +340,20 @@ impl Config {
                 g.sampler_temperature
             ));
         }
+        if let Some(m) = &g.memory {
+            if g.texture_transport_from.is_none() {
+                return bad("a place memory needs texture transport (texture_transport_from)".into());
+            }
+            if m.width > MAX_SIDE * 4 || m.height > MAX_SIDE * 4 {
+                return bad(format!("a place memory of {}x{} is too large", m.width, m.height));
+            }
+            if !(m.forget_after.is_finite() && m.forget_after >= 0.0) {
+                return bad(format!(
+                    "the memory's forget_after {} is not a number of 0 or more",
+                    m.forget_after
+                ));
+            }
+        }
         if let Some(first) = g.texture_transport_from {
             if !self.motion_warp {
                 return bad(
@@ -517,6 +538,7 @@ mod tests {
                 texture_transport_from: Some(1),
                 sampler_steps: 3,
                 sampler_temperature: 0.5,
+                memory: None,
             }
         );
         // Written back, it has the new layout and reads back the same.

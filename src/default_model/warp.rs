@@ -46,6 +46,35 @@ pub struct MotionWarp {
     width: usize,
 }
 
+/// One step's motion as texture transport applies it ([`MotionWarp::plan`]).
+#[derive(Clone, Debug)]
+pub struct StepMotion {
+    /// `(shift_x, zoom_x, shift_y, zoom_y)`, each `(batch, 1)`: shifts in whole pixels.
+    pub motion: [Tensor; 4],
+    /// The fraction of a pixel each session still owes after the step, `(batch, 2)`, x then y
+    /// (within half a pixel).
+    pub lag: Tensor,
+}
+
+impl StepMotion {
+    /// Each session's whole-pixel shift, x then y (positive moves content right or down).
+    pub fn shifts(&self) -> Result<Vec<(i64, i64)>> {
+        let x: Vec<f32> = self.motion[0].flatten_all()?.to_vec1()?;
+        let y: Vec<f32> = self.motion[2].flatten_all()?.to_vec1()?;
+        Ok(x.iter().zip(&y).map(|(&x, &y)| (x as i64, y as i64)).collect())
+    }
+
+    /// Each session's summed |log zoom| along both axes: how far the step walked.
+    pub fn log_zooms(&self) -> Result<Vec<f32>> {
+        let x: Vec<f32> = self.motion[1].flatten_all()?.to_vec1()?;
+        let y: Vec<f32> = self.motion[3].flatten_all()?.to_vec1()?;
+        Ok(x.iter()
+            .zip(&y)
+            .map(|(&x, &y)| x.ln().abs() + y.ln().abs())
+            .collect())
+    }
+}
+
 impl MotionWarp {
     /// `head_vb`: the trained motion head's `weight` (`action_inputs → 4`, small random start
     /// so that gradients reach it from the identity warp); `codec_vb`: `decode` (C → p²·3) and
@@ -109,58 +138,80 @@ impl MotionWarp {
     /// step): fine as the network's starting point, not for carrying detail over hundreds of
     /// frames.
     ///
-    /// Two things keep the carried texture sharp over many steps:
+    /// Three things keep the carried texture sharp over many steps:
     ///
-    /// - **Whole-pixel shifts.** Linear interpolation at a fractional shift blurs (a shift of
-    ///   half a pixel averages neighbours), and repeated every frame of a turn it smears the
-    ///   picture sideways. The texture moves by whole pixels; the fraction it still owes
-    ///   is `lag` `(batch, 2)`, x then y, added to the next step's shift. The returned lag
-    ///   stays within half a pixel. (Zoom keeps its interpolation: magnifying loses detail.)
-    /// - **New pixels from the prediction.** Where the warp brings content in from beyond the
-    ///   frame's edge there is nothing to carry (the edge pixel would repeat, in streaks), so
-    ///   those pixels of `P` are the linear decode of `predicted`.
+    /// - **Whole-pixel shifts** (`step`, from [`plan`](Self::plan)). Linear interpolation at a
+    ///   fractional shift blurs (a shift of half a pixel averages neighbours), and repeated every
+    ///   frame of a turn it smears the picture sideways. The texture moves by whole pixels; the
+    ///   fraction it still owes is carried in the session. (Zoom keeps its interpolation:
+    ///   magnifying loses detail.)
+    /// - **Remembered pixels.** Where the warp brings content in from beyond the frame's edge,
+    ///   `remembered` — the session's [place memory](super::memory), values `(batch, 3, H, W)`
+    ///   and 1 where valid `(batch, 1, H, W)` — gives what was seen there before.
+    /// - **New pixels from the prediction.** Where nothing is remembered there is nothing to
+    ///   carry (the edge pixel would repeat, in streaks), so those pixels of `P` are the linear
+    ///   decode of `predicted`.
     ///
-    /// Returns the carried latent `(batch, tokens, C)` and the new lag.
+    /// Returns the carried latent `(batch, tokens, C)`.
     pub fn transport(
         &self,
         last: &Tensor,
         predicted: &Tensor,
-        condition: &Tensor,
-        lag: &Tensor,
-    ) -> Result<(Tensor, Tensor)> {
-        let (motion, lag) = self.whole_pixel_motion(condition, lag)?;
-        let (pixels, moved) = self.decode_and_move(last, &motion)?;
-        let new = self.new_pixels(&motion)?;
-        let fill = self.decode_pixels(predicted)?;
+        step: &StepMotion,
+        remembered: Option<(&Tensor, &Tensor)>,
+    ) -> Result<Tensor> {
+        let (pixels, moved) = self.decode_and_move(last, &step.motion)?;
+        let new = self.new_pixels(&step.motion)?;
+        let mut fill = self.decode_pixels(predicted)?;
+        if let Some((values, valid)) = remembered {
+            fill = (&fill + (values - &fill)?.broadcast_mul(valid)?)?;
+        }
         let moved = (&moved + (fill - &moved)?.broadcast_mul(&new)?)?;
         let change = patchify(&(moved - &pixels)?, self.patch)?
             .broadcast_matmul(&self.encode.weight().t()?)?;
-        Ok(((last + change)?, lag))
+        last + change
     }
 
-    /// The share of each token's pixels that [`transport`](Self::transport) with this
-    /// `condition` and `lag` brings in from beyond the frame's edge, `(batch, tokens)`: the
-    /// tokens whose detail comes from the prediction.
-    pub fn new_token_share(&self, condition: &Tensor, lag: &Tensor) -> Result<Tensor> {
-        let (motion, _) = self.whole_pixel_motion(condition, lag)?;
-        patchify(&self.new_pixels(&motion)?, self.patch)?
-            .mean_keepdim(2)?
-            .squeeze(2)
+    /// The share of each token's pixels that [`transport`](Self::transport) of `step` brings in
+    /// from beyond the frame's edge and that `remembered` (1 where valid, `(batch, 1, H, W)`)
+    /// does not hold, `(batch, tokens)`: the tokens whose detail comes from the prediction.
+    pub fn new_token_share(&self, step: &StepMotion, remembered: Option<&Tensor>) -> Result<Tensor> {
+        let mut new = self.new_pixels(&step.motion)?;
+        if let Some(valid) = remembered {
+            new = new.broadcast_mul(&(1.0 - valid)?)?;
+        }
+        patchify(&new, self.patch)?.mean_keepdim(2)?.squeeze(2)
     }
 
-    /// The step's motion with its shifts rounded to whole pixels after adding `lag`, and the
-    /// fraction still owed (see [`transport`](Self::transport)).
-    fn whole_pixel_motion(
-        &self,
-        condition: &Tensor,
-        lag: &Tensor,
-    ) -> Result<([Tensor; 4], Tensor)> {
+    /// The share of each token's pixels that [`transport`](Self::transport) of `step` brings in
+    /// from `remembered` (1 where valid, `(batch, 1, H, W)`), `(batch, tokens)`.
+    pub fn remembered_token_share(&self, step: &StepMotion, remembered: &Tensor) -> Result<Tensor> {
+        let new = self.new_pixels(&step.motion)?.broadcast_mul(remembered)?;
+        patchify(&new, self.patch)?.mean_keepdim(2)?.squeeze(2)
+    }
+
+    /// The step's motion as [`transport`](Self::transport) applies it: the shifts rounded to whole
+    /// pixels after adding what each session still owes (`lag`, `(batch, 2)`, x then y).
+    pub fn plan(&self, condition: &Tensor, lag: &Tensor) -> Result<StepMotion> {
         let [shift_x, zoom_x, shift_y, zoom_y] = self.motion(condition)?;
         let owed_x = (shift_x + lag.narrow(1, 0, 1)?)?;
         let owed_y = (shift_y + lag.narrow(1, 1, 1)?)?;
         let (whole_x, whole_y) = (owed_x.round()?, owed_y.round()?);
         let lag = Tensor::cat(&[(owed_x - &whole_x)?, (owed_y - &whole_y)?], 1)?;
-        Ok(([whole_x, zoom_x, whole_y, zoom_y], lag))
+        Ok(StepMotion {
+            motion: [whole_x, zoom_x, whole_y, zoom_y],
+            lag,
+        })
+    }
+
+    /// A latent `(batch, tokens, C)` decoded to pixels `(batch, 3, H, W)` with the linear path.
+    pub fn decode_pixels(&self, latent: &Tensor) -> Result<Tensor> {
+        unpatchify(
+            &self.decode.forward(latent)?,
+            self.patch,
+            self.height,
+            self.width,
+        )
     }
 
     /// 1 for the pixels whose source under `motion` lies beyond the frame's edge along either
@@ -170,16 +221,6 @@ impl MotionWarp {
         let new_x = beyond_edge(self.width, shift_x, zoom_x)?.unsqueeze(1)?;
         let new_y = beyond_edge(self.height, shift_y, zoom_y)?.unsqueeze(2)?;
         new_y.broadcast_maximum(&new_x)?.unsqueeze(1)
-    }
-
-    /// A latent `(batch, tokens, C)` decoded to pixels `(batch, 3, H, W)` with the linear path.
-    fn decode_pixels(&self, latent: &Tensor) -> Result<Tensor> {
-        unpatchify(
-            &self.decode.forward(latent)?,
-            self.patch,
-            self.height,
-            self.width,
-        )
     }
 
     /// `last` decoded to pixels `(batch, 3, H, W)` with the linear path, and those pixels moved
@@ -297,6 +338,53 @@ mod tests {
         Tensor::new(&[[1f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.7]], &Device::Cpu)
     }
 
+    /// Transport with nothing remembered: the carried latent and the lag after the step.
+    fn transport(
+        warp: &MotionWarp,
+        last: &Tensor,
+        predicted: &Tensor,
+        condition: &Tensor,
+        lag: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let step = warp.plan(condition, lag)?;
+        Ok((warp.transport(last, predicted, &step, None)?, step.lag))
+    }
+
+    #[test]
+    fn remembered_pixels_fill_the_edge_before_the_prediction() -> candle_core::Result<()> {
+        let (warp, _) = identity_warp(8.0)?;
+        let dev = Device::Cpu;
+        let last = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
+        let predicted = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
+        let memory = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
+        let step = warp.plan(&action_zero_on()?, &no_lag(1)?)?;
+        // The top half of the frame is remembered, the bottom half is not.
+        let mut valid = vec![0f32; 32 * 32];
+        valid[..16 * 32].fill(1.0);
+        let valid = Tensor::from_vec(valid, (1, 1, 32, 32), &dev)?;
+        let values = unpatchify(&memory, 8, 32, 32)?;
+        let carried = warp.transport(&last, &predicted, &step, Some((&values, &valid)))?;
+        // The left column comes in from beyond the edge: rows 0-1 from memory, 2-3 predicted.
+        for row in 0..4 {
+            let want = if row < 2 { &memory } else { &predicted };
+            let got = carried.narrow(1, row * 4, 1)?;
+            let err = (got - want.narrow(1, row * 4, 1)?)?.abs()?.max_all()?;
+            assert!(err.to_scalar::<f32>()? < 1e-5, "edge token of row {row}");
+        }
+        let share = |m: Option<&Tensor>| -> candle_core::Result<Vec<f32>> {
+            warp.new_token_share(&step, m)?.flatten_all()?.to_vec1()
+        };
+        assert_eq!(share(None)?[0], 1.0);
+        assert_eq!(share(Some(&valid))?[0], 0.0, "remembered: nothing to draw");
+        assert_eq!(share(Some(&valid))?[8], 1.0, "not remembered");
+        let from_memory: Vec<f32> = warp
+            .remembered_token_share(&step, &valid)?
+            .flatten_all()?
+            .to_vec1()?;
+        assert_eq!((from_memory[0], from_memory[1], from_memory[8]), (1.0, 0.0, 0.0));
+        assert_moved_one_token_right(&carried, &last)
+    }
+
     /// No lag: `(batch, 2)` zeros.
     fn no_lag(batch: usize) -> candle_core::Result<Tensor> {
         Tensor::zeros((batch, 2), DTYPE, &Device::Cpu)
@@ -309,7 +397,7 @@ mod tests {
         let last = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
         let predicted = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
         let cond = action_zero_on()?;
-        let (carried, lag) = warp.transport(&last, &predicted, &cond, &no_lag(1)?)?;
+        let (carried, lag) = transport(&warp, &last, &predicted, &cond, &no_lag(1)?)?;
         // The left column comes from beyond the edge: the prediction's; the others from their
         // left neighbour.
         for row in 0..4 {
@@ -330,9 +418,9 @@ mod tests {
         let dev = Device::Cpu;
         let last = Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)?;
         let cond = action_zero_on()?;
-        let (first, lag) = warp.transport(&last, &last, &cond, &no_lag(1)?)?;
+        let (first, lag) = transport(&warp, &last, &last, &cond, &no_lag(1)?)?;
         assert_eq!((first - &last)?.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
-        let (second, lag) = warp.transport(&last, &last, &cond, &lag)?;
+        let (second, lag) = transport(&warp, &last, &last, &cond, &lag)?;
         let lag: Vec<f32> = lag.flatten_all()?.to_vec1()?;
         assert!((lag[0] + 0.2).abs() < 1e-5 && lag[1] == 0.0, "lag {lag:?}");
         let before = unpatchify(&last, 8, 32, 32)?;
@@ -361,7 +449,7 @@ mod tests {
         let predicted = Tensor::randn(0f32, 1.0, shape, &dev)?;
         let still = Tensor::zeros((2, 8), DTYPE, &dev)?;
         let lag = Tensor::new(&[[0.3f32, -0.2], [0.0, 0.45]], &dev)?;
-        let (carried, lag_after) = warp.transport(&last, &predicted, &still, &lag)?;
+        let (carried, lag_after) = transport(&warp, &last, &predicted, &still, &lag)?;
         let diff = |a: &Tensor, b: &Tensor| -> candle_core::Result<f32> {
             (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
         };

@@ -12,7 +12,8 @@ use super::conditions::encode_condition;
 use super::config::{Config, GenerationConfig};
 use super::network::{DTYPE, Networks, Prediction};
 use super::sampler::{Sampler, SamplerCondition};
-use super::warp::MotionWarp;
+use super::memory::{MemoryConfig, PlaceMemory};
+use super::warp::{MotionWarp, StepMotion};
 use super::weights::load_networks;
 use crate::dsp::{BandSpectrum, NoiseSynth};
 use crate::error::{Error, Result};
@@ -177,25 +178,54 @@ pub struct DefaultSession {
     /// With texture transport: the fraction of a pixel (x, y) that the carried texture still
     /// has to move (see [`MotionWarp::transport`]).
     texture_lag: [f32; 2],
+    /// With a place memory: what the session has seen around its view.
+    memory: Option<PlaceMemory>,
 }
 
-/// Saved-state layout: magic, frame index, noise state, spare normal, texture lag, then the
-/// context latents and the sound synthesiser's tail. `NDM1` states (before the texture lag)
-/// still restore, with no lag.
-const STATE_MAGIC: &[u8; 4] = b"NDM2";
+/// Saved-state layout: magic, frame index, noise state, spare normal, texture lag, the context
+/// latents, the sound synthesiser's tail, then whether a place memory follows (one byte) and
+/// the memory. Older states restore too: `NDM2` (no memory) and `NDM1` (no lag either).
+const STATE_MAGIC: &[u8; 4] = b"NDM3";
+const STATE_MAGIC_V2: &[u8; 4] = b"NDM2";
 const STATE_MAGIC_V1: &[u8; 4] = b"NDM1";
 
 impl DefaultSession {
     fn new(shared: Arc<Shared>, context: Vec<f32>, seed: u64) -> Self {
         let synth = NoiseSynth::new(shared.spectrum.clone());
         Self {
-            shared,
             context,
             rng: Gaussian::new(seed),
             synth,
             index: 0,
             texture_lag: [0.0; 2],
+            memory: shared
+                .generation
+                .memory
+                .as_ref()
+                .map(|m| PlaceMemory::new(m, shared.cfg.width, shared.cfg.height)),
+            shared,
         }
+    }
+}
+
+impl DefaultSession {
+    /// Writes the last latent's view into the place memory (when there is one): what a new or
+    /// restored session shows is the first thing it remembers.
+    fn remember_view(&mut self) -> Result<()> {
+        let (Some(memory), Some(warp)) = (&mut self.memory, self.shared.nets.dynamics.warp())
+        else {
+            return Ok(());
+        };
+        let cfg = &self.shared.cfg;
+        let (k, t, c) = (cfg.context, cfg.tokens(), cfg.latent_channels);
+        let last = Tensor::from_vec(
+            self.context[(k - 1) * t * c..].to_vec(),
+            (1, t, c),
+            &self.shared.device,
+        )?;
+        let planes: Vec<f32> = warp.decode_pixels(&last)?.flatten_all()?.to_vec1()?;
+        memory.write_view(&planes, cfg.width, cfg.height);
+        Ok(())
     }
 }
 
@@ -214,6 +244,10 @@ impl Session for DefaultSession {
         w.f32_array(&self.texture_lag);
         w.f32_array(&self.context);
         w.f32_array(self.synth.tail());
+        w.bool(self.memory.is_some());
+        if let Some(memory) = &self.memory {
+            memory.save(&mut w);
+        }
         Ok(w.finish())
     }
 
@@ -222,28 +256,106 @@ impl Session for DefaultSession {
     }
 }
 
-/// The next latent with its channels from `first` on carried over from `last` by the warp
-/// (see [`GenerationConfig::texture_transport_from`]; pixels the warp brings in from beyond the edge come
-/// from `predicted`), and the channels before `first` from `predicted`. `lag`: each session's
-/// shift still owed, `(batch, 2)`; returns the next latent and the new lag.
-pub(crate) fn carry_texture(
-    predicted: &Tensor,
-    last: &Tensor,
-    condition: &Tensor,
-    lag: &Tensor,
-    warp: &MotionWarp,
+/// A step's texture transport, planned before the latent is predicted (see
+/// [`MotionWarp::transport`]).
+struct Transport<'a> {
+    warp: &'a MotionWarp,
+    /// The first latent channel carried over (the ones before it come from the network).
     first: usize,
-) -> candle_core::Result<(Tensor, Tensor)> {
-    let c = predicted.dim(2)?;
-    let (carried, lag) = warp.transport(last, predicted, condition, lag)?;
-    let next = Tensor::cat(
-        &[
-            &predicted.narrow(2, 0, first)?,
-            &carried.narrow(2, first, c - first)?,
-        ],
-        2,
-    )?;
-    Ok((next, lag))
+    step: StepMotion,
+    /// What the sessions' place memories hold at their new views: values `(batch, 3, H, W)`
+    /// and 1 where valid `(batch, 1, H, W)`.
+    remembered: Option<(Tensor, Tensor)>,
+}
+
+impl<'a> Transport<'a> {
+    /// Plans the step's whole-pixel motion and moves every session's place memory with it.
+    fn plan(
+        shared: &'a Shared,
+        sessions: &mut [&mut DefaultSession],
+        condition: &Tensor,
+    ) -> Result<Option<Self>> {
+        let generation = &shared.generation;
+        let (Some(first), Some(warp)) = (generation.texture_transport_from, shared.nets.dynamics.warp())
+        else {
+            return Ok(None);
+        };
+        let dev = &shared.device;
+        let lag: Vec<f32> = sessions.iter().flat_map(|s| s.texture_lag).collect();
+        let step = warp.plan(condition, &Tensor::from_vec(lag, (sessions.len(), 2), dev)?)?;
+        let remembered = match &generation.memory {
+            Some(cfg) => Some(recall(shared, sessions, &step, cfg)?),
+            None => None,
+        };
+        Ok(Some(Self {
+            warp,
+            first,
+            step,
+            remembered,
+        }))
+    }
+
+    /// The share of each token's pixels the warp brings in that the memory does not hold,
+    /// `(batch, tokens)`.
+    fn unremembered_share(&self) -> candle_core::Result<Tensor> {
+        let valid = self.remembered.as_ref().map(|(_, valid)| valid);
+        self.warp.new_token_share(&self.step, valid)
+    }
+
+    /// The next latent: channels from `first` on carried over from `last` (what comes in from
+    /// beyond the edge recalled from memory or else taken from `predicted`), the others from
+    /// `predicted`, except in tokens mostly recalled from memory, which are carried whole (the
+    /// network, which has not seen what the memory holds, would draw them anew).
+    fn carry(&self, predicted: &Tensor, last: &Tensor) -> candle_core::Result<Tensor> {
+        let c = predicted.dim(2)?;
+        let remembered = self.remembered.as_ref().map(|(v, m)| (v, m));
+        let carried = self.warp.transport(last, predicted, &self.step, remembered)?;
+        let next = Tensor::cat(
+            &[
+                &predicted.narrow(2, 0, self.first)?,
+                &carried.narrow(2, self.first, c - self.first)?,
+            ],
+            2,
+        )?;
+        let Some((_, valid)) = &self.remembered else {
+            return Ok(next);
+        };
+        let whole = self
+            .warp
+            .remembered_token_share(&self.step, valid)?
+            .ge(0.5)?
+            .to_dtype(DTYPE)?
+            .unsqueeze(2)?;
+        &next + (carried - &next)?.broadcast_mul(&whole)?
+    }
+}
+
+/// Moves each session's place memory by the step's motion and recalls what it holds at the new
+/// view.
+fn recall(
+    shared: &Shared,
+    sessions: &mut [&mut DefaultSession],
+    step: &StepMotion,
+    cfg: &MemoryConfig,
+) -> Result<(Tensor, Tensor)> {
+    let (w, h) = (shared.cfg.width, shared.cfg.height);
+    let (shifts, zooms) = (step.shifts()?, step.log_zooms()?);
+    let (mut values, mut valid) = (Vec::new(), Vec::new());
+    for ((s, shift), zoom) in sessions.iter_mut().zip(shifts).zip(zooms) {
+        let memory = s
+            .memory
+            .get_or_insert_with(|| PlaceMemory::new(cfg, w, h));
+        memory.advance(shift, zoom, w, h);
+        let (v, m) = memory.recall(w, h, cfg.forget_after);
+        values.extend(v);
+        valid.extend(m);
+    }
+    let b = sessions.len();
+    let dev = &shared.device;
+    Ok((
+        Tensor::from_vec(values, (b, 3, h, w), dev)?,
+        Tensor::from_vec(valid, (b, 1, h, w), dev)?,
+    ))
 }
 
 /// The sampler's draw of the residual `next − mean`, `(batch, tokens, C)`. Its starting noise
@@ -323,23 +435,21 @@ fn sampled_residual(
     Ok(residual.index_add(&index, &drawn, 0)?.reshape((b, t, c))?)
 }
 
-/// Steps several sessions of one model in one batch.
-fn step_sessions(
+/// The context latents (with context noise at the stabilisation level the model was trained to
+/// see) and condition vectors of a batch: `(batch, k, tokens, C)` and `(batch, inputs)`.
+fn gather_inputs(
     shared: &Shared,
     sessions: &mut [&mut DefaultSession],
     inputs: &[&StepInput],
-) -> Result<Vec<StepOutput>> {
-    let began = Instant::now();
+) -> Result<(Tensor, Tensor)> {
     let cfg = &shared.cfg;
     let b = sessions.len();
     let (k, t, c) = (cfg.context, cfg.tokens(), cfg.latent_channels);
-    let generation = &shared.generation;
-    let noise_level = generation.inference_noise;
+    let noise_level = shared.generation.inference_noise;
     let relative_noise = noise_level / cfg.train_noise_max.max(f32::EPSILON);
     let mut context = Vec::with_capacity(b * k * t * c);
     let mut condition = Vec::new();
     for (s, input) in sessions.iter_mut().zip(inputs) {
-        // Context noise at the stabilisation level the model was trained to see.
         for &v in &s.context {
             context.push(v + noise_level * s.rng.normal());
         }
@@ -352,47 +462,48 @@ fn step_sessions(
         );
     }
     let dev = &shared.device;
-    let context_t = Tensor::from_vec(context, (b, k, t, c), dev)?;
     let cond_len = condition.len() / b;
-    let condition_t = Tensor::from_vec(condition, (b, cond_len), dev)?;
+    Ok((
+        Tensor::from_vec(context, (b, k, t, c), dev)?,
+        Tensor::from_vec(condition, (b, cond_len), dev)?,
+    ))
+}
+
+/// Each session's last latent, clean (not the noised context): `(batch, tokens, C)`.
+fn last_latents(shared: &Shared, sessions: &[&mut DefaultSession]) -> Result<Tensor> {
+    let cfg = &shared.cfg;
+    let (k, t, c) = (cfg.context, cfg.tokens(), cfg.latent_channels);
+    let mut last = Vec::with_capacity(sessions.len() * t * c);
+    for s in sessions {
+        last.extend_from_slice(&s.context[(k - 1) * t * c..]);
+    }
+    Ok(Tensor::from_vec(last, (sessions.len(), t, c), &shared.device)?)
+}
+
+/// Steps several sessions of one model in one batch.
+fn step_sessions(
+    shared: &Shared,
+    sessions: &mut [&mut DefaultSession],
+    inputs: &[&StepInput],
+) -> Result<Vec<StepOutput>> {
+    let began = Instant::now();
+    let (context_t, condition_t) = gather_inputs(shared, sessions, inputs)?;
     let prediction = shared.nets.dynamics.forward(&context_t, &condition_t)?;
-    let transport = match (
-        generation.texture_transport_from,
-        shared.nets.dynamics.warp(),
-    ) {
-        (Some(first), Some(warp)) => {
-            let lag: Vec<f32> = sessions.iter().flat_map(|s| s.texture_lag).collect();
-            Some((first, warp, Tensor::from_vec(lag, (b, 2), dev)?))
-        }
-        _ => None,
-    };
+    let transport = Transport::plan(shared, sessions, &condition_t)?;
     let next = match &shared.nets.sampler {
         Some(sampler) => {
             let only_new = match &transport {
-                Some((first, warp, lag)) => {
-                    Some((warp.new_token_share(&condition_t, lag)?, *first))
-                }
+                Some(t) => Some((t.unremembered_share()?, t.first)),
                 None => None,
             };
+            let generation = &shared.generation;
             let drawn = sampled_residual(sampler, generation, &prediction, sessions, only_new)?;
             (&prediction.mean + drawn)?
         }
         None => prediction.mean.clone(),
     };
     let next = match &transport {
-        Some((first, warp, lag)) => {
-            // Carried over from the clean last latent, not the noised context.
-            let mut last = Vec::with_capacity(b * t * c);
-            for s in sessions.iter() {
-                last.extend_from_slice(&s.context[(k - 1) * t * c..]);
-            }
-            let last = Tensor::from_vec(last, (b, t, c), dev)?;
-            let (next, lag) = carry_texture(&next, &last, &condition_t, lag, warp, *first)?;
-            for (s, lag) in sessions.iter_mut().zip(lag.to_vec2::<f32>()?) {
-                s.texture_lag = [lag[0], lag[1]];
-            }
-            next
-        }
+        Some(t) => t.carry(&next, &last_latents(shared, sessions)?)?,
         None => next,
     };
     let video_began = Instant::now();
@@ -405,19 +516,33 @@ fn step_sessions(
         .forward(&prediction.pooled, &prediction.cond)?
         .flatten_all()?
         .to_vec1()?;
+    let remembered_views = match &transport {
+        Some(t) if t.remembered.is_some() => Some(t.warp.decode_pixels(&next)?),
+        _ => None,
+    };
     let next: Vec<f32> = next.flatten_all()?.to_vec1()?;
     if next.iter().any(|v| !v.is_finite()) || spectra.iter().any(|v| !v.is_finite()) {
         return Err(Error::BadOutput(
             "the network produced NaN or infinite values".into(),
         ));
     }
-    let per_spectrum = spectra.len() / b;
-    let mut outputs = Vec::with_capacity(b);
+    if let Some(t) = &transport {
+        for (s, lag) in sessions.iter_mut().zip(t.step.lag.to_vec2::<f32>()?) {
+            s.texture_lag = [lag[0], lag[1]];
+        }
+    }
+    if let Some(views) = remembered_views {
+        remember(shared, sessions, &views)?;
+    }
+    let mut outputs = Vec::with_capacity(sessions.len());
+    let per_spectrum = spectra.len() / sessions.len();
+    let cfg = &shared.cfg;
+    let per_latent = cfg.tokens() * cfg.latent_channels;
     for (i, (s, frame)) in sessions.iter_mut().zip(frames).enumerate() {
         // Slide the context window: drop the oldest latent, append the new one.
-        s.context.drain(..t * c);
+        s.context.drain(..per_latent);
         s.context
-            .extend_from_slice(&next[i * t * c..(i + 1) * t * c]);
+            .extend_from_slice(&next[i * per_latent..(i + 1) * per_latent]);
         let rng = &mut s.rng;
         let samples = s
             .synth
@@ -442,6 +567,18 @@ fn step_sessions(
         });
     }
     Ok(outputs)
+}
+
+/// Writes each session's new view (its linear decode, `(batch, 3, H, W)`) into its memory.
+fn remember(shared: &Shared, sessions: &mut [&mut DefaultSession], views: &Tensor) -> Result<()> {
+    let (w, h) = (shared.cfg.width, shared.cfg.height);
+    let planes: Vec<f32> = views.flatten_all()?.to_vec1()?;
+    for (s, view) in sessions.iter_mut().zip(planes.chunks_exact(3 * w * h)) {
+        if let Some(memory) = &mut s.memory {
+            memory.write_view(view, w, h);
+        }
+    }
+    Ok(())
 }
 
 impl WorldModel for DefaultModel {
@@ -474,29 +611,42 @@ impl WorldModel for DefaultModel {
             frames.insert(0, oldest.clone());
         }
         let latents: Vec<f32> = self.encode_frames(&frames)?.flatten_all()?.to_vec1()?;
-        Ok(Box::new(DefaultSession::new(
-            self.shared.clone(),
-            latents,
-            prompt.seed,
-        )))
+        let mut session = DefaultSession::new(self.shared.clone(), latents, prompt.seed);
+        session.remember_view()?;
+        Ok(Box::new(session))
     }
 
     fn restore(&self, state: &[u8]) -> Result<Box<dyn Session>> {
         let cfg = &self.shared.cfg;
         let values = cfg.context * cfg.tokens() * cfg.latent_channels;
         let tail = cfg.samples_per_frame / cfg.audio_subframes;
-        let (mut r, layout) =
-            StateReader::open(state, "default-model", &[STATE_MAGIC, STATE_MAGIC_V1])?;
+        let (mut r, layout) = StateReader::open(
+            state,
+            "default-model",
+            &[STATE_MAGIC, STATE_MAGIC_V2, STATE_MAGIC_V1],
+        )?;
         let index = r.u64()?;
         let rng_state = r.u64()?;
         let spare = r.f32()?;
         // `NDM1` states, from before the texture lag, have none.
         let lag = match layout {
-            0 => r.f32_array(2)?,
+            0 | 1 => r.f32_array(2)?,
             _ => vec![0.0; 2],
         };
         let context = r.f32_array(values)?;
         let synth_tail = r.f32_array(tail)?;
+        // `NDM3` states say whether a place memory follows; one saved by a model that does not
+        // remember is read and dropped, and a model that remembers starts with an empty one
+        // from older states.
+        let saved_memory = layout == 0 && r.bool()?;
+        let memory = match (&self.shared.generation.memory, saved_memory) {
+            (Some(m), true) => Some(PlaceMemory::restore(&mut r, m, cfg.width, cfg.height)?),
+            (None, true) => {
+                PlaceMemory::read(&mut r)?;
+                None
+            }
+            (_, false) => None,
+        };
         r.finish()?;
         let mut session = DefaultSession::new(self.shared.clone(), context, 0);
         session.index = index;
@@ -504,6 +654,11 @@ impl WorldModel for DefaultModel {
         session.rng.spare = spare.is_finite().then_some(spare);
         session.texture_lag = [lag[0], lag[1]];
         session.synth.set_tail(&synth_tail);
+        match memory {
+            Some(memory) => session.memory = Some(memory),
+            // A memory this state did not hold starts with the view it restores.
+            None => session.remember_view()?,
+        }
         Ok(Box::new(session))
     }
 
@@ -626,12 +781,104 @@ mod tests {
                 b.step(&turning).unwrap().frame
             );
         }
-        // The layout before the lag: no lag, otherwise the same.
+        // The layouts before the memory (no memory flag) and before the lag (no lag either).
+        assert_eq!(saved.last(), Some(&0), "no memory follows");
+        let mut v2 = STATE_MAGIC_V2.to_vec();
+        v2.extend_from_slice(&saved[4..saved.len() - 1]);
+        assert!(model.restore(&v2).unwrap().step(&turning).is_ok());
         let mut v1 = STATE_MAGIC_V1.to_vec();
         v1.extend_from_slice(&saved[4..24]);
-        v1.extend_from_slice(&saved[32..]);
+        v1.extend_from_slice(&saved[32..saved.len() - 1]);
         assert!(model.restore(&v1).unwrap().step(&turning).is_ok());
         assert!(model.restore(&saved[..saved.len() - 4]).is_err());
+    }
+
+    /// A tiny model whose latent is the pixel patch itself (the warp's codec the identity) and
+    /// whose warp shifts the view 8 pixels left per step of full right turn.
+    fn pixel_model(generation: GenerationConfig) -> DefaultModel {
+        let mut cfg = Config::tiny();
+        cfg.latent_channels = cfg.patch_values();
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DTYPE, &Device::Cpu);
+        let nets = Networks::new(&cfg, vb).unwrap();
+        let n = cfg.patch_values();
+        let dev = Device::Cpu;
+        {
+            let data = varmap.data().lock().unwrap();
+            for name in ["warp.decode.weight", "warp.encode.weight"] {
+                data[name].set(&Tensor::eye(n, DTYPE, &dev).unwrap()).unwrap();
+            }
+            for name in ["warp.decode.bias", "warp.encode.bias"] {
+                data[name].set(&Tensor::zeros(n, DTYPE, &dev).unwrap()).unwrap();
+            }
+            let head = &data["dynamics.motion.weight"];
+            let mut w = vec![0f32; head.elem_count()];
+            let inputs = head.dims()[1];
+            let turn = cfg.layout().actions.iter().position(|a| a.name == "turn").unwrap();
+            w[turn] = -8.0 / crate::default_model::warp::SHIFT_SCALE as f32;
+            let _ = inputs;
+            head.set(&Tensor::from_vec(w, head.shape(), &dev).unwrap()).unwrap();
+        }
+        DefaultModel::new(cfg, generation, nets, dev).unwrap()
+    }
+
+    #[test]
+    fn with_a_place_memory_turning_away_and_back_brings_the_view_back() {
+        let transport = GenerationConfig {
+            texture_transport_from: Some(3),
+            inference_noise: 0.0,
+            ..GenerationConfig::default()
+        };
+        let remembering = GenerationConfig {
+            memory: Some(MemoryConfig {
+                width: 128,
+                height: 64,
+                forget_after: 0.3,
+            }),
+            ..transport.clone()
+        };
+        let mut errors = Vec::new();
+        for generation in [remembering, transport] {
+            let model = pixel_model(generation);
+            let cfg = &model.shared.cfg;
+            let mut rng = Gaussian::new(11);
+            let context = (0..cfg.context * cfg.tokens() * cfg.latent_channels)
+                .map(|_| (rng.uniform() - 0.5) * 1.6)
+                .collect();
+            let mut s = DefaultSession::new(model.shared.clone(), context, 1);
+            s.remember_view().unwrap();
+            let start = detail_of_last(&s, 3);
+            let mut input = StepInput {
+                action: model.spec().neutral_action(),
+                controls: model.spec().default_controls(),
+            };
+            let turn = model.spec().action_index("turn").unwrap();
+            // 6 × 8 pixels right: the 32-pixel view has left everything it showed; then back.
+            for value in [1.0, -1.0] {
+                input.action.values[turn] = value;
+                for _ in 0..6 {
+                    s.step(&input).unwrap();
+                }
+            }
+            let back = detail_of_last(&s, 3);
+            let worst = start
+                .iter()
+                .zip(&back)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            errors.push(worst);
+            if s.memory.is_some() {
+                // The saved session carries the memory, and continues bit for bit.
+                let saved = s.save().unwrap();
+                let mut restored = model.restore(&saved).unwrap();
+                for _ in 0..3 {
+                    assert_eq!(s.step(&input).unwrap().frame, restored.step(&input).unwrap().frame);
+                }
+            }
+        }
+        // Remembered: the first view to 8 bits. Forgotten: whatever the network predicts.
+        assert!(errors[0] <= 1.0 / 127.5 + 1e-5, "with memory: {}", errors[0]);
+        assert!(errors[1] > 0.1, "without memory: {}", errors[1]);
     }
 
     #[test]
