@@ -300,6 +300,75 @@ fn a_sampler_added_to_a_trained_model_trains_alone_and_replays_bit_for_bit() {
 }
 
 #[test]
+fn an_outpainter_added_to_a_trained_model_trains_alone_and_draws_what_comes_into_view() {
+    use bevy_nacre::default_model::memory::MemoryConfig;
+    use bevy_nacre::default_model::outpaint::{OutpaintHead, OutpainterConfig};
+    let (tmp, data, base) = tiny_data_and_model("outpaint");
+    for head in [
+        OutpaintHead::Codebook { size: 32 },
+        OutpaintHead::Flow {
+            width: 16,
+            layers: 2,
+        },
+    ] {
+        let mut cfg = TrainConfig::tiny();
+        cfg.init_from = Some(base.clone());
+        cfg.model.outpainter = Some(OutpainterConfig {
+            dim: 16,
+            layers: 1,
+            heads: 2,
+            context: 2,
+            head: head.clone(),
+        });
+        cfg.generation = Some(GenerationConfig {
+            texture_transport_from: Some(1),
+            memory: Some(MemoryConfig::default()),
+            ..GenerationConfig::default()
+        });
+        cfg.autoencoder.steps = 0;
+        cfg.dynamics.steps = 0;
+        cfg.decoder.steps = 0;
+        cfg.outpainter.steps = 60;
+        cfg.outpainter.batch = 8;
+        cfg.outpainter.lr = 3e-3;
+        let out = tmp.join(format!("outpaint-{}", matches!(head, OutpaintHead::Flow { .. })));
+        let outcome = train_uninterrupted(&data, &cfg, &out, false).unwrap();
+        assert_eq!(outcome, Outcome::Finished);
+
+        // Only the outpainter learned, and its loss fell.
+        let (before, after) = (weights(&base), weights(&out));
+        for (name, tensor) in &before {
+            assert_eq!(values(tensor), values(&after[name]), "{name} changed");
+        }
+        let (first, last) = first_and_last_loss(&out.join(LOG_FILE), "outpainter");
+        assert!(last < first, "outpainter loss {first} -> {last}");
+        if matches!(head, OutpaintHead::Codebook { .. }) {
+            // The codebook holds k-means centres of the data's tokens: all distinct.
+            let codes = values(&after["outpaint.codebook"]);
+            let rows: Vec<&[f32]> = codes.chunks(8).collect();
+            assert!(rows.iter().enumerate().all(|(i, a)| rows[..i].iter().all(|b| a != b)));
+        }
+
+        // Turning right draws the column beyond the edge; a restored session continues bit for
+        // bit, drawing the same.
+        let model = load(&out);
+        let mut input = StepInput {
+            action: model.spec().neutral_action(),
+            controls: model.spec().default_controls(),
+        };
+        input.action.values[2] = 1.0;
+        let mut a = model.start(&Prompt::seeded(4)).unwrap();
+        for _ in 0..4 {
+            a.step(&input).unwrap();
+        }
+        let mut b = model.restore(&a.save().unwrap()).unwrap();
+        for _ in 0..8 {
+            assert_eq!(a.step(&input).unwrap().frame, b.step(&input).unwrap().frame);
+        }
+    }
+}
+
+#[test]
 fn mismatched_or_corrupt_weights_give_clear_errors() {
     let tmp = tempdir("badweights");
     let dir = tmp.join("model");

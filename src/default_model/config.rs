@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use super::memory::MemoryConfig;
+use super::outpaint::{OutpaintHead, OutpainterConfig};
 use crate::spec::ChannelLayout;
 
 /// Every size and constant of the default model's networks. Training writes it next to the
@@ -64,6 +65,10 @@ pub struct Config {
     /// [`Sampler`](super::sampler::Sampler)). Absent in older configs, which predict the mean.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampler: Option<SamplerSize>,
+    /// The outpainter that draws what comes into view (see
+    /// [`Outpainter`](super::outpaint::Outpainter)). Absent in older configs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outpainter: Option<OutpainterConfig>,
     /// The action channels and director controls the model was trained with (the dataset's),
     /// written by `nacre train`. Folders written before it existed have none and get the
     /// [first-person layout](crate::spec::first_person) they were all trained on.
@@ -120,6 +125,14 @@ pub struct GenerationConfig {
     /// trade variety for a calmer picture, 0 gives the flow's deterministic path from zero.
     #[serde(default = "default_sampler_temperature")]
     pub sampler_temperature: f32,
+    /// Passes the outpainter draws a line of tokens in (more: each token sees more of the
+    /// others' draws, at more cost).
+    #[serde(default = "default_outpaint_passes")]
+    pub outpaint_passes: usize,
+    /// Temperature of the outpainter's draws: 1 samples its distribution, lower values keep to
+    /// its likeliest tokens.
+    #[serde(default = "default_sampler_temperature")]
+    pub outpaint_temperature: f32,
     /// A place memory, so that what the player saw comes back when it comes back into view
     /// (see [`PlaceMemory`](super::memory::PlaceMemory)). Needs texture transport. `None`
     /// remembers nothing beyond the context.
@@ -135,6 +148,10 @@ fn default_sampler_temperature() -> f32 {
     1.0
 }
 
+fn default_outpaint_passes() -> usize {
+    2
+}
+
 impl Default for GenerationConfig {
     fn default() -> Self {
         Self {
@@ -142,6 +159,8 @@ impl Default for GenerationConfig {
             texture_transport_from: None,
             sampler_steps: default_sampler_steps(),
             sampler_temperature: default_sampler_temperature(),
+            outpaint_passes: default_outpaint_passes(),
+            outpaint_temperature: default_sampler_temperature(),
             memory: None,
         }
     }
@@ -177,6 +196,7 @@ impl Default for Config {
             audio_subframes: 4,
             motion_warp: true,
             sampler: None,
+            outpainter: None,
             spec: None,
         }
     }
@@ -310,6 +330,25 @@ impl Config {
                 s.width, s.layers
             ));
         }
+        if let Some(o) = &self.outpainter {
+            let size = match o.head {
+                OutpaintHead::Codebook { size } => size,
+                OutpaintHead::Flow { width, layers } => width.min(layers),
+                OutpaintHead::Retrieval { entries, key } => entries.min(key),
+            };
+            if o.dim == 0
+                || o.dim > MAX_WIDTH
+                || o.heads == 0
+                || !o.dim.is_multiple_of(o.heads)
+                || o.layers > MAX_LAYERS
+                || o.context == 0
+                || o.context > 64
+                || size == 0
+                || size > 1 << 16
+            {
+                return bad(format!("invalid outpainter {o:?}"));
+            }
+        }
         if let Some(layout) = &self.spec
             && layout.actions.is_empty()
         {
@@ -338,6 +377,18 @@ impl Config {
             return bad(format!(
                 "the sampler's temperature {} is not a number of 0 or more",
                 g.sampler_temperature
+            ));
+        }
+        if self.outpainter.is_some() && g.memory.is_none() {
+            return bad("the outpainter draws into the place memory: it needs `memory`".into());
+        }
+        if g.outpaint_passes == 0 || g.outpaint_passes > 64 {
+            return bad(format!("outpaint_passes {} is outside 1..=64", g.outpaint_passes));
+        }
+        if !(g.outpaint_temperature.is_finite() && g.outpaint_temperature >= 0.0) {
+            return bad(format!(
+                "the outpainter's temperature {} is not a number of 0 or more",
+                g.outpaint_temperature
             ));
         }
         if let Some(m) = &g.memory {
@@ -538,7 +589,7 @@ mod tests {
                 texture_transport_from: Some(1),
                 sampler_steps: 3,
                 sampler_temperature: 0.5,
-                memory: None,
+                ..GenerationConfig::default()
             }
         );
         // Written back, it has the new layout and reads back the same.

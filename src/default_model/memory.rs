@@ -161,6 +161,46 @@ impl PlaceMemory {
         }
     }
 
+    /// Whether a pixel at world `(x, y)` is remembered and not yet forgotten.
+    fn valid_at(&self, x: i64, y: i64, forget_after: f32) -> bool {
+        self.index(x, y).is_some_and(|i| {
+            let seen = self.seen[i];
+            !seen.is_nan() && self.walked - seen <= forget_after
+        })
+    }
+
+    /// Whether every pixel of the world rectangle at `(x0, y0)`, `w`×`h`, is remembered.
+    pub fn holds(&self, (x0, y0): (i64, i64), w: usize, h: usize, forget_after: f32) -> bool {
+        (0..h as i64).all(|y| (0..w as i64).all(|x| self.valid_at(x0 + x, y0 + y, forget_after)))
+    }
+
+    /// Writes `planes` (`3 × h × w`, channel-major) at world `(x0, y0)` where nothing is
+    /// remembered: drawn content never overwrites what was seen.
+    pub fn fill_missing(
+        &mut self,
+        (x0, y0): (i64, i64),
+        planes: &[f32],
+        w: usize,
+        h: usize,
+        forget_after: f32,
+    ) {
+        for y in 0..h {
+            for x in 0..w {
+                let (wx, wy) = (x0 + x as i64, y0 + y as i64);
+                if self.valid_at(wx, wy, forget_after) {
+                    continue;
+                }
+                let Some(i) = self.index(wx, wy) else {
+                    continue;
+                };
+                for c in 0..3 {
+                    self.pixels[i * 3 + c] = quantise(planes[(c * h + y) * w + x]);
+                }
+                self.seen[i] = self.walked;
+            }
+        }
+    }
+
     /// What the memory holds for the view's pixels: the values (`3 × h × w`, channel-major; 0
     /// where nothing is remembered) and 1 where a remembered pixel is still valid (`h × w`),
     /// given how far the player may walk before it is forgotten.

@@ -9,6 +9,7 @@
 //!   that predicts the next latent frame (conditioned through adaptive layer norm), and the audio
 //!   head that predicts the frame's band spectrum; each built by `new(cfg, vb)`.
 //! - [`memory`]: the place memory that keeps what a session has seen where it was.
+//! - [`outpaint`]: the outpainter that draws the tokens just beyond the view's edge.
 //! - [`patches`]: pixels to the grid of patch tokens and back.
 //! - [`warp`]: the motion warp that moves the last frame by the shift and zoom the action causes,
 //!   and texture transport, which carries detail over by the same motion.
@@ -29,6 +30,7 @@ pub(crate) mod conditions;
 pub mod config;
 pub mod memory;
 pub mod network;
+pub mod outpaint;
 pub mod patches;
 pub mod sampler;
 pub mod warp;

@@ -18,6 +18,7 @@ use super::blocks::{Block, Norm, block_flops};
 use super::conditions::{action_len, condition_len};
 use super::config::{Config, GenerationConfig};
 pub use super::patches::{patchify, unpatchify};
+use super::outpaint::Outpainter;
 use super::sampler::{Sampler, SamplerCondition};
 use super::warp::MotionWarp;
 
@@ -319,6 +320,8 @@ pub struct Networks {
     pub audio: AudioHead,
     /// `sampler.*`, when the config has one.
     pub sampler: Option<Sampler>,
+    /// `outpaint.*`, when the config has one.
+    pub outpainter: Option<Outpainter>,
 }
 
 impl Networks {
@@ -333,6 +336,11 @@ impl Networks {
                 .sampler
                 .as_ref()
                 .map(|s| Sampler::new(s, cfg.dim, cfg.latent_channels, vb.pp("sampler")))
+                .transpose()?,
+            outpainter: cfg
+                .outpainter
+                .as_ref()
+                .map(|o| Outpainter::new(cfg, o, vb.pp("outpaint")))
                 .transpose()?,
         })
     }
@@ -381,7 +389,17 @@ pub fn flops_per_frame(cfg: &Config, generation: &GenerationConfig) -> u64 {
         generation.sampler_steps as u64
             * super::sampler::flops(s, sampled_tokens, cfg.dim, cfg.latent_channels)
     });
-    dynamics + decoder + audio + sampler + transport
+    // The outpainter draws one line of tokens per frame while turning at full rate (5–6 pixels
+    // a frame against 8-pixel tokens): counted here for one column.
+    let outpainter = cfg.outpainter.as_ref().map_or(0, |o| {
+        super::outpaint::flops(
+            o,
+            cfg.latent_channels,
+            cfg.height / cfg.patch,
+            generation.outpaint_passes,
+        )
+    });
+    dynamics + decoder + audio + sampler + transport + outpainter
 }
 
 /// The dtype all networks use.

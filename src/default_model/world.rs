@@ -13,6 +13,7 @@ use super::config::{Config, GenerationConfig};
 use super::network::{DTYPE, Networks, Prediction};
 use super::sampler::{Sampler, SamplerCondition};
 use super::memory::{MemoryConfig, PlaceMemory};
+use super::outpaint::{Outpainter, Side, window};
 use super::warp::{MotionWarp, StepMotion};
 use super::weights::load_networks;
 use crate::dsp::{BandSpectrum, NoiseSynth};
@@ -342,10 +343,18 @@ fn recall(
     let (shifts, zooms) = (step.shifts()?, step.log_zooms()?);
     let (mut values, mut valid) = (Vec::new(), Vec::new());
     for ((s, shift), zoom) in sessions.iter_mut().zip(shifts).zip(zooms) {
-        let memory = s
+        let old_view = s
             .memory
-            .get_or_insert_with(|| PlaceMemory::new(cfg, w, h));
+            .get_or_insert_with(|| PlaceMemory::new(cfg, w, h))
+            .view();
+        let memory = s.memory.as_mut().expect("made above");
         memory.advance(shift, zoom, w, h);
+        if let Some(outpainter) = &shared.nets.outpainter
+            && zoom < MAX_OUTPAINT_LOG_ZOOM
+        {
+            draw_ahead(shared, outpainter, s, old_view, shift, cfg)?;
+        }
+        let memory = s.memory.as_ref().expect("made above");
         let (v, m) = memory.recall(w, h, cfg.forget_after);
         values.extend(v);
         valid.extend(m);
@@ -567,6 +576,85 @@ fn step_sessions(
         });
     }
     Ok(outputs)
+}
+
+/// The most a step may walk (summed |log zoom|) for the outpainter to draw: lines drawn beyond
+/// the edge of a view that grows or shrinks would not line up with it.
+const MAX_OUTPAINT_LOG_ZOOM: f32 = 0.005;
+
+/// When this step's motion brings in pixels the session's memory does not hold, draws the line
+/// of tokens beyond the old view's edge on that side (one per axis) and fills the memory's
+/// missing pixels with its linear decode. `old_view`: where the view was before the step.
+fn draw_ahead(
+    shared: &Shared,
+    outpainter: &Outpainter,
+    s: &mut DefaultSession,
+    old_view: (i64, i64),
+    (dx, dy): (i64, i64),
+    cfg: &MemoryConfig,
+) -> Result<()> {
+    let model = &shared.cfg;
+    let (w, h, p) = (model.width as i64, model.height as i64, model.patch as i64);
+    let (rows, cols) = (model.height / model.patch, model.width / model.patch);
+    let Some(warp) = shared.nets.dynamics.warp() else {
+        return Ok(());
+    };
+    // The content moves by (dx, dy): the view by the opposite.
+    let sides = [
+        (dx < 0).then_some((Side::Right, (old_view.0 + w, old_view.1), (p, h), -dx)),
+        (dx > 0).then_some((Side::Left, (old_view.0 - p, old_view.1), (p, h), dx)),
+        (dy < 0).then_some((Side::Down, (old_view.0, old_view.1 + h), (w, p), -dy)),
+        (dy > 0).then_some((Side::Up, (old_view.0, old_view.1 - p), (w, p), dy)),
+    ];
+    for (side, at, (line_w, line_h), moved) in sides.into_iter().flatten() {
+        // The band that comes into view, nearest the old edge.
+        let band = match side {
+            Side::Right => ((at.0, at.1), (moved.min(p), line_h)),
+            Side::Left => ((at.0 + p - moved.min(p), at.1), (moved.min(p), line_h)),
+            Side::Down => ((at.0, at.1), (line_w, moved.min(p))),
+            Side::Up => ((at.0, at.1 + p - moved.min(p)), (line_w, moved.min(p))),
+        };
+        let memory = s.memory.as_ref().expect("a memory");
+        if memory.holds(band.0, band.1.0 as usize, band.1.1 as usize, cfg.forget_after) {
+            continue;
+        }
+        // The old view's tokens next to the edge, at the positions they take in the grid of the
+        // view moved one token toward the side (see `outpaint::window`).
+        let (ctx, _) = window(side, rows, cols, outpainter.context());
+        let from: Vec<u32> = ctx
+            .iter()
+            .map(|&i| {
+                let (r, c) = (i as usize / cols, i as usize % cols);
+                let (r, c) = match side {
+                    Side::Right => (r, c + 1),
+                    Side::Left => (r, c - 1),
+                    Side::Down => (r + 1, c),
+                    Side::Up => (r - 1, c),
+                };
+                (r * cols + c) as u32
+            })
+            .collect();
+        let (k, t, c) = (model.context, model.tokens(), model.latent_channels);
+        let dev = &shared.device;
+        let last = Tensor::from_vec(s.context[(k - 1) * t * c..].to_vec(), (t, c), dev)?;
+        let context = last
+            .index_select(&Tensor::new(from.as_slice(), dev)?, 0)?
+            .unsqueeze(0)?;
+        let generation = &shared.generation;
+        let line = outpainter.draw(
+            &context,
+            side,
+            (rows, cols),
+            generation.outpaint_passes,
+            generation.outpaint_temperature,
+            &mut [&mut s.rng],
+        )?;
+        let (lw, lh) = (line_w as usize, line_h as usize);
+        let planes: Vec<f32> = warp.decode_area(&line, lh, lw)?.flatten_all()?.to_vec1()?;
+        let memory = s.memory.as_mut().expect("a memory");
+        memory.fill_missing(at, &planes, lw, lh, cfg.forget_after);
+    }
+    Ok(())
 }
 
 /// Writes each session's new view (its linear decode, `(batch, 3, H, W)`) into its memory.

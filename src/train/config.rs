@@ -20,6 +20,25 @@ pub struct StageConfig {
     pub lr: f64,
 }
 
+impl StageConfig {
+    /// A stage that does not run.
+    pub fn none() -> Self {
+        Self {
+            steps: 0,
+            batch: 1,
+            lr: 0.0,
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        self.steps == 0
+    }
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
 /// Everything a training run needs besides the data (`--config FILE`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +74,13 @@ pub struct TrainConfig {
     /// alike.
     #[serde(default)]
     pub still_share: f64,
+    /// Share of each dynamics batch drawn from windows whose predicted frames fall within 15
+    /// frames of a director switch (time of day, weather, biome, an event), after the
+    /// standing-still share. Switches happen about four times a minute in recorded play, so a
+    /// model trained on windows drawn alike sees few and answers them too weakly. 0 draws every
+    /// window alike.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub director_share: f64,
     /// Start from this trained model's weights (a folder with `config.json` and
     /// `model.safetensors`, relative to where `nacre train` runs) instead of from scratch: for
     /// fine-tuning. Its config must build the same networks as `model`. The initialisations
@@ -91,6 +117,11 @@ pub struct TrainConfig {
     pub audio_weight: f64,
     /// Stage 3.
     pub decoder: StageConfig,
+    /// Stage 4: the outpainter (`model.outpainter`) learns to draw the line of tokens beyond a
+    /// frame's edge from the lines next to it, on single frames (the rest of the model frozen).
+    /// Absent in older configs, which have no such stage.
+    #[serde(default = "StageConfig::none", skip_serializing_if = "StageConfig::is_none")]
+    pub outpainter: StageConfig,
     /// Steps between checkpoints.
     pub checkpoint_every: u64,
     /// Steps between log lines.
@@ -115,12 +146,14 @@ impl TrainConfig {
             unroll: 2,
             free_run: 0,
             still_share: 0.0,
+            director_share: 0.0,
             init_from: None,
             latent_weighting: 1.0,
             context_noise_max: None,
             sampler_only: false,
             audio_weight: 0.05,
             decoder: stage(10),
+            outpainter: StageConfig::none(),
             checkpoint_every: 25,
             log_every: 1,
         }
@@ -156,10 +189,17 @@ impl TrainConfig {
         if let Some(generation) = &self.generation {
             self.model.validate_generation(generation)?;
         }
+        if self.outpainter.steps > 0 && self.model.outpainter.is_none() {
+            return Err(Error::Other(
+                "the outpainter stage trains `model.outpainter`, but the model config has none"
+                    .into(),
+            ));
+        }
         for (name, stage) in [
             ("autoencoder", &self.autoencoder),
             ("dynamics", &self.dynamics),
             ("decoder", &self.decoder),
+            ("outpainter", &self.outpainter),
         ] {
             if stage.steps > 0 && stage.batch == 0 {
                 return Err(Error::Other(format!("the {name} stage has a batch of 0")));
@@ -175,6 +215,14 @@ impl TrainConfig {
             return Err(Error::Other(
                 "checkpoint_every and log_every must be at least 1".into(),
             ));
+        }
+        if !(0.0..=1.0).contains(&self.director_share)
+            || self.still_share + self.director_share > 1.0
+        {
+            return Err(Error::Other(format!(
+                "director_share {} is outside 0 to 1, or with still_share {} above 1",
+                self.director_share, self.still_share
+            )));
         }
         if !(0.0..=1.0).contains(&self.still_share) {
             return Err(Error::Other(format!(
@@ -195,6 +243,7 @@ impl TrainConfig {
             Stage::Autoencoder => &self.autoencoder,
             Stage::Dynamics => &self.dynamics,
             Stage::Decoder => &self.decoder,
+            Stage::Outpainter => &self.outpainter,
         }
     }
 
@@ -203,12 +252,13 @@ impl TrainConfig {
             Stage::Autoencoder => &mut self.autoencoder,
             Stage::Dynamics => &mut self.dynamics,
             Stage::Decoder => &mut self.decoder,
+            Stage::Outpainter => &mut self.outpainter,
         }
     }
 
     /// Steps over all stages.
     pub fn total_steps(&self) -> u64 {
-        self.autoencoder.steps + self.dynamics.steps + self.decoder.steps
+        self.autoencoder.steps + self.dynamics.steps + self.decoder.steps + self.outpainter.steps
     }
 }
 
@@ -222,10 +272,17 @@ pub enum Stage {
     Dynamics,
     /// Decoder fine-tuning on predicted latents.
     Decoder,
+    /// The outpainter, on single frames.
+    Outpainter,
 }
 
 impl Stage {
-    pub(crate) const ALL: [Stage; 3] = [Stage::Autoencoder, Stage::Dynamics, Stage::Decoder];
+    pub(crate) const ALL: [Stage; 4] = [
+        Stage::Autoencoder,
+        Stage::Dynamics,
+        Stage::Decoder,
+        Stage::Outpainter,
+    ];
 
     /// Name used in logs.
     pub fn name(self) -> &'static str {
@@ -233,6 +290,7 @@ impl Stage {
             Stage::Autoencoder => "autoencoder",
             Stage::Dynamics => "dynamics",
             Stage::Decoder => "decoder",
+            Stage::Outpainter => "outpainter",
         }
     }
 
@@ -248,6 +306,14 @@ impl Stage {
                     || var.starts_with("sampler.")
             }
             Stage::Decoder => var.starts_with("decoder."),
+            // The codebook (k-means centres of the data's tokens) and the retrieval banks (lines of
+            // the data) are set once, not trained.
+            Stage::Outpainter => {
+                var.starts_with("outpaint.")
+                    && !["codebook", "projection", "keys", "values"]
+                        .iter()
+                        .any(|part| var.ends_with(part))
+            }
         }
     }
 }

@@ -40,11 +40,14 @@ pub(crate) fn reseed_matching(
             continue;
         }
         let mut rng = Gaussian::new(seed ^ fnv(name));
-        let fresh: Vec<f32> = if name.starts_with("dynamics.motion.") {
+        let fresh: Vec<f32> = if name == "outpaint.codebook" {
+            // Set from the data when the outpainter's stage starts.
+            continue;
+        } else if name.starts_with("dynamics.motion.") {
             // The motion head starts near the identity warp, but not at it: the interpolation's
             // gradient with respect to the shift vanishes at exactly zero.
             (0..values.len()).map(|_| rng.normal() * 1e-4).collect()
-        } else if name.ends_with("pos") {
+        } else if name.ends_with("pos") || name == "outpaint.mask" || name == "outpaint.sides" {
             (0..values.len()).map(|_| rng.normal() * 0.02).collect()
         } else if name.ends_with(".weight") {
             // 1/√fan-in keeps activations at unit scale through the residual stream.
@@ -152,17 +155,21 @@ pub(crate) fn start_from_trained(
             ),
         ));
     }
+    // A sampler or an outpainter added to a trained model starts fresh (seeded; the sampler's
+    // output layer is zero, so the model starts as the trained one); everything else comes from
+    // the weights.
+    let mut without = cfg.clone();
+    let mut fresh = Vec::new();
     if cfg.sampler.is_some() && trained.sampler.is_none() {
-        // A sampler added to a trained model starts fresh (seeded, with a zero output layer,
-        // so the model starts as the trained one); everything else comes from the weights.
-        let without = Config {
-            sampler: None,
-            ..cfg.clone()
-        };
-        set_from_weights(varmap, &dir.join("model.safetensors"), &without)?;
-        return reseed_matching(varmap, seed, |name| name.starts_with("sampler."));
+        without.sampler = None;
+        fresh.push("sampler.");
     }
-    set_from_weights(varmap, &dir.join("model.safetensors"), cfg)
+    if cfg.outpainter.is_some() && trained.outpainter.is_none() {
+        without.outpainter = None;
+        fresh.push("outpaint.");
+    }
+    set_from_weights(varmap, &dir.join("model.safetensors"), &without)?;
+    reseed_matching(varmap, seed, |name| fresh.iter().any(|p| name.starts_with(p)))
 }
 
 /// Sets the variables that `cfg` names from a weights file (names, shapes and dtypes checked
@@ -226,4 +233,114 @@ pub(crate) fn fnv(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x1000_0000_01b3)
     })
+}
+
+/// Sets the outpainter's codebook (`outpaint.codebook`, `(K, C)`) to K centres of the data's
+/// latent tokens found by k-means (Lloyd's iterations from K distinct tokens drawn with `seed`),
+/// on up to 200,000 tokens drawn from `latents` (every frame's tokens, `C` values each).
+pub(crate) fn start_codebook_at_kmeans(
+    varmap: &VarMap,
+    latents: &[f32],
+    seed: u64,
+    device: &Device,
+) -> Result<()> {
+    let map = varmap.data().lock().expect("varmap lock");
+    let Some(var) = map.get("outpaint.codebook") else {
+        return Ok(());
+    };
+    let (k, c) = (var.dims()[0], var.dims()[1]);
+    let total = latents.len() / c;
+    let mut rng = Gaussian::new(seed ^ 0xC0DE_B00C);
+    let n = total.min(200_000).max(k);
+    let picks: Vec<usize> = (0..n)
+        .map(|_| ((rng.uniform() * total as f32) as usize).min(total - 1))
+        .collect();
+    let samples: Vec<f32> = picks
+        .iter()
+        .flat_map(|&i| latents[i * c..(i + 1) * c].iter().copied())
+        .collect();
+    let samples_t = Tensor::from_vec(samples.clone(), (1, n, c), device)?;
+    let mut centres: Vec<f32> = (0..k)
+        .flat_map(|j| samples[(j * n / k) * c..(j * n / k + 1) * c].to_vec())
+        .collect();
+    for _ in 0..20 {
+        let codebook = Tensor::from_vec(centres.clone(), (k, c), device)?;
+        let assigned: Vec<u32> = crate::default_model::outpaint::nearest(&samples_t, &codebook)?
+            .flatten_all()?
+            .to_vec1()?;
+        let mut sums = vec![0f64; k * c];
+        let mut counts = vec![0usize; k];
+        for (i, &a) in assigned.iter().enumerate() {
+            let a = a as usize;
+            counts[a] += 1;
+            for j in 0..c {
+                sums[a * c + j] += samples[i * c + j] as f64;
+            }
+        }
+        for a in 0..k {
+            if counts[a] == 0 {
+                // An empty centre restarts at a random token.
+                let i = ((rng.uniform() * n as f32) as usize).min(n - 1);
+                centres[a * c..(a + 1) * c].copy_from_slice(&samples[i * c..(i + 1) * c]);
+            } else {
+                for j in 0..c {
+                    centres[a * c + j] = (sums[a * c + j] / counts[a] as f64) as f32;
+                }
+            }
+        }
+    }
+    var.set(&Tensor::from_vec(centres, (k, c), device)?)?;
+    Ok(())
+}
+
+/// Fills the retrieval outpainter's banks (`outpaint.SIDE.{projection,keys,values}`) from the
+/// data: for each side, `entries` frames spread evenly over the data (with a seeded jitter)
+/// give their edge line as a value and the seeded random projection of the lines next to it as
+/// its key.
+pub(crate) fn start_bank_from_data(
+    varmap: &VarMap,
+    latents: &[f32],
+    model: &Config,
+    seed: u64,
+    device: &Device,
+) -> Result<()> {
+    use crate::default_model::outpaint::{OutpaintHead, Side, window};
+    let Some(outpainter) = &model.outpainter else {
+        return Ok(());
+    };
+    let OutpaintHead::Retrieval { entries, key } = outpainter.head else {
+        return Ok(());
+    };
+    let (t, c) = (model.tokens(), model.latent_channels);
+    let (rows, cols) = (model.height / model.patch, model.width / model.patch);
+    let frames = latents.len() / (t * c);
+    let map = varmap.data().lock().expect("varmap lock");
+    for (side, name) in Side::ALL.into_iter().zip(["right", "left", "down", "up"]) {
+        let (ctx, new) = window(side, rows, cols, outpainter.context);
+        let mut rng = Gaussian::new(seed ^ fnv(name));
+        let gather = |frame: usize, positions: &[u32], out: &mut Vec<f32>| {
+            for &p in positions {
+                let at = (frame * t + p as usize) * c;
+                out.extend_from_slice(&latents[at..at + c]);
+            }
+        };
+        let (mut contexts, mut values) = (Vec::new(), Vec::new());
+        for e in 0..entries {
+            let jitter = (rng.uniform() * (frames / entries).max(1) as f32) as usize;
+            let frame = (e * frames / entries + jitter).min(frames - 1);
+            gather(frame, &ctx, &mut contexts);
+            gather(frame, &new, &mut values);
+        }
+        let ctx_len = ctx.len() * c;
+        let scale = 1.0 / (key as f32).sqrt();
+        let projection: Vec<f32> = (0..ctx_len * key).map(|_| rng.normal() * scale).collect();
+        let projection = Tensor::from_vec(projection, (ctx_len, key), device)?;
+        let contexts = Tensor::from_vec(contexts, (entries, ctx_len), device)?;
+        let keys = contexts.matmul(&projection)?;
+        let values = Tensor::from_vec(values, (entries, new.len() * c), device)?;
+        for (part, tensor) in [("projection", projection), ("keys", keys), ("values", values)] {
+            named(&map, &format!("outpaint.{name}.{part}"))?.set(&tensor)?;
+        }
+    }
+    Ok(())
 }

@@ -10,7 +10,10 @@
 //!    may come from standing still ([`TrainConfig::still_share`]). The latent loss weighs each
 //!    channel by its pixel cost ([`TrainConfig::latent_weighting`]);
 //! 3. **decoder**: the decoder is fine-tuned to turn the dynamics' predicted latents (rather
-//!    than only encoded ones) into the true frames.
+//!    than only encoded ones) into the true frames;
+//! 4. **outpainter** (when the model has one): it learns to draw the line of tokens beyond a
+//!    frame's edge from the lines next to it, on single frames, after its codebook is set to
+//!    k-means centres of the data's tokens.
 //!
 //! The files: `config` (what to train), `init` (where it starts), `run` and `losses` (the
 //! steps), `checkpoint` (stop and `resume`), `log` and `plot` (the CSV log and loss curve),
@@ -160,6 +163,7 @@ fn train_in_pool(
         latents: None,
         channel_weights: None,
         rng: Gaussian::new(cfg.seed),
+        switches: None,
     };
     let mut log = Log {
         file: log::open_log(out, resume)?,
@@ -279,6 +283,11 @@ fn prepare_stage(run: &mut Run, stage: Stage, state: &TrainState) -> Result<()> 
         .detach();
         run.channel_weights = Some(channel_weights(&decoder_skip, cfg.latent_weighting)?);
     }
+    if stage == Stage::Outpainter && state.step == 0 && cfg.outpainter.steps > 0 {
+        let latents = run.latents.as_ref().expect("latents computed for the outpainter");
+        init::start_codebook_at_kmeans(&run.varmap, latents, cfg.seed, &run.device)?;
+        init::start_bank_from_data(&run.varmap, latents, &cfg.model, cfg.seed, &run.device)?;
+    }
     Ok(())
 }
 
@@ -344,6 +353,7 @@ fn train_stage(
             Stage::Autoencoder => run.autoencoder_loss(sc.batch)?,
             Stage::Dynamics => run.dynamics_loss(sc.batch)?,
             Stage::Decoder => run.decoder_loss(sc.batch)?,
+            Stage::Outpainter => run.outpainter_loss(sc.batch)?,
         };
         let loss_value = loss.to_scalar::<f32>()? as f64;
         if !loss_value.is_finite() {

@@ -9,6 +9,7 @@ use super::data::TrainingData;
 use super::losses::{context_noise_levels, mse, weighted_mse};
 use crate::default_model::config::GenerationConfig;
 use crate::default_model::network::{DTYPE, Networks, Prediction};
+use crate::default_model::outpaint::{Side, window};
 use crate::default_model::sampler::{Sampler, SamplerCondition};
 use crate::error::Result;
 use crate::rng::Gaussian;
@@ -40,6 +41,8 @@ pub(crate) struct Run<'a> {
     /// Per-channel weights `(1, 1, C)` of the latent loss, set with `latents`.
     pub(crate) channel_weights: Option<Tensor>,
     pub(crate) rng: Gaussian,
+    /// Rows where a director control changes, listed when first needed.
+    pub(crate) switches: Option<Vec<usize>>,
 }
 
 impl Run<'_> {
@@ -106,13 +109,24 @@ impl Run<'_> {
         let mut starts = self
             .data
             .random_windows(batch, k + free + unroll, &mut self.rng)?;
-        if grad && self.cfg.still_share > 0.0 {
-            let still = (batch as f64 * self.cfg.still_share).round() as usize;
-            for start in starts.iter_mut().take(still) {
-                match self
-                    .data
-                    .random_still_window(k + free + unroll, k, &mut self.rng)?
-                {
+        let still = if grad {
+            (batch as f64 * self.cfg.still_share).round() as usize
+        } else {
+            0
+        };
+        for start in starts.iter_mut().take(still) {
+            match self
+                .data
+                .random_still_window(k + free + unroll, k, &mut self.rng)?
+            {
+                Some(s) => *start = s,
+                None => break,
+            }
+        }
+        if grad && self.cfg.director_share > 0.0 {
+            let switches = (batch as f64 * self.cfg.director_share).round() as usize;
+            for start in starts.iter_mut().skip(still).take(switches) {
+                match self.random_switch_window(k + free + unroll, k + free) {
                     Some(s) => *start = s,
                     None => break,
                 }
@@ -261,4 +275,126 @@ impl Run<'_> {
         ];
         Ok((loss, parts))
     }
+
+    /// The outpainter's loss on single frames: for each sample, a random frame's window on one
+    /// side (the same side for the batch, drawn per step), with a random share of its edge line
+    /// masked, as MaskGIT's schedule draws it (`cos(π/2·u)` of the line, at least one token).
+    pub(crate) fn outpainter_loss(
+        &mut self,
+        batch: usize,
+    ) -> Result<(Tensor, Vec<(&'static str, f64)>)> {
+        let m = &self.cfg.model;
+        let outpainter = self
+            .nets
+            .outpainter
+            .clone()
+            .expect("the outpainter stage has an outpainter");
+        let (rows, cols) = (m.height / m.patch, m.width / m.patch);
+        let side = Side::ALL[((self.rng.uniform() * 4.0) as usize).min(3)];
+        let (ctx, new) = window(side, rows, cols, outpainter.context());
+        let positions: Vec<u32> = ctx.iter().chain(&new).copied().collect();
+        let frames = self.data.random_rows(batch, &mut self.rng);
+        let all = self.latents_at(&frames)?;
+        let index = Tensor::new(positions.as_slice(), &self.device)?;
+        let tokens = all.index_select(&index, 1)?;
+        let (n, l) = (positions.len(), new.len());
+        let mut known = Vec::with_capacity(batch * n);
+        let mut masked = Vec::with_capacity(batch * n);
+        for _ in 0..batch {
+            let share = (std::f32::consts::FRAC_PI_2 * self.rng.uniform()).cos();
+            let count = ((share * l as f32).ceil() as usize).clamp(1, l);
+            // A random `count` of the line's tokens are masked (a partial Fisher–Yates shuffle).
+            let mut order: Vec<usize> = (0..l).collect();
+            for i in 0..count {
+                let j = i + ((self.rng.uniform() * (l - i) as f32) as usize).min(l - i - 1);
+                order.swap(i, j);
+            }
+            let mut line_mask = vec![0.0f32; l];
+            for &j in &order[..count] {
+                line_mask[j] = 1.0;
+            }
+            known.extend(std::iter::repeat_n(1.0, n - l));
+            known.extend(line_mask.iter().map(|v| 1.0 - v));
+            masked.extend(std::iter::repeat_n(0.0, n - l));
+            masked.extend(line_mask);
+        }
+        let known = Tensor::from_vec(known, (batch, n, 1), &self.device)?;
+        let masked = Tensor::from_vec(masked, (batch, n, 1), &self.device)?;
+        if outpainter.is_retrieval() {
+            // Nothing to train: the bank was filled from the data. The loss logged is how far
+            // the line drawn for each frame's context lies from its true line.
+            let context = tokens.narrow(1, 0, n - l)?;
+            let truth = tokens.narrow(1, n - l, l)?;
+            let mut rngs: Vec<Gaussian> = (0..batch).map(|i| Gaussian::new(i as u64)).collect();
+            let mut refs: Vec<&mut Gaussian> = rngs.iter_mut().collect();
+            let drawn = outpainter.draw(&context, side, (rows, cols), 1, 1.0, &mut refs)?;
+            let loss = mse(&drawn, &truth)?;
+            let value = loss.to_scalar::<f32>()? as f64;
+            return Ok((loss, vec![("retrieval", value)]));
+        }
+        let hidden = outpainter.hidden(&tokens, &known, &positions, side)?;
+        let loss = if outpainter.has_codebook() {
+            let codes = outpainter.nearest_codes(&tokens)?;
+            outpainter.loss(&hidden, &masked, &tokens, Some(&codes), None)?
+        } else {
+            let noise = self.normal_tensor(tokens.dims())?;
+            let tau: Vec<f32> = (0..batch * n)
+                .map(|_| self.rng.uniform().min(0.999_999))
+                .collect();
+            let tau = Tensor::from_vec(tau, (batch, n, 1), &self.device)?;
+            outpainter.loss(&hidden, &masked, &tokens, None, Some((&noise, &tau)))?
+        };
+        let value = loss.to_scalar::<f32>()? as f64;
+        Ok((loss, vec![("outpaint", value)]))
+    }
+
+    /// A random window of `len` rows inside one episode whose predicted rows (from `skip` on)
+    /// fall within the first [`SWITCH_FRAMES`] rows after a director control changed: the
+    /// lighting and weather are still moving toward the new setting there. `None` if the data
+    /// has no such window.
+    fn random_switch_window(&mut self, len: usize, skip: usize) -> Option<usize> {
+        if self.switches.is_none() {
+            self.switches = Some(switch_rows(&self.data));
+        }
+        let switches = self.switches.as_ref().expect("listed above");
+        if switches.is_empty() || len > skip + SWITCH_FRAMES {
+            return None;
+        }
+        for _ in 0..1000 {
+            let r = switches[((self.rng.uniform() * switches.len() as f32) as usize).min(switches.len() - 1)];
+            let offset = (self.rng.uniform() * (SWITCH_FRAMES + skip - len + 1) as f32) as usize;
+            let Some(start) = (r + offset).checked_sub(skip) else {
+                continue;
+            };
+            if same_episode(&self.data, start, start + len - 1) {
+                return Some(start);
+            }
+        }
+        None
+    }
+}
+
+/// Frames after a director switch in which windows of [`Run::random_switch_window`] predict.
+const SWITCH_FRAMES: usize = 15;
+
+/// The rows at which a director control differs from the row before, within an episode.
+fn switch_rows(data: &TrainingData) -> Vec<usize> {
+    let c = data.spec.controls.len();
+    let mut rows = Vec::new();
+    for &(start, len) in &data.episodes {
+        for row in start + 1..start + len {
+            let (before, now) = (&data.controls[(row - 1) * c..row * c], &data.controls[row * c..(row + 1) * c]);
+            if before != now {
+                rows.push(row);
+            }
+        }
+    }
+    rows
+}
+
+/// Whether rows `a` and `b` lie in the same episode.
+fn same_episode(data: &TrainingData, a: usize, b: usize) -> bool {
+    data.episodes
+        .iter()
+        .any(|&(start, len)| (start..start + len).contains(&a) && (start..start + len).contains(&b))
 }
