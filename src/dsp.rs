@@ -79,10 +79,12 @@ impl Fft {
 pub struct BandSpectrum {
     chunk: usize,
     subframes: usize,
+    /// Samples per subframe.
+    part: usize,
     bands: usize,
     fft: Fft,
-    /// First FFT bin of each band, plus the end.
-    edges: Vec<usize>,
+    /// First FFT bin and end of each band (at least one bin, all below `fft.n / 2 + 1`).
+    ranges: Vec<(usize, usize)>,
     analysis_window: Vec<f32>,
     window_energy: f32,
     /// Expected `analyze` value minus the log variance, per band, for Gaussian noise: the mean
@@ -98,10 +100,60 @@ fn mel_inverse(m: f32) -> f32 {
     700.0 * (10f32.powf(m / 2595.0) - 1.0)
 }
 
+/// Largest chunk [`BandSpectrum::try_new`] accepts (the default model's config allows the same),
+/// so a setting from a file cannot ask for an unbounded transform.
+pub const MAX_CHUNK: usize = 1 << 20;
+
 impl BandSpectrum {
+    /// Checks that `chunk`-sample chunks at `sample_rate` split into `subframes` parts of at
+    /// least 2 samples, each resolving `bands` bands with a bin of their own, and builds the
+    /// analysis; the error says which setting is wrong.
+    pub fn try_new(
+        sample_rate: u32,
+        chunk: usize,
+        subframes: usize,
+        bands: usize,
+    ) -> Result<Self, String> {
+        if sample_rate == 0 {
+            return Err("the sample rate is 0".into());
+        }
+        if chunk == 0 || chunk > MAX_CHUNK {
+            return Err(format!(
+                "{chunk} samples per chunk is outside 1..={MAX_CHUNK}"
+            ));
+        }
+        if subframes == 0 || !chunk.is_multiple_of(subframes) || chunk / subframes < 2 {
+            return Err(format!(
+                "{chunk} samples per chunk do not split into {subframes} subframes of at least 2 \
+                 samples"
+            ));
+        }
+        let bins = (2 * (chunk / subframes)).next_power_of_two() / 2 + 1;
+        if bands == 0 || bands > bins - 1 {
+            return Err(format!(
+                "{bands} bands: a subframe of {} samples resolves 1 to {} bands",
+                chunk / subframes,
+                bins - 1
+            ));
+        }
+        Ok(Self::new(sample_rate, chunk, subframes, bands))
+    }
+
     /// Analysis of `chunk`-sample chunks at `sample_rate` into `subframes` × `bands` energies.
+    ///
+    /// Never panics: settings [`try_new`](Self::try_new) would refuse still give an analysis of
+    /// `subframes · bands` values (bands beyond the transform's resolution share its last bin,
+    /// subframes of no samples are silent; each setting is capped at [`MAX_CHUNK`]), so a caller
+    /// that did not check them degrades instead of aborting.
     pub fn new(sample_rate: u32, chunk: usize, subframes: usize, bands: usize) -> Self {
-        let part = chunk / subframes;
+        // Bounded so a careless caller's huge setting cannot overflow the transform's size or
+        // the layout's length.
+        let (chunk, subframes, bands) = (
+            chunk.min(MAX_CHUNK),
+            subframes.min(MAX_CHUNK),
+            bands.min(MAX_CHUNK),
+        );
+        let part = chunk / subframes.max(1);
         let n = (2 * part).next_power_of_two();
         let bins = n / 2 + 1;
         let nyquist = sample_rate as f32 / 2.0;
@@ -115,19 +167,31 @@ impl BandSpectrum {
         // Every band gets at least one bin of its own.
         edges[0] = 1;
         for i in 1..edges.len() {
-            edges[i] = edges[i].max(edges[i - 1] + 1);
+            edges[i] = edges[i].max(edges[i - 1].saturating_add(1));
         }
-        *edges.last_mut().unwrap() = bins;
+        if let Some(last) = edges.last_mut() {
+            *last = bins;
+        }
+        // Each band's bins, kept inside the transform: where there are more bands than bins
+        // (settings `try_new` refuses), the last bands share the last bin instead of running
+        // past it.
+        let ranges: Vec<(usize, usize)> = edges
+            .windows(2)
+            .map(|e| {
+                let k0 = e[0].min(bins - 1);
+                (k0, e[1].clamp(k0 + 1, bins))
+            })
+            .collect();
         let analysis_window: Vec<f32> = (0..part)
             .map(|i| 0.5 - 0.5 * (2.0 * PI * (i as f32 + 0.5) / part as f32).cos())
             .collect();
         let window_energy = analysis_window.iter().map(|w| w * w).sum();
         // Adjacent bins of a zero-padded, Hann-windowed transform are correlated: a band of `k`
         // bins holds about `k · part / (1.5 n)` independent measurements (at least one).
-        let log_bias = edges
-            .windows(2)
-            .map(|e| {
-                let k = ((e[1] - e[0]) as f32 * part as f32 / (1.5 * n as f32)).max(1.0);
+        let log_bias = ranges
+            .iter()
+            .map(|&(k0, k1)| {
+                let k = ((k1 - k0) as f32 * part as f32 / (1.5 * n as f32)).max(1.0);
                 if k <= 1.0 {
                     -0.577_215_7
                 } else {
@@ -140,9 +204,10 @@ impl BandSpectrum {
             log_bias,
             chunk,
             subframes,
+            part,
             bands,
             fft: Fft::new(n),
-            edges,
+            ranges,
             analysis_window,
             window_energy,
         }
@@ -154,10 +219,10 @@ impl BandSpectrum {
     }
 
     /// Natural log of the mean power per bin of each band of each subframe, normalised so that
-    /// white noise of variance `v` gives `ln v` in every band.
+    /// white noise of variance `v` gives `ln v` in every band. A chunk of another length than
+    /// the analysis was made for is read as if cut or padded with silence to that length.
     pub fn analyze(&self, chunk: &[f32]) -> Vec<f32> {
-        assert_eq!(chunk.len(), self.chunk, "chunk length");
-        let part = self.chunk / self.subframes;
+        let part = self.part;
         let n = self.fft.n;
         let mut out = Vec::with_capacity(self.len());
         let (mut re, mut im) = (vec![0.0; n], vec![0.0; n]);
@@ -165,11 +230,11 @@ impl BandSpectrum {
             re.fill(0.0);
             im.fill(0.0);
             for (i, w) in self.analysis_window.iter().enumerate() {
-                re[i] = chunk[s * part + i] * w;
+                re[i] = chunk.get(s * part + i).copied().unwrap_or(0.0) * w;
             }
             self.fft.run(&mut re, &mut im, false);
             for b in 0..self.bands {
-                let (k0, k1) = (self.edges[b], self.edges[b + 1]);
+                let (k0, k1) = self.ranges[b];
                 let power: f32 = (k0..k1).map(|k| re[k] * re[k] + im[k] * im[k]).sum();
                 let mean = power / (k1 - k0) as f32 / self.window_energy;
                 out.push(mean.max(FLOOR).ln());
@@ -191,7 +256,7 @@ pub struct NoiseSynth {
 impl NoiseSynth {
     /// A synthesiser for `spectrum`'s layout, starting silent.
     pub fn new(spectrum: BandSpectrum) -> Self {
-        let part = spectrum.chunk / spectrum.subframes;
+        let part = spectrum.part;
         let window = (0..2 * part)
             .map(|i| (PI * (i as f32 + 0.5) / (2 * part) as f32).sin())
             .collect();
@@ -215,11 +280,11 @@ impl NoiseSynth {
     }
 
     /// One chunk of noise whose band energies follow `log_energies` (as from
-    /// [`BandSpectrum::analyze`]); `noise` supplies standard-normal samples.
+    /// [`BandSpectrum::analyze`]); `noise` supplies standard-normal samples. Bands missing from a
+    /// too short `log_energies` are silent; extra values are ignored.
     pub fn synthesize(&mut self, log_energies: &[f32], mut noise: impl FnMut() -> f32) -> Vec<f32> {
         let sp = &self.spectrum;
-        assert_eq!(log_energies.len(), sp.len(), "spectrum length");
-        let part = sp.chunk / sp.subframes;
+        let part = sp.part;
         let block = 2 * part;
         let n = sp.fft.n;
         let mut out = Vec::with_capacity(sp.chunk);
@@ -227,9 +292,14 @@ impl NoiseSynth {
         let mut gain = vec![0.0f32; n / 2 + 1];
         for s in 0..sp.subframes {
             for b in 0..sp.bands {
-                let log_variance = log_energies[s * sp.bands + b] - sp.log_bias[b];
+                let log_energy = log_energies
+                    .get(s * sp.bands + b)
+                    .copied()
+                    .unwrap_or(f32::NEG_INFINITY);
+                let log_variance = log_energy - sp.log_bias[b];
                 let variance = log_variance.clamp(-30.0, 10.0).exp();
-                for g in &mut gain[sp.edges[b]..sp.edges[b + 1]] {
+                let (k0, k1) = sp.ranges[b];
+                for g in &mut gain[k0..k1] {
                     *g = variance.sqrt();
                 }
             }
@@ -307,6 +377,61 @@ mod tests {
         for (a, b) in re.iter().zip(&x) {
             assert!((a - b).abs() < 1e-4);
         }
+    }
+
+    #[test]
+    fn bands_tile_the_spectrum_and_odd_settings_do_not_panic() {
+        // A valid layout: contiguous bands of at least one bin from bin 1 to the last bin.
+        let sp = BandSpectrum::try_new(16_000, 800, 4, 24).unwrap();
+        assert_eq!(sp.ranges[0].0, 1);
+        assert_eq!(sp.ranges[23].1, sp.fft.n / 2 + 1);
+        assert!(sp.ranges.windows(2).all(|r| r[0].1 == r[1].0));
+        assert!(sp.ranges.iter().all(|&(k0, k1)| k1 > k0));
+
+        // Settings `try_new` refuses, each with the setting named.
+        for (rate, chunk, subframes, bands, expected) in [
+            (0, 800, 4, 24, "sample rate"),
+            (16_000, 0, 4, 24, "0 samples"),
+            (16_000, 800, 0, 24, "0 subframes"),
+            (16_000, 800, 3, 24, "3 subframes"),
+            (16_000, 8, 8, 1, "8 subframes"),
+            (16_000, 800, 4, 0, "0 bands"),
+            (16_000, 800, 4, 257, "257 bands"),
+            (16_000, usize::MAX, 4, 24, "outside"),
+        ] {
+            let err = BandSpectrum::try_new(rate, chunk, subframes, bands).unwrap_err();
+            assert!(err.contains(expected), "{err}");
+        }
+        // ... and `new` still builds them, analyses any chunk and synthesises without panicking.
+        for (rate, chunk, subframes, bands) in [
+            (0, 800, 4, 24),
+            (16_000, 0, 4, 24),
+            (16_000, 800, 0, 24),
+            (16_000, 8, 8, 3),
+            (16_000, 800, 4, 0),
+            (16_000, 800, 4, 5000),
+            (16_000, 64, 4, 1000),
+        ] {
+            let sp = BandSpectrum::new(rate, chunk, subframes, bands);
+            for samples in [0, 7, chunk, chunk + 9] {
+                let e = sp.analyze(&vec![0.25; samples]);
+                assert_eq!(e.len(), sp.len());
+                assert!(e.iter().all(|v| v.is_finite()), "{e:?}");
+            }
+            let mut synth = NoiseSynth::new(sp.clone());
+            let mut noise = rng(1);
+            for energies in [vec![], vec![-3.0; sp.len()], vec![-3.0; sp.len() + 3]] {
+                let out = synth.synthesize(&energies, &mut noise);
+                assert!(out.iter().all(|v| v.is_finite()));
+            }
+        }
+        // A short chunk is analysed as if padded with silence.
+        let sp = BandSpectrum::try_new(16_000, 800, 4, 24).unwrap();
+        let mut padded = vec![0.5; 500];
+        assert_eq!(sp.analyze(&padded), {
+            padded.resize(800, 0.0);
+            sp.analyze(&padded)
+        });
     }
 
     #[test]

@@ -140,13 +140,23 @@ impl ActionLog {
             ));
         }
         for (i, step) in log.steps.iter().enumerate() {
-            if step.index != log.first_index + i as u64 {
+            // Checked: a first index near the end of `u64` must be refused, not overflow.
+            let Some(expected) = log.first_index.checked_add(i as u64) else {
                 return Err(Error::bad_file(
                     path,
                     format!(
-                        "step {i} has index {} but {} was expected (the log has a gap)",
-                        step.index,
-                        log.first_index + i as u64
+                        "first_index {} leaves no room for {} steps",
+                        log.first_index,
+                        log.steps.len()
+                    ),
+                ));
+            };
+            if step.index != expected {
+                return Err(Error::bad_file(
+                    path,
+                    format!(
+                        "step {i} has index {} but {expected} was expected (the log has a gap)",
+                        step.index
                     ),
                 ));
             }
@@ -173,21 +183,26 @@ impl ActionLog {
     }
 }
 
-/// Encodes interleaved samples in [-1, 1] as a 16-bit PCM WAV file.
+/// Encodes interleaved samples in [-1, 1] as a 16-bit PCM WAV file. Sizes a WAV header cannot
+/// hold (over 4 GiB of samples, a byte rate past `u32`, as a log from a file may ask for) are
+/// saturated rather than overflowing.
 pub fn wav_bytes(samples: &[f32], sample_rate: u32, channels: u16) -> Vec<u8> {
     let channels = channels.max(1);
-    let data_len = samples.len() as u32 * 2;
-    let mut out = Vec::with_capacity(44 + data_len as usize);
+    let data_len = u32::try_from(samples.len())
+        .unwrap_or(u32::MAX)
+        .saturating_mul(2);
+    let mut out = Vec::with_capacity(44 + samples.len() * 2);
     out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(&data_len.saturating_add(36).to_le_bytes());
     out.extend_from_slice(b"WAVE");
     out.extend_from_slice(b"fmt ");
     out.extend_from_slice(&16u32.to_le_bytes());
     out.extend_from_slice(&1u16.to_le_bytes()); // PCM
     out.extend_from_slice(&channels.to_le_bytes());
     out.extend_from_slice(&sample_rate.to_le_bytes());
-    out.extend_from_slice(&(sample_rate * channels as u32 * 2).to_le_bytes());
-    out.extend_from_slice(&(channels * 2).to_le_bytes());
+    let byte_rate = sample_rate.saturating_mul(channels as u32 * 2);
+    out.extend_from_slice(&byte_rate.to_le_bytes());
+    out.extend_from_slice(&channels.saturating_mul(2).to_le_bytes());
     out.extend_from_slice(&16u16.to_le_bytes());
     out.extend_from_slice(b"data");
     out.extend_from_slice(&data_len.to_le_bytes());
@@ -338,8 +353,10 @@ pub fn gif_from_recording(dir: &Path, out: &Path, fps: f32) -> Result<usize> {
     let period = 1.0 / fps.max(1.0) as f64;
     let mut frames = Vec::with_capacity(indices.len());
     for (k, &i) in indices.iter().enumerate() {
-        let next = indices.get(k + 1).copied().unwrap_or(i + 1);
-        let shown = Duration::from_secs_f64(period * (next - i) as f64);
+        // Saturating: frame file names are any number up to `u64::MAX`.
+        let next = indices.get(k + 1).copied().unwrap_or(i.saturating_add(1));
+        let shown =
+            Duration::try_from_secs_f64(period * (next - i).max(1) as f64).unwrap_or(Duration::MAX);
         frames.push((read_frame(&frame_path(dir, i))?, shown));
     }
     let n = frames.len();
@@ -507,8 +524,13 @@ fn write_recording(
     steps.sort_by_key(|(s, _)| s.index);
     steps.dedup_by_key(|(s, _)| s.index);
     let mut missed = 0;
-    if let Some(gap) = (0..steps.len()).find(|&i| steps[i].0.index != first + i as u64) {
-        missed = steps[gap].0.index - (first + gap as u64);
+    if let Some(gap) =
+        (0..steps.len()).find(|&i| first.checked_add(i as u64) != Some(steps[i].0.index))
+    {
+        missed = steps[gap]
+            .0
+            .index
+            .saturating_sub(first.saturating_add(gap as u64));
         steps.truncate(gap);
     }
     log.first_index = first;
@@ -587,30 +609,64 @@ pub fn replay(
     out: &Path,
     options: &ReplayOptions,
 ) -> Result<ReplaySummary> {
-    let log = ActionLog::load(&recording.join(ACTION_LOG))?;
+    let log_path = recording.join(ACTION_LOG);
+    let log = ActionLog::load(&log_path)?;
     let spec = model.spec().clone();
-    log.check_model(&spec)?;
+    // Every error names the file it is about: a recording folder holds several.
+    let in_log = |e: Error| Error::bad_file(&log_path, e.to_string());
+    log.check_model(&spec).map_err(in_log)?;
     let mut session = match &log.start_session {
         Some(name) => {
+            let mut parts = Path::new(name).components();
+            if !matches!(
+                (parts.next(), parts.next()),
+                (Some(std::path::Component::Normal(_)), None)
+            ) {
+                return Err(Error::bad_file(
+                    &log_path,
+                    format!("start_session '{name}' is not a file inside the recording"),
+                ));
+            }
             let path = recording.join(name);
             let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            let saved = session_file::decode(&bytes)?;
-            saved.check_model(&spec)?;
-            model.restore(&saved.state)?
+            let in_file = |e: Error| Error::bad_file(&path, e.to_string());
+            let saved = session_file::decode(&bytes).map_err(in_file)?;
+            saved.check_model(&spec).map_err(in_file)?;
+            let session = model.restore(&saved.state).map_err(in_file)?;
+            if session.frame_index() != log.first_index {
+                return Err(Error::bad_file(
+                    &path,
+                    format!(
+                        "the start session is at frame {} but {} begins at frame {}",
+                        session.frame_index(),
+                        log_path.display(),
+                        log.first_index
+                    ),
+                ));
+            }
+            session
         }
-        None => model.start(&Prompt {
-            seed: log.seed.unwrap_or(0),
-            start_frames: Vec::new(),
-            controls: log.start_controls.clone().map(Controls::new),
-        })?,
+        None => {
+            let session = model
+                .start(&Prompt {
+                    seed: log.seed.unwrap_or(0),
+                    start_frames: Vec::new(),
+                    controls: log.start_controls.clone().map(Controls::new),
+                })
+                .map_err(in_log)?;
+            if session.frame_index() != log.first_index {
+                return Err(Error::bad_file(
+                    &log_path,
+                    format!(
+                        "a new session starts at frame {} but the log begins at frame {}",
+                        session.frame_index(),
+                        log.first_index
+                    ),
+                ));
+            }
+            session
+        }
     };
-    if session.frame_index() != log.first_index {
-        return Err(Error::Other(format!(
-            "the start session is at frame {} but the log begins at frame {}",
-            session.frame_index(),
-            log.first_index
-        )));
-    }
     let recorded: std::collections::HashSet<u64> =
         recorded_frames(recording)?.into_iter().collect();
     if options.frames {
@@ -628,9 +684,16 @@ pub fn replay(
     let mut audio = Vec::new();
     let mut gif_frames = Vec::new();
     for step in &log.steps {
+        let in_log = |e: crate::spec::SpecMismatch| {
+            Error::bad_file(&log_path, format!("step {}: {e}", step.index))
+        };
         let input = StepInput {
-            action: spec.sanitize_action(&Action::new(step.action.clone()))?,
-            controls: spec.sanitize_controls(&Controls::new(step.controls.clone()))?,
+            action: spec
+                .sanitize_action(&Action::new(step.action.clone()))
+                .map_err(in_log)?,
+            controls: spec
+                .sanitize_controls(&Controls::new(step.controls.clone()))
+                .map_err(in_log)?,
         };
         let output = session.step(&input)?;
         summary.steps += 1;
@@ -689,6 +752,38 @@ mod tests {
         let loud = read_wav(&wav_bytes(&[2.0, -2.0], 8000, 1)).unwrap();
         assert_eq!(loud.samples, vec![32767, -32767]);
         assert!(read_wav(b"RIFF....WAVEjunk").is_err());
+    }
+
+    #[test]
+    fn extreme_values_in_a_log_are_refused_or_saturated() {
+        let dir = std::env::temp_dir().join(format!("nacre-recording-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spec = crate::reference::reference_spec(8, 6);
+        let mut log = ActionLog::new(&spec);
+        log.first_index = u64::MAX;
+        for index in [u64::MAX, 0] {
+            log.steps.push(LoggedStep {
+                index,
+                action: vec![0.0; spec.actions.len()],
+                controls: spec.default_controls().values,
+            });
+        }
+        let path = dir.join(ACTION_LOG);
+        std::fs::write(&path, serde_json::to_vec(&log).unwrap()).unwrap();
+        let err = ActionLog::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("actions.json") && err.contains("no room for 2 steps"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // A sample rate whose byte rate does not fit a WAV header is saturated, not overflowed.
+        let wav = wav_bytes(&[0.5, -0.5], u32::MAX, u16::MAX);
+        assert_eq!(
+            u32::from_le_bytes(wav[28..32].try_into().unwrap()),
+            u32::MAX
+        );
+        assert_eq!(read_wav(&wav).unwrap().samples.len(), 2);
     }
 
     #[test]

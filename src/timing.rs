@@ -20,9 +20,26 @@ pub struct TimingStats {
 }
 
 impl TimingStats {
-    /// Summarises `samples` (need not be sorted). Panics on an empty slice.
+    /// The summary of no samples: zero runs, every quantile zero.
+    pub const EMPTY: Self = Self {
+        runs: 0,
+        median: Duration::ZERO,
+        p10: Duration::ZERO,
+        p90: Duration::ZERO,
+        p99: Duration::ZERO,
+    };
+
+    /// Whether nothing was measured.
+    pub fn is_empty(&self) -> bool {
+        self.runs == 0
+    }
+
+    /// Summarises `samples` (need not be sorted). No samples give [`EMPTY`](Self::EMPTY): a
+    /// run that measured nothing (`--frames 0`, no input ever sampled) is reported, not a panic.
     pub fn from_samples(samples: &[Duration]) -> Self {
-        assert!(!samples.is_empty(), "no timing samples");
+        if samples.is_empty() {
+            return Self::EMPTY;
+        }
         let mut s = samples.to_vec();
         s.sort();
         let q = |p: f64| s[((p * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1];
@@ -43,6 +60,9 @@ impl TimingStats {
 
 impl std::fmt::Display for TimingStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_empty() {
+            return write!(f, "nothing measured (n=0)");
+        }
         write!(
             f,
             "median {:.4} ms (p10 {:.4}, p90 {:.4}, n={})",
@@ -101,5 +121,15 @@ mod tests {
         assert_eq!(t.median, Duration::from_millis(5));
         assert_eq!(t.p90, Duration::from_millis(9));
         assert_eq!(t.p10, Duration::from_millis(1));
+        assert_eq!(t.runs, 10);
+    }
+
+    #[test]
+    fn no_samples_give_an_empty_summary() {
+        let t = TimingStats::from_samples(&[]);
+        assert!(t.is_empty());
+        assert_eq!(t, TimingStats::EMPTY);
+        assert_eq!(t.to_string(), "nothing measured (n=0)");
+        assert!(!TimingStats::from_samples(&[Duration::from_millis(3)]).is_empty());
     }
 }

@@ -78,7 +78,19 @@ pub fn check_dataset(dir: &Path) -> CheckReport {
             problem(format!("shard index {} is listed twice", entry.index));
         }
         covered.push((entry.first_episode, entry.episodes, path.clone()));
-        let bytes = match std::fs::read(&path) {
+        // Size first, so a wrong or endless file is not read into memory.
+        let bytes = match std::fs::metadata(&path).map(|m| m.len()) {
+            Ok(size) if size != entry.bytes => {
+                problem(format!(
+                    "file has {size} bytes, manifest says {}",
+                    entry.bytes
+                ));
+                continue;
+            }
+            Ok(_) => std::fs::read(&path),
+            Err(e) => Err(e),
+        };
+        let bytes = match bytes {
             Ok(b) => b,
             Err(e) => {
                 problem(format!("cannot read: {e}"));
@@ -140,11 +152,11 @@ pub fn check_dataset(dir: &Path) -> CheckReport {
                 file: path.clone(),
                 message: format!(
                     "episodes {first}..{} overlap episodes listed earlier",
-                    first + count
+                    first.saturating_add(*count)
                 ),
             });
         }
-        next = next.max(first + count);
+        next = next.max(first.saturating_add(*count));
     }
     if manifest.complete && next != g.episodes {
         report.problems.push(Problem {
@@ -215,14 +227,14 @@ fn shard_problems(
         ));
     }
     let fpe = frames_per_episode as u64;
-    if entry.frames != entry.episodes * fpe {
+    if entry.episodes.checked_mul(fpe) != Some(entry.frames) {
         out.push(format!(
             "{} rows for {} episodes of {fpe} frames",
             entry.frames, entry.episodes
         ));
     }
     for (row, (&e, &f)) in data.episode.iter().zip(&data.frame).enumerate() {
-        let want_e = entry.first_episode + row as u64 / fpe.max(1);
+        let want_e = entry.first_episode.saturating_add(row as u64 / fpe.max(1));
         let want_f = row as u64 % fpe.max(1);
         if e as u64 != want_e || f as u64 != want_f {
             out.push(format!(

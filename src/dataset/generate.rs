@@ -134,8 +134,20 @@ pub fn record_episode(
     })?;
     let n = frames as usize;
     let mut data = ShardData::new(dims);
-    data.frames.reserve(n * dims.frame_bytes());
-    data.audio.reserve(n * dims.audio_samples);
+    // Reserved up front, but refused with an error (not an overflow panic or an abort) when an
+    // episode of `frames` frames cannot fit in memory.
+    let too_big = || {
+        Error::Other(format!(
+            "an episode of {frames} frames at {}x{} does not fit in memory",
+            dims.width, dims.height
+        ))
+    };
+    data.frames
+        .try_reserve(n.checked_mul(dims.frame_bytes()).ok_or_else(too_big)?)
+        .map_err(|_| too_big())?;
+    data.audio
+        .try_reserve(n.checked_mul(dims.audio_samples).ok_or_else(too_big)?)
+        .map_err(|_| too_big())?;
     let mut pending = 0;
     for f in 0..frames {
         let input = trajectory.next(&mut session);
@@ -173,6 +185,17 @@ fn is_temp_file(name: &str) -> bool {
 /// Verifies a listed shard file against its entry (size, then SHA-256).
 fn verify_entry(dir: &Path, entry: &ShardEntry) -> std::result::Result<(), String> {
     let path = dir.join(&entry.file);
+    // Size first, so a wrong or endless file is not read into memory.
+    let size = std::fs::metadata(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    if size != entry.bytes {
+        return Err(format!(
+            "{}: {size} bytes, manifest says {}",
+            path.display(),
+            entry.bytes
+        ));
+    }
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     if bytes.len() as u64 != entry.bytes {
         return Err(format!(
@@ -243,7 +266,7 @@ pub fn generate(
                 .is_err()
         })
         .collect();
-    let total_frames = opts.episodes * opts.frames_per_episode as u64;
+    let total_frames = opts.episodes.saturating_mul(opts.frames_per_episode as u64);
     let done = AtomicU64::new(manifest.frames_present());
     progress(done.load(Ordering::Relaxed), total_frames);
     if todo.is_empty() {
@@ -270,6 +293,10 @@ pub fn generate(
     Ok(report)
 }
 
+/// Most episodes a dataset may hold: the list of shards to make is kept in memory, so an absurd
+/// `--episodes` must be refused rather than exhaust it.
+const MAX_EPISODES: u64 = 100_000_000;
+
 /// Refuses options that cannot make a dataset (no episodes or frames, an absurd resolution)
 /// before anything is written.
 fn check_options(opts: &DatagenOptions) -> Result<()> {
@@ -277,6 +304,12 @@ fn check_options(opts: &DatagenOptions) -> Result<()> {
         return Err(Error::Other(
             "datagen needs at least one episode of at least one frame".into(),
         ));
+    }
+    if opts.episodes > MAX_EPISODES {
+        return Err(Error::Other(format!(
+            "{} episodes is more than the {MAX_EPISODES} a dataset may hold",
+            opts.episodes
+        )));
     }
     if !(1..=4096).contains(&opts.width) || !(1..=4096).contains(&opts.height) {
         return Err(Error::Other(format!(
@@ -303,7 +336,7 @@ fn resume_or_start(
     };
     let episodes_per_shard = match (&existing, opts.episodes_per_shard) {
         (_, Some(k)) => k.max(1),
-        (Some(m), None) => m.generator.episodes_per_shard,
+        (Some(m), None) => m.generator.episodes_per_shard.max(1),
         (None, None) => {
             default_episodes_per_shard(opts.frames_per_episode, opts.width, opts.height)
         }
@@ -387,7 +420,7 @@ fn check_same_dataset(
     let held = m
         .shards
         .iter()
-        .map(|s| s.first_episode + s.episodes)
+        .map(|s| s.first_episode.saturating_add(s.episodes))
         .max()
         .unwrap_or(0);
     if held > opts.episodes {
@@ -432,10 +465,14 @@ impl Layout {
         self.episodes.div_ceil(self.per_shard)
     }
 
-    /// First episode and episode count of shard `s`.
+    /// First episode and episode count of shard `s` (none past the end, also for an index from
+    /// a damaged manifest).
     fn expected(&self, s: u64) -> (u64, u64) {
-        let first = s * self.per_shard;
-        (first, self.per_shard.min(self.episodes - first))
+        let first = s.saturating_mul(self.per_shard);
+        (
+            first,
+            self.per_shard.min(self.episodes.saturating_sub(first)),
+        )
     }
 }
 
@@ -461,7 +498,7 @@ fn keep_intact_shards(
                 "shard {} is remade: it holds episodes {}..{}, the dataset now needs {}..{}",
                 e.file,
                 e.first_episode,
-                e.first_episode + e.episodes,
+                e.first_episode.saturating_add(e.episodes),
                 first,
                 first + count
             ));

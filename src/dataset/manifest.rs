@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::shard::Dims;
 use crate::error::{Error, Result};
-use crate::spec::ModelSpec;
+use crate::spec::{ActionKind, ControlKind, ModelSpec};
 
 /// Value of [`Manifest::format`].
 pub const FORMAT: &str = "nacre-dataset";
@@ -14,6 +14,12 @@ pub const FORMAT: &str = "nacre-dataset";
 pub const FORMAT_VERSION: u32 = 1;
 /// File name of the manifest inside a dataset folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// Largest frame side a manifest may declare (`nacre datagen` makes at most 4096).
+const MAX_SIDE: usize = 16_384;
+/// Most action channels, and most controls, a manifest may declare.
+const MAX_CHANNELS: usize = 4096;
+/// Most audio samples per frame a manifest may declare.
+const MAX_AUDIO_SAMPLES: usize = 1 << 20;
 
 /// How a dataset was generated (so a resumed run can check it continues the same dataset).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,7 +112,75 @@ impl Manifest {
                 "tensor dimensions do not match the model spec",
             ));
         }
+        m.check_bounds()
+            .map_err(|why| Error::bad_file(&path, why))?;
         Ok(m)
+    }
+
+    /// Refuses sizes no dataset has, before anything is sized from them: frames of 0 or more than
+    /// [`MAX_SIDE`] pixels a side, absurd channel or sample counts, inverted value ranges, empty
+    /// episodes or shards, and shard file names that are not plain names inside the dataset
+    /// folder.
+    fn check_bounds(&self) -> std::result::Result<(), String> {
+        let d = &self.dims;
+        for (what, value, max) in [
+            ("frame width", d.width as usize, MAX_SIDE),
+            ("frame height", d.height as usize, MAX_SIDE),
+        ] {
+            if value == 0 || value > max {
+                return Err(format!("{what} {value} is outside 1..={max}"));
+            }
+        }
+        for (what, value, max) in [
+            ("action channels", d.actions, MAX_CHANNELS),
+            ("controls", d.controls, MAX_CHANNELS),
+            (
+                "audio samples per frame",
+                d.audio_samples,
+                MAX_AUDIO_SAMPLES,
+            ),
+        ] {
+            if value > max {
+                return Err(format!("{value} {what} is more than {max}"));
+            }
+        }
+        // Ranges the checks clamp values into (`f32::clamp` panics on an inverted range).
+        for a in &self.model.actions {
+            if let ActionKind::Axis { min, max } = a.kind
+                && (min > max || min.is_nan() || max.is_nan())
+            {
+                return Err(format!("action '{}' has the range {min} to {max}", a.name));
+            }
+        }
+        for c in &self.model.controls {
+            if let ControlKind::Continuous { min, max, .. } = c.kind
+                && (min > max || min.is_nan() || max.is_nan())
+            {
+                return Err(format!("control '{}' has the range {min} to {max}", c.name));
+            }
+        }
+        let g = &self.generator;
+        if g.frames_per_episode == 0 || g.episodes_per_shard == 0 {
+            return Err(format!(
+                "generator has {} frames per episode and {} episodes per shard; both must be 1 or \
+                 more",
+                g.frames_per_episode, g.episodes_per_shard
+            ));
+        }
+        for entry in &self.shards {
+            let mut parts = Path::new(&entry.file).components();
+            let plain = matches!(
+                (parts.next(), parts.next()),
+                (Some(std::path::Component::Normal(_)), None)
+            );
+            if !plain {
+                return Err(format!(
+                    "shard {} has file name '{}', not a file inside the dataset folder",
+                    entry.index, entry.file
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Writes `dir/manifest.json` atomically.
@@ -116,13 +190,17 @@ impl Manifest {
         crate::files::write_atomic(&dir.join(MANIFEST_FILE), &json)
     }
 
-    /// Episodes held by the listed shards.
+    /// Episodes held by the listed shards (saturating: the counts come from a file).
     pub fn episodes_present(&self) -> u64 {
-        self.shards.iter().map(|s| s.episodes).sum()
+        self.shards
+            .iter()
+            .fold(0, |n, s| n.saturating_add(s.episodes))
     }
 
-    /// Frames held by the listed shards.
+    /// Frames held by the listed shards (saturating: the counts come from a file).
     pub fn frames_present(&self) -> u64 {
-        self.shards.iter().map(|s| s.frames).sum()
+        self.shards
+            .iter()
+            .fold(0, |n, s| n.saturating_add(s.frames))
     }
 }

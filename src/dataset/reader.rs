@@ -49,16 +49,23 @@ impl Dataset {
     /// Loads one listed shard, verifying its size and checksum first.
     pub fn load_shard(&self, entry: &ShardEntry) -> Result<ShardData> {
         let path = self.dir.join(&entry.file);
+        // The size is checked before the file is read, so a wrong or endless file (a link to a
+        // device) is refused without reading it into memory.
+        let wrong_size = |size: u64| {
+            Error::bad_file(
+                &path,
+                format!("file has {size} bytes, manifest says {}", entry.bytes),
+            )
+        };
+        let size = std::fs::metadata(&path)
+            .map_err(|e| Error::io(&path, e))?
+            .len();
+        if size != entry.bytes {
+            return Err(wrong_size(size));
+        }
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         if bytes.len() as u64 != entry.bytes {
-            return Err(Error::bad_file(
-                &path,
-                format!(
-                    "file has {} bytes, manifest says {}",
-                    bytes.len(),
-                    entry.bytes
-                ),
-            ));
+            return Err(wrong_size(bytes.len() as u64));
         }
         let sum = sha256_hex(&bytes);
         if sum != entry.sha256 {

@@ -19,6 +19,12 @@ pub const GROUP_SIZE: usize = 32;
 pub const GROUP_NORM_EPS: f64 = 1e-5;
 /// Channels per attention head (`ATTN_HEAD_DIM`).
 pub const ATTENTION_HEAD_DIM: usize = 8;
+/// Largest channel count, conditioning width or action count a configuration may have.
+const MAX_WIDTH: usize = 1 << 16;
+/// Most blocks per level, image channels and conditioning frames.
+const MAX_DEPTH: usize = 1024;
+/// Most U-Net levels.
+const MAX_LEVELS: usize = 64;
 
 /// Number of groups DIAMOND's group norm uses for `channels` channels.
 pub fn norm_groups(channels: usize) -> usize {
@@ -73,6 +79,28 @@ impl DenoiserConfig {
 
     /// Checks the invariants the network construction relies on.
     pub fn validate(&self) -> Result<(), String> {
+        // Sizes come from a file's tensor shapes: bound them first, so that no tensor size
+        // computed from them can overflow.
+        let too_big = self
+            .channels
+            .iter()
+            .map(|&c| ("channels", c, MAX_WIDTH))
+            .chain(self.depths.iter().map(|&d| ("depth", d, MAX_DEPTH)))
+            .chain([
+                ("U-Net levels", self.channels.len(), MAX_LEVELS),
+                ("cond_channels", self.cond_channels, MAX_WIDTH),
+                ("num_actions", self.num_actions, MAX_WIDTH),
+                ("img_channels", self.img_channels, MAX_DEPTH),
+                (
+                    "num_steps_conditioning",
+                    self.num_steps_conditioning,
+                    MAX_DEPTH,
+                ),
+            ])
+            .find(|&(_, value, max)| value > max);
+        if let Some((what, value, max)) = too_big {
+            return Err(format!("{what} {value} is more than {max}"));
+        }
         let levels = self.channels.len();
         if levels == 0 || self.depths.len() != levels || self.attn_depths.len() != levels {
             return Err(format!(
@@ -587,6 +615,22 @@ mod tests {
         shapes.insert("act_emb.0.weight".into(), vec![4, 60]);
         let e = infer_config(&shapes, "", 0.5, 0.3).unwrap_err();
         assert_eq!(e.tensor.as_deref(), Some("act_emb.0.weight"));
+    }
+
+    #[test]
+    fn huge_inferred_sizes_are_refused_without_overflow() {
+        let mut shapes = shapes_of(&DenoiserConfig::atari(4));
+        let huge = usize::MAX / 2 + 1;
+        shapes.insert(
+            "unet.d_blocks.1.resblocks.0.conv1.weight".into(),
+            vec![huge, 64, 3, 3],
+        );
+        let e = infer_config(&shapes, "", 0.5, 0.3).unwrap_err();
+        assert!(e.message.contains("is more than 65536"), "{e}");
+        let mut shapes = shapes_of(&DenoiserConfig::atari(4));
+        shapes.insert("conv_out.weight".into(), vec![huge, 64, 3, 3]);
+        let e = infer_config(&shapes, "", 0.5, 0.3).unwrap_err();
+        assert!(e.message.contains("img_channels"), "{e}");
     }
 
     #[test]

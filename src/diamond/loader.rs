@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -66,6 +67,14 @@ pub fn detect_format(path: &Path) -> Result<CheckpointFormat> {
     ))
 }
 
+/// The message of a caught panic.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -94,15 +103,41 @@ pub fn load_checkpoint(
     // Names and shapes first, without reading tensor data.
     let (shapes, mut fetch): (BTreeMap<String, Vec<usize>>, Fetch) = match format {
         CheckpointFormat::PyTorch => {
-            let pth = candle_core::pickle::PthTensors::new(path, None)
-                .map_err(|e| bad(format!("cannot read the PyTorch checkpoint: {e}")))?;
+            // candle's pickle reader panics on some malformed archives (a too short tuple, a
+            // too long integer): caught here, so a damaged file is an error, not a crash.
+            let pth = catch_unwind(AssertUnwindSafe(|| {
+                candle_core::pickle::PthTensors::new(path, None)
+            }))
+            .map_err(|p| {
+                bad(format!(
+                    "cannot read the PyTorch checkpoint: its pickle is malformed ({})",
+                    panic_message(p.as_ref())
+                ))
+            })?
+            .map_err(|e| bad(format!("cannot read the PyTorch checkpoint: {e}")))?;
+            // A tensor is read into memory of its declared size: refuse one that claims more
+            // bytes than the whole file holds before anything is allocated for it.
+            for (name, info) in pth.tensor_infos() {
+                let dims = info.layout.shape().dims();
+                let needed = dims
+                    .iter()
+                    .try_fold(info.dtype.size_in_bytes(), |n, &d| n.checked_mul(d));
+                if needed.is_none_or(|n| n > bytes.len()) {
+                    return Err(bad(format!(
+                        "tensor '{name}': shape {dims:?} of {:?} needs more bytes than the file's {}",
+                        info.dtype,
+                        bytes.len()
+                    )));
+                }
+            }
             let shapes = pth
                 .tensor_infos()
                 .iter()
                 .map(|(k, info)| (k.clone(), info.layout.shape().dims().to_vec()))
                 .collect();
             let fetch = move |name: &str| -> candle_core::Result<Tensor> {
-                pth.get(name)?
+                catch_unwind(AssertUnwindSafe(|| pth.get(name)))
+                    .map_err(|p| candle_core::Error::Msg(panic_message(p.as_ref())))??
                     .ok_or_else(|| candle_core::Error::Msg("listed but not readable".into()))
             };
             (shapes, Box::new(fetch))

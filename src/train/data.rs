@@ -59,12 +59,28 @@ impl TrainingData {
                 ),
             ));
         }
-        let spectrum = BandSpectrum::new(
+        if dims.width == 0 || dims.height == 0 {
+            return Err(Error::bad_file(
+                dir.join(crate::dataset::MANIFEST_FILE),
+                format!("dataset frames are {}x{}", dims.width, dims.height),
+            ));
+        }
+        if dims.audio_samples == 0 {
+            return Err(Error::bad_file(
+                dir.join(crate::dataset::MANIFEST_FILE),
+                "dataset has no sound (0 audio samples per frame); the default model learns \
+                 sound and needs it",
+            ));
+        }
+        // The config is checked when it is loaded; a caller that built one by hand gets an
+        // error naming the setting rather than a panic in the analysis.
+        let spectrum = BandSpectrum::try_new(
             cfg.sample_rate,
             cfg.samples_per_frame,
             cfg.audio_subframes,
             cfg.audio_bands,
-        );
+        )
+        .map_err(|why| Error::Other(format!("invalid model config: sound analysis: {why}")))?;
         let mut data = TrainingData {
             width: cfg.width,
             height: cfg.height,
@@ -91,7 +107,7 @@ impl TrainingData {
                 data.audio.extend(spectrum.analyze(&chunk));
             }
         }
-        if data.episodes.is_empty() {
+        if data.episodes.is_empty() || data.frame_count() == 0 {
             return Err(Error::bad_file(dir, "dataset has no episodes"));
         }
         Ok(data)
@@ -99,7 +115,7 @@ impl TrainingData {
 
     /// Rows in total.
     pub fn frame_count(&self) -> usize {
-        self.frames.len() / (self.width * self.height * 3)
+        self.frames.len() / (self.width * self.height * 3).max(1)
     }
 
     /// Frames at `rows` as a `(len, 3, H, W)` tensor in [-1, 1].
@@ -144,7 +160,7 @@ impl TrainingData {
 
     /// Sound targets of `rows`, `(len, subframes·bands)`.
     pub fn audio_targets(&self, rows: &[usize], device: &Device) -> Result<Tensor> {
-        let per = self.audio.len() / self.frame_count();
+        let per = self.audio.len() / self.frame_count().max(1);
         let mut out = Vec::with_capacity(rows.len() * per);
         for &r in rows {
             out.extend_from_slice(&self.audio[r * per..(r + 1) * per]);
@@ -244,6 +260,55 @@ mod tests {
             layout: ChannelLayout::of(&spec),
             spec,
         }
+    }
+
+    #[test]
+    fn odd_dataset_dims_and_sound_settings_are_refused_with_the_file_named() {
+        use crate::dataset::{DatagenOptions, Manifest, generate};
+        let dir = std::env::temp_dir().join(format!("nacre-train-data-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut opts = DatagenOptions::new(&dir, 1, 3, 16, 16, 5);
+        opts.threads = 1;
+        generate(&opts, &|_, _| {}).unwrap();
+        let cfg = Config {
+            width: 16,
+            height: 16,
+            ..Config::tiny()
+        };
+        let loaded = TrainingData::load(&dir, &cfg).unwrap();
+        assert_eq!(loaded.frame_count(), 3);
+        assert_eq!(
+            loaded.audio.len(),
+            3 * cfg.audio_subframes * cfg.audio_bands
+        );
+
+        // A config whose sound layout the analysis cannot use.
+        let too_many_bands = Config {
+            audio_bands: 5000,
+            ..cfg.clone()
+        };
+        let err = TrainingData::load(&dir, &too_many_bands).err().unwrap();
+        assert!(err.to_string().contains("5000 bands"), "{err}");
+
+        // A dataset without sound, with a config that asks for none (chunks of 0 samples).
+        let good = Manifest::read(&dir).unwrap();
+        let mut silent = good.clone();
+        silent.model.audio.samples_per_frame = 0;
+        silent.dims.audio_samples = 0;
+        silent.write(&dir).unwrap();
+        let no_sound = Config {
+            samples_per_frame: 0,
+            ..cfg.clone()
+        };
+        let err = TrainingData::load(&dir, &no_sound)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("manifest.json") && err.contains("no sound"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

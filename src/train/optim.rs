@@ -136,12 +136,17 @@ impl AdamW {
             for (prefix, slot) in [("m", m), ("v", v)] {
                 let key = format!("{prefix}.{name}");
                 match state.get(&key) {
-                    Some(t) if t.dims() == var.dims() => slot.set(t)?,
-                    Some(t) => problems.push(format!(
+                    Some(t) if t.dims() != var.dims() => problems.push(format!(
                         "`{key}` has shape {:?}, expected {:?}",
                         t.dims(),
                         var.dims()
                     )),
+                    Some(t) if t.dtype() != var.dtype() => problems.push(format!(
+                        "`{key}` is {:?}, expected {:?}",
+                        t.dtype(),
+                        var.dtype()
+                    )),
+                    Some(t) => slot.set(t)?,
                     None => problems.push(format!("`{key}` is missing")),
                 }
             }
@@ -155,7 +160,102 @@ impl AdamW {
         let steps = state
             .get("steps")
             .ok_or_else(|| Error::Other("optimizer state has no `steps`".into()))?;
-        self.steps = steps.to_vec1::<f64>()?[0] as u64;
+        self.steps = step_count(steps)
+            .map_err(|why| Error::Other(format!("optimizer state: `steps` {why}")))?;
         Ok(())
+    }
+}
+
+/// The step count held in a `steps` tensor: exactly one value, a whole number of 0 or more
+/// (a malformed checkpoint must be refused, not indexed blindly or cast into a huge count).
+fn step_count(steps: &Tensor) -> std::result::Result<u64, String> {
+    if steps.elem_count() != 1 {
+        return Err(format!(
+            "has shape {:?}, expected a single value",
+            steps.dims()
+        ));
+    }
+    let value = steps
+        .flatten_all()
+        .and_then(|t| t.to_dtype(candle_core::DType::F64))
+        .and_then(|t| t.to_vec1::<f64>())
+        .map_err(|e| format!("cannot be read: {e}"))?[0];
+    // The bias correction raises the decay rates to the step count as an `i32`.
+    let max = i32::MAX as f64;
+    if !(value.is_finite() && (0.0..=max).contains(&value) && value.fract() == 0.0) {
+        return Err(format!(
+            "is {value}, expected a whole number from 0 to {max}"
+        ));
+    }
+    Ok(value as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device};
+
+    use super::*;
+
+    fn optimizer() -> AdamW {
+        let var = Var::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
+        AdamW::new(vec![("w".into(), var)], AdamWParams::default()).unwrap()
+    }
+
+    #[test]
+    fn state_round_trips_and_malformed_state_is_refused() {
+        let mut opt = optimizer();
+        opt.steps = 12;
+        let good = opt.state().unwrap();
+        let mut other = optimizer();
+        other.load_state(&good).unwrap();
+        assert_eq!(other.steps, 12);
+
+        let dev = Device::Cpu;
+        let with_steps = |steps: Tensor| {
+            let mut s = good.clone();
+            s.insert("steps".into(), steps);
+            s
+        };
+        let cases = [
+            (
+                with_steps(Tensor::zeros(0, DType::F64, &dev).unwrap()),
+                "shape [0]",
+            ),
+            (
+                with_steps(Tensor::new(&[1.0f64, 2.0], &dev).unwrap()),
+                "shape [2]",
+            ),
+            (with_steps(Tensor::new(&[f64::NAN], &dev).unwrap()), "NaN"),
+            (with_steps(Tensor::new(&[-3.0f64], &dev).unwrap()), "-3"),
+            (with_steps(Tensor::new(&[2.5f64], &dev).unwrap()), "2.5"),
+            (
+                with_steps(Tensor::new(&[1e300f64], &dev).unwrap()),
+                "whole number",
+            ),
+        ];
+        for (state, expected) in cases {
+            let err = optimizer().load_state(&state).unwrap_err().to_string();
+            assert!(err.contains("`steps`") && err.contains(expected), "{err}");
+        }
+        // Another dtype holding a whole number is read.
+        let mut opt = optimizer();
+        opt.load_state(&with_steps(Tensor::new(&[[7.0f32]], &dev).unwrap()))
+            .unwrap();
+        assert_eq!(opt.steps, 7);
+
+        let mut no_steps = good.clone();
+        no_steps.remove("steps");
+        let err = optimizer().load_state(&no_steps).unwrap_err().to_string();
+        assert!(err.contains("no `steps`"), "{err}");
+        let mut wrong_dtype = good.clone();
+        wrong_dtype.insert(
+            "m.w".into(),
+            Tensor::zeros((2, 3), DType::F64, &dev).unwrap(),
+        );
+        let err = optimizer()
+            .load_state(&wrong_dtype)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`m.w` is F64, expected F32"), "{err}");
     }
 }

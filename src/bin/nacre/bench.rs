@@ -17,16 +17,30 @@ pub struct BenchArgs {
     /// Model folder (`config.json` + `model.safetensors`).
     #[arg(long, default_value = bevy_nacre::default_model::SHIPPED_DIR)]
     pub model: PathBuf,
-    /// Frames to measure (after 20 warm-up frames).
-    #[arg(long, default_value_t = 300)]
+    /// Frames to measure (after 20 warm-up frames); at least 1.
+    #[arg(long, default_value_t = 300, value_parser = at_least_one_frame)]
     pub frames: usize,
     /// Inference thread counts to measure, comma-separated (default: 1 and all cores).
     #[arg(long, value_delimiter = ',')]
     pub threads: Vec<usize>,
 }
 
+/// Parses `--frames`: a benchmark of no frames would measure nothing and divide by zero.
+fn at_least_one_frame(value: &str) -> std::result::Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("at least 1 frame must be measured".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("not a number of frames: {e}")),
+    }
+}
+
 /// Runs `nacre bench`.
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.frames == 0 {
+        return Err(Error::Other(
+            "--frames 0: at least 1 frame must be measured".into(),
+        ));
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = args.threads.clone();
     if threads.is_empty() {
@@ -58,11 +72,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         println!("threads {n}:");
         println!("  generated frames/s: {fps:.1}");
         println!("  step time: {step}");
-        println!(
-            "  input-to-frame latency: p50 {:.1} ms, p99 {:.1} ms",
-            latency.median.as_secs_f64() * 1e3,
-            latency.p99.as_secs_f64() * 1e3
-        );
+        if latency.is_empty() {
+            println!("  input-to-frame latency: no frame carried an input time");
+        } else {
+            println!(
+                "  input-to-frame latency: p50 {:.1} ms, p99 {:.1} ms",
+                latency.median.as_secs_f64() * 1e3,
+                latency.p99.as_secs_f64() * 1e3
+            );
+        }
         println!(
             "  model: {:.1} GFLOP/s at the median step; matmul peak in this run {:.1} GFLOP/s ({:.0} %)",
             flops as f64 / step_s / 1e9,
@@ -100,8 +118,14 @@ fn measure(
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let mut action = spec.neutral_action();
-                action.values[0] = 1.0;
-                action.values[2] = ((i / 60) as f32).sin() * 0.5;
+                // Walk and turn where the model has those channels (a model's own config.json
+                // may declare fewer).
+                if let Some(v) = action.values.get_mut(0) {
+                    *v = 1.0;
+                }
+                if let Some(v) = action.values.get_mut(2) {
+                    *v = ((i / 60) as f32).sin() * 0.5;
+                }
                 session.send_input(action, Instant::now());
                 i += 1;
                 std::thread::sleep(Duration::from_micros(16_667));
@@ -124,12 +148,28 @@ fn measure(
             }
         }
     }
-    let elapsed = began.expect("warm-up done").elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let _ = game.join();
+    let elapsed = began
+        .ok_or_else(|| Error::Other("no frame was measured after the warm-up".into()))?
+        .elapsed()
+        .as_secs_f64();
     Ok((
         frames as f64 / elapsed,
         TimingStats::from_samples(&steps),
         TimingStats::from_samples(&latencies),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_must_be_at_least_one() {
+        assert_eq!(at_least_one_frame("300"), Ok(300));
+        let err = at_least_one_frame("0").unwrap_err();
+        assert!(err.contains("at least 1 frame"), "{err}");
+        assert!(at_least_one_frame("-4").is_err());
+    }
 }
