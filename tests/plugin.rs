@@ -370,3 +370,23 @@ fn two_views_run_independently_and_a_session_saves_and_restores() {
     assert_eq!(errors[0].view, b);
     assert!(errors[0].message.contains("not a bevy_nacre saved session"));
 }
+
+/// A view given no image makes its own and shows it in the entity's `ImageNode::default()`
+/// (which holds Bevy's transparent placeholder until then); frames arrive in that image.
+#[test]
+fn a_view_without_an_image_makes_one_and_shows_it_in_its_image_node() {
+    let (mut app, _) = app_with(Behaviour::default());
+    let view = app
+        .world_mut()
+        .spawn((WorldView::new("pattern").with_seed(3), ImageNode::default()))
+        .id();
+    let image = app.world().get::<WorldView>(view).unwrap().image.clone();
+    assert_ne!(image, Handle::default());
+    assert_eq!(app.world().get::<ImageNode>(view).unwrap().image, image);
+    update_until(&mut app, |app| !drain::<WorldViewFrame>(app).is_empty());
+    let images = app.world().resource::<Assets<Image>>();
+    assert_eq!(
+        images.get(&image).unwrap().texture_descriptor.size.width,
+        16
+    );
+}

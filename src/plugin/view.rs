@@ -4,6 +4,7 @@
 use bevy::asset::RenderAssetUsages;
 use bevy::ecs::lifecycle::HookContext;
 use bevy::ecs::world::DeferredWorld;
+use bevy::image::TRANSPARENT_IMAGE_HANDLE;
 use bevy::prelude::*;
 use bevy::render::render_resource::{Extent3d, TextureDimension, TextureFormat};
 
@@ -97,7 +98,8 @@ impl WorldView {
 }
 
 /// Gives a view added without an image one of its own, and shows it in the entity's
-/// `ImageNode` if that has no image either.
+/// `ImageNode` if that has no image either (`ImageNode::default()` holds Bevy's transparent
+/// placeholder, which counts as none).
 fn make_view_image(mut world: DeferredWorld, ctx: HookContext) {
     let has_image = world
         .get::<WorldView>(ctx.entity)
@@ -113,7 +115,7 @@ fn make_view_image(mut world: DeferredWorld, ctx: HookContext) {
         view.image = image.clone();
     }
     if let Some(mut node) = world.get_mut::<ImageNode>(ctx.entity)
-        && node.image == Handle::default()
+        && (node.image == Handle::default() || node.image == TRANSPARENT_IMAGE_HANDLE)
     {
         node.image = image;
     }
