@@ -72,7 +72,7 @@ impl ActionChannel {
     pub fn clamp(&self, value: f32) -> f32 {
         let value = if value.is_finite() { value } else { 0.0 };
         match &self.kind {
-            ActionKind::Axis { min, max } => value.clamp(*min, *max),
+            ActionKind::Axis { min, max } => value.max(*min).min(*max),
             ActionKind::Button => {
                 if value >= 0.5 {
                     1.0
@@ -196,7 +196,7 @@ impl ControlSpec {
                 if *wraps && max > min {
                     min + (value - min).rem_euclid(max - min)
                 } else {
-                    value.clamp(*min, *max)
+                    value.max(*min).min(*max)
                 }
             }
             ControlKind::Choice { options, .. } => value
@@ -538,6 +538,41 @@ impl ChannelLayout {
         }
     }
 
+    /// What makes the layout unusable, naming the channel or control: a range whose ends are
+    /// not numbers or are the wrong way round, a choice with no options, a default out of range.
+    pub fn problem(&self) -> Option<String> {
+        let range = |min: f32, max: f32| min.is_finite() && max.is_finite() && min <= max;
+        for a in &self.actions {
+            let bad = match &a.kind {
+                ActionKind::Axis { min, max } => !range(*min, *max),
+                ActionKind::Button => false,
+                ActionKind::Discrete { choices } => choices.is_empty(),
+            };
+            if bad {
+                return Some(format!(
+                    "action `{}` has an unusable range: {:?}",
+                    a.name, a.kind
+                ));
+            }
+        }
+        for c in &self.controls {
+            let bad = match &c.kind {
+                ControlKind::Continuous {
+                    min, max, default, ..
+                } => !range(*min, *max) || !(min..=max).contains(&default),
+                ControlKind::Choice { options, default } => *default >= options.len(),
+                ControlKind::Trigger => false,
+            };
+            if bad {
+                return Some(format!(
+                    "control `{}` has an unusable range: {:?}",
+                    c.name, c.kind
+                ));
+            }
+        }
+        None
+    }
+
     /// How `other` differs from this layout, one line per channel or control, naming it; empty
     /// when they are the same.
     pub fn differences(&self, other: &ChannelLayout) -> Vec<String> {
@@ -604,6 +639,21 @@ impl ModelSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unusable_layout_names_its_channel_and_clamping_never_panics() {
+        assert_eq!(ChannelLayout::first_person().problem(), None);
+        let mut layout = ChannelLayout::first_person();
+        layout.actions[0] = ActionChannel::axis("move_forward", 65536.0, 1.0);
+        let why = layout.problem().unwrap();
+        assert!(why.contains("move_forward"), "{why}");
+        assert_eq!(layout.actions[0].clamp(0.5), 1.0);
+        let mut layout = ChannelLayout::first_person();
+        layout.controls[0] = ControlSpec::continuous("time_of_day", 0.0, 24.0, 30.0);
+        assert!(layout.problem().unwrap().contains("time_of_day"));
+        layout.controls[0] = ControlSpec::choice("weather", &[], 0);
+        assert!(layout.problem().unwrap().contains("weather"));
+    }
 
     #[test]
     fn clamps_each_kind() {

@@ -174,10 +174,9 @@ fn saving_and_restoring_continues_bit_for_bit() {
     );
 
     // A file from another model version is refused with a clear message.
-    let mut other = saved;
-    let text = String::from_utf8_lossy(&other)
-        .replace("\"model_version\":\"1\"", "\"model_version\":\"7\"");
-    other = text.into_bytes();
+    let mut decoded = bevy_nacre::session_file::decode(&saved).unwrap();
+    decoded.header.model_version = "7".into();
+    let other = bevy_nacre::session_file::encode(&decoded.header, &decoded.state);
     let bad = worker
         .restore_session("pattern", other, Pacing::Manual)
         .unwrap();

@@ -8,6 +8,13 @@
 //! | `NACRE_SCRIPT="30 press ArrowRight; 60 release ArrowRight; 61 screenshot a.png"` | synthetic input and screenshots at given frames (same clock) |
 //! | `NACRE_PROFILE=1` | print the median game frame time when quitting |
 //! | `NACRE_NO_VSYNC=1` | do not wait for the display (for measuring the game's own rate) |
+//! | `NACRE_LOCKSTEP=1` | one model step per script frame: every view is paced by hand, and the clock waits for all of them |
+//!
+//! Without `NACRE_LOCKSTEP` the script's frames are game frames, and how many model steps fall
+//! between two of them depends on the machine (generation is paced by the wall clock). With it,
+//! every `WorldView` gets [`Pacing::Manual`]: each script frame asks each view for exactly one
+//! step, with the input of that frame, and the clock moves on only when every view has shown
+//! it. A scripted run then sees the same frames on any machine.
 //!
 //! The clock starts when the first `WorldView` shows its first frame (at once in an example
 //! without views), so scripts do not depend on how long the model took to load. If nothing has
@@ -65,6 +72,8 @@ pub struct Automation {
     pub no_vsync: bool,
     /// Frames to wait for the first generated frame.
     pub start_timeout: u64,
+    /// One model step per script frame (see the module docs).
+    pub lockstep: bool,
 }
 
 /// Names of the keys scripts may use.
@@ -175,6 +184,7 @@ impl Automation {
             profile: var("NACRE_PROFILE").is_some(),
             no_vsync: var("NACRE_NO_VSYNC").is_some(),
             start_timeout: number("NACRE_START_TIMEOUT_FRAMES").unwrap_or(3000),
+            lockstep: var("NACRE_LOCKSTEP").is_some(),
         }
     }
 
@@ -192,6 +202,7 @@ impl Plugin for AutomationPlugin {
         if !automation.is_active() {
             return;
         }
+        let lockstep = automation.lockstep;
         app.insert_resource(automation)
             .init_resource::<AutomationState>()
             .add_systems(
@@ -199,12 +210,26 @@ impl Plugin for AutomationPlugin {
                 drive.after(InputSystems).before(NacreSystems::Input),
             )
             .add_systems(Last, finish);
+        if lockstep {
+            app.add_systems(
+                PreUpdate,
+                pace_by_hand
+                    .after(InputSystems)
+                    .before(drive)
+                    .before(NacreSystems::Input),
+            )
+            .add_systems(Update, request_steps.after(NacreSystems::Submit));
+        }
     }
 }
 
 #[derive(Resource, Default)]
 struct AutomationState {
     app_frames: u64,
+    /// With lockstep: frames each view had shown when the last step was asked for, and
+    /// whether the clock may move this frame.
+    asked: Vec<(Entity, u64)>,
+    ready: bool,
     /// Frames since the clock started.
     frame: Option<u64>,
     next_item: usize,
@@ -251,6 +276,10 @@ fn drive(
         && let Some(window) = window
     {
         window_events.write(left_button(window, ButtonState::Released));
+    }
+    if automation.lockstep && state.frame.is_some() && !state.ready {
+        // Keys stay as they are until every view has shown the step asked for.
+        return;
     }
     let frame = match state.frame {
         Some(f) => f + 1,
@@ -321,6 +350,41 @@ fn drive(
         }
         state.exit_at.get_or_insert(frame);
     }
+}
+
+/// With lockstep: every view is paced by hand, and the clock may move once every view has shown
+/// the step last asked of it.
+fn pace_by_hand(
+    mut state: ResMut<AutomationState>,
+    mut new_views: Query<&mut WorldView, Added<WorldView>>,
+    views: Query<(Entity, &WorldViewStats), With<ViewSession>>,
+) {
+    for mut view in &mut new_views {
+        view.pacing = Pacing::Manual;
+    }
+    state.ready = state.asked.iter().all(|(view, shown)| {
+        views
+            .get(*view)
+            .is_ok_and(|(_, stats)| stats.frames_presented > *shown)
+    });
+}
+
+/// With lockstep: once every view has shown the step last asked of it (or before the first),
+/// asks every view for one more step, after the frame's input was sent so the step uses it.
+fn request_steps(
+    mut state: ResMut<AutomationState>,
+    views: Query<(Entity, &ViewSession, &WorldViewStats)>,
+) {
+    if !state.asked.is_empty() && !state.ready {
+        return;
+    }
+    state.asked.clear();
+    for (view, session, stats) in &views {
+        if session.handle().step(1).is_ok() {
+            state.asked.push((view, stats.frames_presented));
+        }
+    }
+    state.ready = false;
 }
 
 fn left_button(window: Entity, state: ButtonState) -> WindowEvent {

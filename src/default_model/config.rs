@@ -6,9 +6,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
 use super::memory::MemoryConfig;
 use super::outpaint::{OutpaintHead, OutpainterConfig};
+use crate::error::{Error, Result};
 use crate::spec::ChannelLayout;
 
 /// Every size and constant of the default model's networks. Training writes it next to the
@@ -354,6 +354,9 @@ impl Config {
         {
             return bad("the spec declares no action channels".into());
         }
+        if let Some(problem) = self.spec.as_ref().and_then(|l| l.problem()) {
+            return bad(format!("spec: {problem}"));
+        }
         Ok(())
     }
 
@@ -383,7 +386,10 @@ impl Config {
             return bad("the outpainter draws into the place memory: it needs `memory`".into());
         }
         if g.outpaint_passes == 0 || g.outpaint_passes > 64 {
-            return bad(format!("outpaint_passes {} is outside 1..=64", g.outpaint_passes));
+            return bad(format!(
+                "outpaint_passes {} is outside 1..=64",
+                g.outpaint_passes
+            ));
         }
         if !(g.outpaint_temperature.is_finite() && g.outpaint_temperature >= 0.0) {
             return bad(format!(
@@ -393,10 +399,18 @@ impl Config {
         }
         if let Some(m) = &g.memory {
             if g.texture_transport_from.is_none() {
-                return bad("a place memory needs texture transport (texture_transport_from)".into());
+                return bad(
+                    "a place memory needs texture transport (texture_transport_from)".into(),
+                );
             }
             if m.width > MAX_SIDE * 4 || m.height > MAX_SIDE * 4 {
-                return bad(format!("a place memory of {}x{} is too large", m.width, m.height));
+                return bad(format!(
+                    "a place memory of {}x{} is too large",
+                    m.width, m.height
+                ));
+            }
+            if let Some(problem) = m.quilt.as_ref().and_then(|q| q.problem()) {
+                return bad(problem);
             }
             if !(m.forget_after.is_finite() && m.forget_after >= 0.0) {
                 return bad(format!(

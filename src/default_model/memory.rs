@@ -17,6 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::quilt::QuiltConfig;
 use crate::error::Result;
 use crate::state_codec::{StateReader, StateWriter};
 
@@ -33,6 +34,10 @@ pub struct MemoryConfig {
     /// How far the player may walk, in summed |log zoom| of the warp, before what was seen is
     /// forgotten.
     pub forget_after: f32,
+    /// Continue the world beyond the view's edge from what was seen when turning into the
+    /// unseen (see [`quilt`](super::quilt)). `None`: the network draws it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quilt: Option<QuiltConfig>,
 }
 
 impl Default for MemoryConfig {
@@ -41,6 +46,7 @@ impl Default for MemoryConfig {
             width: 768,
             height: 256,
             forget_after: 0.3,
+            quilt: Some(QuiltConfig::default()),
         }
     }
 }
@@ -167,6 +173,32 @@ impl PlaceMemory {
             let seen = self.seen[i];
             !seen.is_nan() && self.walked - seen <= forget_after
         })
+    }
+
+    /// The remembered colour at world `(x, y)` (bytes of the linear decode), if it is
+    /// remembered and not yet forgotten.
+    pub fn remembered(&self, x: i64, y: i64, forget_after: f32) -> Option<[u8; 3]> {
+        let i = self.index(x, y)?;
+        self.valid_at(x, y, forget_after).then(|| {
+            [
+                self.pixels[i * 3],
+                self.pixels[i * 3 + 1],
+                self.pixels[i * 3 + 2],
+            ]
+        })
+    }
+
+    /// Writes a colour at world `(x, y)` as seen now (outside the window: nothing).
+    pub fn set(&mut self, x: i64, y: i64, rgb: [u8; 3]) {
+        if let Some(i) = self.index(x, y) {
+            self.pixels[i * 3..i * 3 + 3].copy_from_slice(&rgb);
+            self.seen[i] = self.walked;
+        }
+    }
+
+    /// The world rows the window covers, `top..bottom`.
+    pub fn rows(&self) -> (i64, i64) {
+        (self.origin.1, self.origin.1 + self.height as i64)
     }
 
     /// Whether every pixel of the world rectangle at `(x0, y0)`, `w`×`h`, is remembered.
@@ -307,6 +339,7 @@ mod tests {
             width: 12,
             height: 4,
             forget_after: 0.3,
+            quilt: None,
         };
         let mut m = PlaceMemory::new(&cfg, 4, 2);
         m.write_view(&view(0.0), 4, 2);
@@ -335,6 +368,7 @@ mod tests {
             width: 12,
             height: 4,
             forget_after: 0.3,
+            quilt: None,
         };
         let mut m = PlaceMemory::new(&cfg, 4, 2);
         m.write_view(&view(0.0), 4, 2);
@@ -362,6 +396,7 @@ mod tests {
             width: 12,
             height: 4,
             forget_after: 0.3,
+            quilt: None,
         };
         let mut m = PlaceMemory::new(&cfg, 4, 2);
         m.write_view(&view(0.1), 4, 2);
@@ -378,7 +413,9 @@ mod tests {
             ..cfg.clone()
         };
         let (mut r, _) = StateReader::open(&bytes, "test", &[b"MEM"]).unwrap();
-        let err = PlaceMemory::restore(&mut r, &other, 4, 2).unwrap_err().to_string();
+        let err = PlaceMemory::restore(&mut r, &other, 4, 2)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("12x4"), "{err}");
         let (mut r, _) = StateReader::open(&bytes[..bytes.len() - 5], "test", &[b"MEM"]).unwrap();
         assert!(PlaceMemory::restore(&mut r, &cfg, 4, 2).is_err());

@@ -32,6 +32,7 @@ pub mod memory;
 pub mod network;
 pub mod outpaint;
 pub mod patches;
+pub mod quilt;
 pub mod sampler;
 pub mod warp;
 pub mod weights;

@@ -10,10 +10,11 @@ use candle_core::{DType, Device, Tensor};
 
 use super::conditions::encode_condition;
 use super::config::{Config, GenerationConfig};
-use super::network::{DTYPE, Networks, Prediction};
-use super::sampler::{Sampler, SamplerCondition};
 use super::memory::{MemoryConfig, PlaceMemory};
+use super::network::{DTYPE, Networks, Prediction};
 use super::outpaint::{Outpainter, Side, window};
+use super::quilt;
+use super::sampler::{Sampler, SamplerCondition};
 use super::warp::{MotionWarp, StepMotion};
 use super::weights::load_networks;
 use crate::dsp::{BandSpectrum, NoiseSynth};
@@ -277,8 +278,10 @@ impl<'a> Transport<'a> {
         condition: &Tensor,
     ) -> Result<Option<Self>> {
         let generation = &shared.generation;
-        let (Some(first), Some(warp)) = (generation.texture_transport_from, shared.nets.dynamics.warp())
-        else {
+        let (Some(first), Some(warp)) = (
+            generation.texture_transport_from,
+            shared.nets.dynamics.warp(),
+        ) else {
             return Ok(None);
         };
         let dev = &shared.device;
@@ -310,7 +313,9 @@ impl<'a> Transport<'a> {
     fn carry(&self, predicted: &Tensor, last: &Tensor) -> candle_core::Result<Tensor> {
         let c = predicted.dim(2)?;
         let remembered = self.remembered.as_ref().map(|(v, m)| (v, m));
-        let carried = self.warp.transport(last, predicted, &self.step, remembered)?;
+        let carried = self
+            .warp
+            .transport(last, predicted, &self.step, remembered)?;
         let next = Tensor::cat(
             &[
                 &predicted.narrow(2, 0, self.first)?,
@@ -353,6 +358,9 @@ fn recall(
             && zoom < MAX_OUTPAINT_LOG_ZOOM
         {
             draw_ahead(shared, outpainter, s, old_view, shift, cfg)?;
+        } else if let Some(quilt_cfg) = &cfg.quilt {
+            let memory = s.memory.as_mut().expect("made above");
+            quilt::continue_view(memory, quilt_cfg, w, h, cfg.forget_after);
         }
         let memory = s.memory.as_ref().expect("made above");
         let (v, m) = memory.recall(w, h, cfg.forget_after);
@@ -486,7 +494,11 @@ fn last_latents(shared: &Shared, sessions: &[&mut DefaultSession]) -> Result<Ten
     for s in sessions {
         last.extend_from_slice(&s.context[(k - 1) * t * c..]);
     }
-    Ok(Tensor::from_vec(last, (sessions.len(), t, c), &shared.device)?)
+    Ok(Tensor::from_vec(
+        last,
+        (sessions.len(), t, c),
+        &shared.device,
+    )?)
 }
 
 /// Steps several sessions of one model in one batch.
@@ -578,9 +590,11 @@ fn step_sessions(
     Ok(outputs)
 }
 
-/// The most a step may walk (summed |log zoom|) for the outpainter to draw: lines drawn beyond
-/// the edge of a view that grows or shrinks would not line up with it.
-const MAX_OUTPAINT_LOG_ZOOM: f32 = 0.005;
+/// The most a step may walk (summed |log zoom|) for the outpainter to draw: walking, even
+/// sprinting, zooms the view by a few percent a frame at most, and a line drawn beyond the
+/// edge still lines up with the view then; a larger zoom is a jump of the picture that a line
+/// beyond the edge cannot follow.
+const MAX_OUTPAINT_LOG_ZOOM: f32 = 0.05;
 
 /// When this step's motion brings in pixels the session's memory does not hold, draws the line
 /// of tokens beyond the old view's edge on that side (one per axis) and fills the memory's
@@ -615,7 +629,12 @@ fn draw_ahead(
             Side::Up => ((at.0, at.1 + p - moved.min(p)), (line_w, moved.min(p))),
         };
         let memory = s.memory.as_ref().expect("a memory");
-        if memory.holds(band.0, band.1.0 as usize, band.1.1 as usize, cfg.forget_after) {
+        if memory.holds(
+            band.0,
+            band.1.0 as usize,
+            band.1.1 as usize,
+            cfg.forget_after,
+        ) {
             continue;
         }
         // The old view's tokens next to the edge, at the positions they take in the grid of the
@@ -894,18 +913,28 @@ mod tests {
         {
             let data = varmap.data().lock().unwrap();
             for name in ["warp.decode.weight", "warp.encode.weight"] {
-                data[name].set(&Tensor::eye(n, DTYPE, &dev).unwrap()).unwrap();
+                data[name]
+                    .set(&Tensor::eye(n, DTYPE, &dev).unwrap())
+                    .unwrap();
             }
             for name in ["warp.decode.bias", "warp.encode.bias"] {
-                data[name].set(&Tensor::zeros(n, DTYPE, &dev).unwrap()).unwrap();
+                data[name]
+                    .set(&Tensor::zeros(n, DTYPE, &dev).unwrap())
+                    .unwrap();
             }
             let head = &data["dynamics.motion.weight"];
             let mut w = vec![0f32; head.elem_count()];
             let inputs = head.dims()[1];
-            let turn = cfg.layout().actions.iter().position(|a| a.name == "turn").unwrap();
+            let turn = cfg
+                .layout()
+                .actions
+                .iter()
+                .position(|a| a.name == "turn")
+                .unwrap();
             w[turn] = -8.0 / crate::default_model::warp::SHIFT_SCALE as f32;
             let _ = inputs;
-            head.set(&Tensor::from_vec(w, head.shape(), &dev).unwrap()).unwrap();
+            head.set(&Tensor::from_vec(w, head.shape(), &dev).unwrap())
+                .unwrap();
         }
         DefaultModel::new(cfg, generation, nets, dev).unwrap()
     }
@@ -922,6 +951,7 @@ mod tests {
                 width: 128,
                 height: 64,
                 forget_after: 0.3,
+                quilt: None,
             }),
             ..transport.clone()
         };
@@ -960,12 +990,19 @@ mod tests {
                 let saved = s.save().unwrap();
                 let mut restored = model.restore(&saved).unwrap();
                 for _ in 0..3 {
-                    assert_eq!(s.step(&input).unwrap().frame, restored.step(&input).unwrap().frame);
+                    assert_eq!(
+                        s.step(&input).unwrap().frame,
+                        restored.step(&input).unwrap().frame
+                    );
                 }
             }
         }
         // Remembered: the first view to 8 bits. Forgotten: whatever the network predicts.
-        assert!(errors[0] <= 1.0 / 127.5 + 1e-5, "with memory: {}", errors[0]);
+        assert!(
+            errors[0] <= 1.0 / 127.5 + 1e-5,
+            "with memory: {}",
+            errors[0]
+        );
         assert!(errors[1] > 0.1, "without memory: {}", errors[1]);
     }
 

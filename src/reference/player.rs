@@ -19,6 +19,8 @@ pub const SWIM_SPEED: f32 = 1.6;
 /// Water deeper than this (metres) is swum in; the head stays above the surface.
 pub const SWIM_DEPTH: f32 = 1.25;
 const GRAVITY: f32 = 13.0;
+/// The largest world coordinate a saved session may hold (see [`Player::read`]).
+pub(crate) const MAX_COORD: f32 = 1e6;
 const JUMP_SPEED: f32 = 4.6;
 
 /// Where the camera is and where it looks.
@@ -341,10 +343,23 @@ impl Player {
         w.bool(self.on_ground);
     }
 
+    /// Reads a player written by [`write`](Self::write), refusing positions, speeds and angles
+    /// no session reaches.
     pub(crate) fn read(r: &mut Reader) -> Result<Self> {
         let mut v = [0.0f32; 10];
         for x in &mut v {
             *x = r.f32()?;
+        }
+        // A real session stays far inside these (a day of sprinting covers under 10⁶ units);
+        // beyond them the terrain's integer cell indices would overflow.
+        let limits = [
+            MAX_COORD, MAX_COORD, MAX_COORD, 1e3, 1e3, 1e3, 1e4, 1e4, 1e6, 1e6,
+        ];
+        if let Some(i) = (0..v.len()).find(|&i| !(v[i].abs() <= limits[i])) {
+            return Err(r.error(format!(
+                "player value {i} is {} (limit ±{})",
+                v[i], limits[i]
+            )));
         }
         Ok(Self {
             x: v[0],

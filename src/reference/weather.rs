@@ -192,6 +192,10 @@ impl WeatherState {
         for _ in 0..n {
             thunder.push((r.f32()?, r.f32()?));
         }
+        let values = v.iter().chain(thunder.iter().flat_map(|(a, b)| [a, b]));
+        if let Some(bad) = values.into_iter().find(|x| !(x.abs() <= 1e6)) {
+            return Err(r.error(format!("weather value {bad} is not a plausible number")));
+        }
         Ok(Self {
             cloud: v[0],
             rain: v[1],

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::noise::sub_seed;
-use super::player::{Camera, Player};
+use super::player::{Camera, MAX_COORD, Player};
 use super::render::{FAR, HALF_FOV, RenderAssets, Renderer, Scene};
 use super::sky::Lighting;
 use super::sound::{SineTable, SoundInput, Stems, Synth};
@@ -459,6 +459,9 @@ impl ReferenceSession {
         let mut landmarks = Vec::with_capacity(n);
         for _ in 0..n {
             let (x, y, z) = (r.f32()?, r.f32()?, r.f32()?);
+            if ![x, y, z].iter().all(|v| v.abs() <= MAX_COORD) {
+                return Err(r.error(format!("landmark at ({x}, {y}, {z}) is out of the world")));
+            }
             let k = r.u8()? as usize;
             let kind = *SpriteKind::ALL
                 .get(k)

@@ -182,7 +182,15 @@ fn train_in_pool(
     let first_stage = state.stage;
     for stage in Stage::ALL.into_iter().skip_while(|s| *s != first_stage) {
         prepare_stage(&mut run, stage, &state)?;
-        let mut opt = optimizer_for(&run, stage, optimizer_state.take())?;
+        let resumed = optimizer_state.is_some();
+        let mut opt = optimizer_for(&run, stage, optimizer_state.take()).map_err(|e| {
+            let path = out.join(CHECKPOINT_DIR).join("optimizer.safetensors");
+            if resumed {
+                Error::bad_file(&path, e.to_string())
+            } else {
+                e
+            }
+        })?;
         let ctx = StageContext {
             out,
             stop,
@@ -284,7 +292,10 @@ fn prepare_stage(run: &mut Run, stage: Stage, state: &TrainState) -> Result<()> 
         run.channel_weights = Some(channel_weights(&decoder_skip, cfg.latent_weighting)?);
     }
     if stage == Stage::Outpainter && state.step == 0 && cfg.outpainter.steps > 0 {
-        let latents = run.latents.as_ref().expect("latents computed for the outpainter");
+        let latents = run
+            .latents
+            .as_ref()
+            .expect("latents computed for the outpainter");
         init::start_codebook_at_kmeans(&run.varmap, latents, cfg.seed, &run.device)?;
         init::start_bank_from_data(&run.varmap, latents, &cfg.model, cfg.seed, &run.device)?;
     }

@@ -1,0 +1,296 @@
+//! Continuing the world beyond the view's edge by copying runs of what the player has seen
+//! (image quilting, after Efros & Freeman 2001), so that turning into the unseen shows sharp,
+//! whole trees, hills and clouds of this place, in its light and weather, instead of the
+//! network's average of everything that could be there.
+//!
+//! When turning brings in world columns the [place memory](super::memory::PlaceMemory) does not
+//! hold, the next run of [`QuiltConfig::segment`] columns, from the edge outward, is copied from
+//! the same rows some distance back along the turn. Of a few candidate distances (drawn from a
+//! hash of the run's world position, so a saved session continues bit for bit), the one whose
+//! column before the copied run best matches the column before the new run wins, so the seam
+//! continues the horizon and the sky's colour. The copy is written into the memory, from where
+//! the view recalls it as it turns, like anything seen: it stays put when the player turns back
+//! and is forgotten by walking.
+//!
+//! Only turning is continued this way: looking up or down and walking leave what is new to the
+//! network, whose guess is good there (sky above, zoomed ground ahead).
+
+use serde::{Deserialize, Serialize};
+
+use super::memory::PlaceMemory;
+use crate::rng::mix64;
+
+/// How runs are copied (`quilt` in the `memory` section of `config.json`'s `generation`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuiltConfig {
+    /// Width of one copied run, world pixels: wide enough to carry a tree whole, narrow enough
+    /// that runs from different places mix.
+    pub segment: usize,
+    /// The nearest place a run is copied from, pixels back along the turn (at least
+    /// `segment`; half the view's width or more keeps a copy out of view of its original).
+    pub min_shift: usize,
+    /// The farthest place a run is copied from.
+    pub max_shift: usize,
+    /// Places tried for each run.
+    pub candidates: usize,
+}
+
+impl Default for QuiltConfig {
+    fn default() -> Self {
+        Self {
+            segment: 24,
+            min_shift: 64,
+            max_shift: 384,
+            candidates: 12,
+        }
+    }
+}
+
+impl QuiltConfig {
+    /// Why the settings cannot work, if they cannot.
+    pub fn problem(&self) -> Option<String> {
+        (self.segment == 0
+            || self.segment > 256
+            || self.min_shift < self.segment
+            || self.max_shift < self.min_shift
+            || self.max_shift > 4096
+            || self.candidates == 0
+            || self.candidates > 256)
+            .then(|| {
+                format!(
+                    "quilt {self:?}: needs 1 ≤ segment ≤ 256, segment ≤ min_shift ≤ max_shift ≤ 4096 \
+                     and 1 ≤ candidates ≤ 256"
+                )
+            })
+    }
+}
+
+/// Share of a column's view rows that must be remembered for it to serve as a seam or a source.
+const USABLE: f32 = 0.9;
+
+/// Fills the world columns of the view (`w`×`h`) that the memory does not hold, run by run from
+/// the remembered side (see the module docs). Columns with nothing remembered beside them, or
+/// with no usable place to copy from, are left for the network.
+pub fn continue_view(
+    memory: &mut PlaceMemory,
+    cfg: &QuiltConfig,
+    w: usize,
+    h: usize,
+    forget_after: f32,
+) {
+    let (vx, _) = memory.view();
+    let columns: Vec<i64> = (vx..vx + w as i64).collect();
+    for (direction, order) in [
+        (1, columns.clone()),
+        (-1, columns.into_iter().rev().collect()),
+    ] {
+        for x in order {
+            let share = |x| remembered_share(memory, x, h, forget_after);
+            if share(x) < 1.0 && share(x - direction) >= USABLE {
+                copy_run(memory, cfg, x, direction, h, forget_after);
+            }
+        }
+    }
+}
+
+/// Share of world column `x`'s view rows the memory holds.
+fn remembered_share(memory: &PlaceMemory, x: i64, h: usize, forget_after: f32) -> f32 {
+    let y0 = memory.view().1;
+    let held = (y0..y0 + h as i64)
+        .filter(|&y| memory.remembered(x, y, forget_after).is_some())
+        .count();
+    held as f32 / h as f32
+}
+
+/// Copies one run starting at world column `start` and going `direction` (+1 right, -1 left),
+/// from the best-matching usable place back along the turn.
+fn copy_run(
+    memory: &mut PlaceMemory,
+    cfg: &QuiltConfig,
+    start: i64,
+    direction: i64,
+    h: usize,
+    forget_after: f32,
+) {
+    let seg = cfg.segment as i64;
+    let Some(shift) = best_shift(memory, cfg, start, direction, h, forget_after) else {
+        return;
+    };
+    let (top, bottom) = memory.rows();
+    for i in 0..seg {
+        let x = start + direction * i;
+        for y in top..bottom {
+            if memory.remembered(x, y, forget_after).is_some() {
+                continue;
+            }
+            if let Some(rgb) = memory.remembered(x - direction * shift, y, forget_after) {
+                memory.set(x, y, rgb);
+            }
+        }
+    }
+}
+
+/// Of the run's candidate distances whose source columns are usable, the one whose column
+/// before the source best matches the column before `start` (summed squared difference over
+/// the view's rows).
+fn best_shift(
+    memory: &PlaceMemory,
+    cfg: &QuiltConfig,
+    start: i64,
+    direction: i64,
+    h: usize,
+    forget_after: f32,
+) -> Option<i64> {
+    let seg = cfg.segment as i64;
+    let span = (cfg.max_shift - cfg.min_shift + 1) as u64;
+    let seam = start - direction;
+    let y0 = memory.view().1;
+    let mut best: Option<(u64, i64)> = None;
+    for j in 0..cfg.candidates as u64 {
+        let key = (start as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ j.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        let shift = cfg.min_shift as i64 + (mix64(key) % span) as i64;
+        let first = start - direction * shift;
+        let last = first + direction * (seg - 1);
+        let usable = |x| remembered_share(memory, x, h, forget_after) >= USABLE;
+        if !(usable(first) && usable(last) && usable(first - direction)) {
+            continue;
+        }
+        let mut score = 0u64;
+        for y in y0..y0 + h as i64 {
+            let (Some(a), Some(b)) = (
+                memory.remembered(seam, y, forget_after),
+                memory.remembered(first - direction, y, forget_after),
+            ) else {
+                continue;
+            };
+            score += a
+                .iter()
+                .zip(b)
+                .map(|(&a, b)| (a as i64 - b as i64).pow(2) as u64)
+                .sum::<u64>();
+        }
+        if best.is_none_or(|(s, _)| score < s) {
+            best = Some((score, shift));
+        }
+    }
+    best.map(|(_, shift)| shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::default_model::memory::MemoryConfig;
+
+    /// A view of `w`×`h` whose column `x` has the colour `x * 8` in every channel and row, as the
+    /// linear decode's −1..1 planes.
+    fn striped_view(w: usize, h: usize) -> Vec<f32> {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            for _ in 0..h {
+                for x in 0..w {
+                    v.push((x * 8) as f32 / 127.5 - 1.0);
+                }
+            }
+        }
+        v
+    }
+
+    fn memory(w: usize, h: usize) -> (PlaceMemory, MemoryConfig) {
+        let cfg = MemoryConfig {
+            width: 96,
+            height: h,
+            forget_after: 0.3,
+            quilt: None,
+        };
+        let mut m = PlaceMemory::new(&cfg, w, h);
+        m.write_view(&striped_view(w, h), w, h);
+        (m, cfg)
+    }
+
+    fn small() -> QuiltConfig {
+        QuiltConfig {
+            segment: 4,
+            min_shift: 8,
+            max_shift: 16,
+            candidates: 6,
+        }
+    }
+
+    #[test]
+    fn turning_into_the_unseen_copies_whole_runs_of_what_was_seen() {
+        let (w, h) = (16, 4);
+        let (mut m, cfg) = memory(w, h);
+        // Turn right by 6 pixels: columns 16..22 are new.
+        m.advance((-6, 0), 0.0, w, h);
+        continue_view(&mut m, &small(), w, h, cfg.forget_after);
+        let (values, valid) = m.recall(w, h, cfg.forget_after);
+        assert!(
+            valid.iter().all(|&v| v == 1.0),
+            "every new column was continued"
+        );
+        let colour = |x: usize| ((values[x] + 1.0) * 127.5).round() as i64;
+        // Each new column is an earlier one, 8 to 16 columns back, and a run is one piece.
+        for x in 10..16 {
+            let world = x as i64 + 6;
+            let back = world - colour(x) / 8;
+            assert!(
+                (8..=16).contains(&back),
+                "column {world} copied from {back} back"
+            );
+        }
+        assert_eq!(
+            colour(11) - colour(10),
+            8,
+            "a run copies neighbouring columns"
+        );
+    }
+
+    #[test]
+    fn the_continuation_is_the_same_every_time_and_never_overwrites_what_was_seen() {
+        let (w, h) = (16, 4);
+        let run = || {
+            let (mut m, cfg) = memory(w, h);
+            m.advance((-5, 0), 0.0, w, h);
+            continue_view(&mut m, &small(), w, h, cfg.forget_after);
+            m.advance((3, 0), 0.0, w, h);
+            continue_view(&mut m, &small(), w, h, cfg.forget_after);
+            m
+        };
+        let (a, b) = (run(), run());
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        // Back at the start, the first view is untouched.
+        let mut back = a.clone();
+        back.advance((2, 0), 0.0, w, h);
+        let (values, _) = back.recall(w, h, 0.3);
+        for (got, want) in values.iter().zip(striped_view(w, h)) {
+            assert!((got - want).abs() <= 1.0 / 127.5);
+        }
+    }
+
+    #[test]
+    fn with_nothing_far_enough_back_the_edge_is_left_to_the_network() {
+        let (w, h) = (16, 4);
+        let (mut m, cfg) = memory(w, h);
+        m.advance((-6, 0), 0.0, w, h);
+        let far = QuiltConfig {
+            min_shift: 40,
+            max_shift: 60,
+            ..small()
+        };
+        continue_view(&mut m, &far, w, h, cfg.forget_after);
+        let (_, valid) = m.recall(w, h, cfg.forget_after);
+        assert!(valid[..w].iter().skip(10).all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn unworkable_settings_are_named() {
+        assert!(QuiltConfig::default().problem().is_none());
+        let bad = QuiltConfig {
+            min_shift: 2,
+            ..small()
+        };
+        assert!(bad.problem().unwrap().contains("min_shift"));
+    }
+}
