@@ -331,7 +331,10 @@ fn an_outpainter_added_to_a_trained_model_trains_alone_and_draws_what_comes_into
         cfg.outpainter.steps = 60;
         cfg.outpainter.batch = 8;
         cfg.outpainter.lr = 3e-3;
-        let out = tmp.join(format!("outpaint-{}", matches!(head, OutpaintHead::Flow { .. })));
+        let out = tmp.join(format!(
+            "outpaint-{}",
+            matches!(head, OutpaintHead::Flow { .. })
+        ));
         let outcome = train_uninterrupted(&data, &cfg, &out, false).unwrap();
         assert_eq!(outcome, Outcome::Finished);
 
@@ -346,7 +349,11 @@ fn an_outpainter_added_to_a_trained_model_trains_alone_and_draws_what_comes_into
             // The codebook holds k-means centres of the data's tokens: all distinct.
             let codes = values(&after["outpaint.codebook"]);
             let rows: Vec<&[f32]> = codes.chunks(8).collect();
-            assert!(rows.iter().enumerate().all(|(i, a)| rows[..i].iter().all(|b| a != b)));
+            assert!(
+                rows.iter()
+                    .enumerate()
+                    .all(|(i, a)| rows[..i].iter().all(|b| a != b))
+            );
         }
 
         // Turning right draws the column beyond the edge; a restored session continues bit for

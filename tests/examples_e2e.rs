@@ -510,3 +510,122 @@ fn hybrid_screens_show_both_worlds_moving_with_the_player() {
     assert_model_turns_more_than_it_drifts(shots, RIGHT_SCREEN, "the right screen");
     let _ = std::fs::remove_dir_all(&run.dir);
 }
+
+/// Mean gradient magnitude of the luminance in a region (horizontal plus vertical neighbour
+/// differences): how much detail a view shows, the sharpness measure of `nacre eval`.
+fn sharpness(img: &image::RgbImage, r: Region) -> f32 {
+    let luma = |x, y| {
+        let p = img.get_pixel(x, y).0;
+        0.2126 * p[0] as f32 + 0.7152 * p[1] as f32 + 0.0722 * p[2] as f32
+    };
+    let mut sum = 0.0f64;
+    for y in r.y..r.y + r.h - 1 {
+        for x in r.x..r.x + r.w - 1 {
+            let l = luma(x, y);
+            sum += ((luma(x + 1, y) - l).abs() + (luma(x, y + 1) - l).abs()) as f64;
+        }
+    }
+    (sum / ((r.w - 1) * (r.h - 1)) as f64) as f32
+}
+
+/// The square 128×128 view in the middle of the 1280×720 window, below the HUD.
+const SQUARE_VIEW: Region = Region {
+    x: 300,
+    y: 200,
+    w: 680,
+    h: 500,
+};
+
+/// PSNR (dB) between two screenshots in a region.
+fn psnr(a: &image::RgbImage, b: &image::RgbImage, r: Region) -> f32 {
+    let mut sum = 0.0f64;
+    for y in r.y..r.y + r.h {
+        for x in r.x..r.x + r.w {
+            let (p, q) = (a.get_pixel(x, y).0, b.get_pixel(x, y).0);
+            sum += (0..3)
+                .map(|c| (p[c] as f64 - q[c] as f64).powi(2))
+                .sum::<f64>();
+        }
+    }
+    let mse = sum / (r.w * r.h * 3) as f64;
+    (10.0 * (255.0f64 * 255.0 / mse.max(1e-10)).log10()) as f32
+}
+
+/// Issue 18's place memory in the game: the player turns 180° right (40 model steps at full
+/// turn, one per script frame in lock-step) and back, and the default model's view after
+/// returning matches the view before turning to at least 22 dB (the shipped model before place
+/// memory: about 12). Prints, beside it, the reference world's own figure for the same script
+/// (its clouds move) and the detail the view keeps halfway round against the reference
+/// world's view (mean gradient ratio).
+#[test]
+fn wander_remembers_the_view_after_a_half_turn_and_back() {
+    let script = "20 screenshot before.png; 21 press ArrowRight; 61 release ArrowRight; \
+                  61 screenshot half.png; 62 press ArrowLeft; 102 release ArrowLeft; \
+                  110 screenshot back.png";
+    let env = [
+        ("NACRE_SCRIPT", script.to_string()),
+        ("NACRE_LOCKSTEP", "1".into()),
+        ("NACRE_EXIT_AFTER_FRAMES", "112".into()),
+    ];
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join(bevy_nacre::default_model::SHIPPED_DIR);
+    let reference = run(
+        "wander",
+        "half-turn-reference",
+        &[
+            "--reference",
+            "--size",
+            "128x128",
+            "--no-sound",
+            "--seed",
+            "5",
+        ],
+        &env,
+    );
+    let generated = run(
+        "wander",
+        "half-turn-default",
+        &[
+            "--model",
+            model.to_str().unwrap(),
+            "--no-sound",
+            "--seed",
+            "5",
+        ],
+        &env,
+    );
+    let shots = |run: &Run, tag: &str| {
+        ["before", "half", "back"].map(|name| {
+            keep(
+                run,
+                &format!("{name}.png"),
+                &format!("half-turn-{tag}-{name}.png"),
+            )
+        })
+    };
+    let [ref_before, ref_half, ref_back] = shots(&reference, "reference");
+    let [before, half, back] = shots(&generated, "default");
+    assert_not_blank(
+        &half,
+        SQUARE_VIEW,
+        "the default model's view half way round",
+    );
+    assert!(
+        difference(&before, &half, SQUARE_VIEW) > 10.0,
+        "the view turned"
+    );
+    let detail = sharpness(&half, SQUARE_VIEW) / sharpness(&ref_half, SQUARE_VIEW);
+    let (kept, reference_kept) = (
+        psnr(&before, &back, SQUARE_VIEW),
+        psnr(&ref_before, &ref_back, SQUARE_VIEW),
+    );
+    eprintln!(
+        "after a half turn and back: {kept:.1} dB (reference world {reference_kept:.1} dB); \
+         detail half way round, default model ÷ reference world: {detail:.2}"
+    );
+    assert!(
+        kept >= 22.0,
+        "the view after a half turn and back matches the view before to {kept:.1} dB"
+    );
+    let _ = std::fs::remove_dir_all(&reference.dir);
+    let _ = std::fs::remove_dir_all(&generated.dir);
+}

@@ -7,7 +7,10 @@
 //! [`PlaceMemory`] is a window of that plane around the view, holding the linear decode of the
 //! latents last seen at every pixel (the picture texture transport carries, quantised to 8 bits),
 //! with when it was seen. Every step writes the new view into it; where the warp brings pixels in
-//! from beyond the view's edge, the memory gives them back if it holds them.
+//! from beyond the view's edge, the memory gives them back if it holds them. With
+//! [`MemoryConfig::turn_from_memory`], a turn draws the whole view from it and only adds what
+//! it did not hold; with [`MemoryConfig::quilt`], what it never held is continued from what it
+//! does before the view gets there.
 //!
 //! Walking changes what lies around the player, so a remembered pixel counts only until the
 //! player has walked on by a set amount since it was seen ([`MemoryConfig::forget_after`], in
@@ -38,6 +41,15 @@ pub struct MemoryConfig {
     /// unseen (see [`quilt`](super::quilt)). `None`: the network draws it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quilt: Option<QuiltConfig>,
+    /// While the player turns or looks without walking, draw the whole view from the memory
+    /// and only fill the memory where it holds nothing. Carrying last frame's picture sideways
+    /// projects it onto the latent space again at a new alignment every step, and each
+    /// projection loses a little detail: after a second of turning the picture is smeared.
+    /// Drawn from the memory, every frame of a turn is one projection of what was first seen.
+    /// Standing still or walking, the network draws the view and the memory takes it in as
+    /// before (so light and weather changes reach it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub turn_from_memory: bool,
 }
 
 impl Default for MemoryConfig {
@@ -47,6 +59,7 @@ impl Default for MemoryConfig {
             height: 256,
             forget_after: 0.3,
             quilt: Some(QuiltConfig::default()),
+            turn_from_memory: true,
         }
     }
 }
@@ -340,6 +353,7 @@ mod tests {
             height: 4,
             forget_after: 0.3,
             quilt: None,
+            turn_from_memory: false,
         };
         let mut m = PlaceMemory::new(&cfg, 4, 2);
         m.write_view(&view(0.0), 4, 2);
@@ -369,6 +383,7 @@ mod tests {
             height: 4,
             forget_after: 0.3,
             quilt: None,
+            turn_from_memory: false,
         };
         let mut m = PlaceMemory::new(&cfg, 4, 2);
         m.write_view(&view(0.0), 4, 2);
@@ -397,6 +412,7 @@ mod tests {
             height: 4,
             forget_after: 0.3,
             quilt: None,
+            turn_from_memory: false,
         };
         let mut m = PlaceMemory::new(&cfg, 4, 2);
         m.write_view(&view(0.1), 4, 2);

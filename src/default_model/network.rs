@@ -17,8 +17,8 @@ use candle_nn::{Linear, VarBuilder, linear};
 use super::blocks::{Block, Norm, block_flops};
 use super::conditions::{action_len, condition_len};
 use super::config::{Config, GenerationConfig};
-pub use super::patches::{patchify, unpatchify};
 use super::outpaint::Outpainter;
+pub use super::patches::{patchify, unpatchify};
 use super::sampler::{Sampler, SamplerCondition};
 use super::warp::MotionWarp;
 

@@ -185,7 +185,13 @@ pub struct Bank {
 }
 
 impl Bank {
-    fn new(ctx_len: usize, line_len: usize, entries: usize, key: usize, vb: VarBuilder) -> Result<Self> {
+    fn new(
+        ctx_len: usize,
+        line_len: usize,
+        entries: usize,
+        key: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let init = candle_nn::Init::Const(0.0);
         Ok(Self {
             projection: vb.get_with_hints((ctx_len, key), "projection", init)?,
@@ -417,7 +423,11 @@ impl Outpainter {
             let mut keep = vec![vec![false; l]; b];
             for i in 0..b {
                 let mut order: Vec<usize> = (0..l).filter(|&j| !drawn[i][j]).collect();
-                order.sort_by(|&x, &y| confidence[i][y].total_cmp(&confidence[i][x]).then(x.cmp(&y)));
+                order.sort_by(|&x, &y| {
+                    confidence[i][y]
+                        .total_cmp(&confidence[i][x])
+                        .then(x.cmp(&y))
+                });
                 let have = drawn[i].iter().filter(|&&d| d).count();
                 for &j in order.iter().take(target.saturating_sub(have)) {
                     keep[i][j] = true;
@@ -502,8 +512,9 @@ pub fn flops(cfg: &OutpainterConfig, channels: usize, length: usize, passes: usi
             return 2 * (context * key + entries * key) as u64;
         }
     };
-    let per_pass =
-        cfg.layers as u64 * block_flops(n, cfg.dim, 4, 0) + 2 * (n * cfg.dim * channels) as u64 + head as u64;
+    let per_pass = cfg.layers as u64 * block_flops(n, cfg.dim, 4, 0)
+        + 2 * (n * cfg.dim * channels) as u64
+        + head as u64;
     passes as u64 * per_pass
 }
 

@@ -87,7 +87,7 @@ pub fn continue_view(
     ] {
         for x in order {
             let share = |x| remembered_share(memory, x, h, forget_after);
-            if share(x) < 1.0 && share(x - direction) >= USABLE {
+            if share(x) < USABLE && share(x - direction) >= USABLE {
                 copy_run(memory, cfg, x, direction, h, forget_after);
             }
         }
@@ -143,20 +143,44 @@ fn best_shift(
     forget_after: f32,
 ) -> Option<i64> {
     let seg = cfg.segment as i64;
-    let span = (cfg.max_shift - cfg.min_shift + 1) as u64;
     let seam = start - direction;
     let y0 = memory.view().1;
-    let mut best: Option<(u64, i64)> = None;
-    for j in 0..cfg.candidates as u64 {
-        let key = (start as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            ^ j.wrapping_mul(0xD6E8_FEB8_6659_FD93);
-        let shift = cfg.min_shift as i64 + (mix64(key) % span) as i64;
-        let first = start - direction * shift;
-        let last = first + direction * (seg - 1);
-        let usable = |x| remembered_share(memory, x, h, forget_after) >= USABLE;
-        if !(usable(first) && usable(last) && usable(first - direction)) {
-            continue;
+    // Usable shifts: the source run and the column before it all usable. Walking the shifts
+    // in order, a shift is usable when the `seg + 1` columns from `first - direction` on are.
+    let usable = |x| remembered_share(memory, x, h, forget_after) >= USABLE;
+    let mut shifts = Vec::new();
+    let mut streak = 0i64;
+    // Shift k's source run spans columns start - direction * k ..= start - direction * (k - seg
+    // + 1), plus the column before it, start - direction * (k + 1). Count usable columns from
+    // the near end outward: column start - direction * d.
+    for d in (cfg.min_shift as i64 - seg + 1).max(1)..=cfg.max_shift as i64 + 1 {
+        streak = if usable(start - direction * d) {
+            streak + 1
+        } else {
+            0
+        };
+        let k = d - 1;
+        if k >= cfg.min_shift as i64 && streak > seg {
+            shifts.push(k);
         }
+    }
+    if shifts.is_empty() {
+        return None;
+    }
+    let picked: Vec<i64> = if shifts.len() <= cfg.candidates {
+        shifts
+    } else {
+        (0..cfg.candidates as u64)
+            .map(|j| {
+                let key = (start as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    ^ j.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+                shifts[(mix64(key) % shifts.len() as u64) as usize]
+            })
+            .collect()
+    };
+    let mut best: Option<(u64, i64)> = None;
+    for shift in picked {
+        let first = start - direction * shift;
         let mut score = 0u64;
         for y in y0..y0 + h as i64 {
             let (Some(a), Some(b)) = (
@@ -203,6 +227,7 @@ mod tests {
             height: h,
             forget_after: 0.3,
             quilt: None,
+            turn_from_memory: false,
         };
         let mut m = PlaceMemory::new(&cfg, w, h);
         m.write_view(&striped_view(w, h), w, h);
@@ -215,6 +240,53 @@ mod tests {
             min_shift: 8,
             max_shift: 16,
             candidates: 6,
+        }
+    }
+
+    /// A long turn at the real sizes, where only the start view was ever seen and nothing else
+    /// fills the memory: each run is copied from what earlier runs continued, so the world
+    /// goes on run after run, each one piece of what was seen (not columns from all over).
+    #[test]
+    fn a_long_turn_continues_run_after_run() {
+        let (w, h) = (128, 128);
+        let cfg = MemoryConfig {
+            width: 768,
+            height: 256,
+            forget_after: 0.3,
+            quilt: None,
+            turn_from_memory: false,
+        };
+        let mut m = PlaceMemory::new(&cfg, w, h);
+        let mut view = Vec::new();
+        for _ in 0..3 {
+            for _ in 0..h {
+                for x in 0..w {
+                    view.push((x * 2) as f32 / 127.5 - 1.0);
+                }
+            }
+        }
+        m.write_view(&view, w, h);
+        for i in 0..40 {
+            // The warp also lowers the view by a pixel now and then while turning, so the
+            // columns already continued miss a row: that must not start runs of their own.
+            m.advance((-5, -((i % 6 == 5) as i64)), 0.0, w, h);
+            continue_view(&mut m, &QuiltConfig::default(), w, h, cfg.forget_after);
+        }
+        let column = |x: i64| {
+            m.remembered(x, 64, cfg.forget_after)
+                .map(|p| p[0] as i64 / 2)
+        };
+        let seen_to = m.view().0 + w as i64;
+        assert!(seen_to >= 320);
+        for start in (128..seen_to - 24).step_by(24) {
+            let run: Vec<_> = (start..start + 24).map(column).collect();
+            assert!(run.iter().all(Option::is_some), "run at {start} continued");
+            let copied = (64..=384).any(|shift| {
+                (start..start + 24)
+                    .zip(&run)
+                    .all(|(x, c)| column(x - shift) == *c)
+            });
+            assert!(copied, "run at {start} is one piece of what lies before it");
         }
     }
 

@@ -61,7 +61,10 @@ impl StepMotion {
     pub fn shifts(&self) -> Result<Vec<(i64, i64)>> {
         let x: Vec<f32> = self.motion[0].flatten_all()?.to_vec1()?;
         let y: Vec<f32> = self.motion[2].flatten_all()?.to_vec1()?;
-        Ok(x.iter().zip(&y).map(|(&x, &y)| (x as i64, y as i64)).collect())
+        Ok(x.iter()
+            .zip(&y)
+            .map(|(&x, &y)| (x as i64, y as i64))
+            .collect())
     }
 
     /// Each session's summed |log zoom| along both axes: how far the step walked.
@@ -152,6 +155,9 @@ impl MotionWarp {
     /// - **New pixels from the prediction.** Where nothing is remembered there is nothing to
     ///   carry (the edge pixel would repeat, in streaks), so those pixels of `P` are the linear
     ///   decode of `predicted`.
+    /// - **Views drawn from memory.** For the sessions set in `held` (`(batch, 1, 1, 1)`), every
+    ///   remembered pixel of the view is taken from the memory, not moved from the last frame
+    ///   (see [`MemoryConfig::turn_from_memory`](super::memory::MemoryConfig::turn_from_memory)).
     ///
     /// Returns the carried latent `(batch, tokens, C)`.
     pub fn transport(
@@ -160,6 +166,7 @@ impl MotionWarp {
         predicted: &Tensor,
         step: &StepMotion,
         remembered: Option<(&Tensor, &Tensor)>,
+        held: Option<&Tensor>,
     ) -> Result<Tensor> {
         let (pixels, moved) = self.decode_and_move(last, &step.motion, Kernel::Cubic)?;
         let new = self.new_pixels(&step.motion)?;
@@ -167,7 +174,11 @@ impl MotionWarp {
         if let Some((values, valid)) = remembered {
             fill = (&fill + (values - &fill)?.broadcast_mul(valid)?)?;
         }
-        let moved = (&moved + (fill - &moved)?.broadcast_mul(&new)?)?;
+        let mut moved = (&moved + (fill - &moved)?.broadcast_mul(&new)?)?;
+        if let (Some((values, valid)), Some(held)) = (remembered, held) {
+            let keep = valid.broadcast_mul(held)?;
+            moved = (&moved + (values - &moved)?.broadcast_mul(&keep)?)?;
+        }
         let change = patchify(&(moved - &pixels)?, self.patch)?
             .broadcast_matmul(&self.encode.weight().t()?)?;
         last + change
@@ -176,12 +187,21 @@ impl MotionWarp {
     /// The share of each token's pixels that [`transport`](Self::transport) of `step` brings in
     /// from beyond the frame's edge and that `remembered` (1 where valid, `(batch, 1, H, W)`)
     /// does not hold, `(batch, tokens)`: the tokens whose detail comes from the prediction.
-    pub fn new_token_share(&self, step: &StepMotion, remembered: Option<&Tensor>) -> Result<Tensor> {
+    pub fn new_token_share(
+        &self,
+        step: &StepMotion,
+        remembered: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let mut new = self.new_pixels(&step.motion)?;
         if let Some(valid) = remembered {
             new = new.broadcast_mul(&(1.0 - valid)?)?;
         }
         patchify(&new, self.patch)?.mean_keepdim(2)?.squeeze(2)
+    }
+
+    /// The share of each token's pixels set in `mask` (`(batch, 1, H, W)`), `(batch, tokens)`.
+    pub fn token_share(&self, mask: &Tensor) -> Result<Tensor> {
+        patchify(mask, self.patch)?.mean_keepdim(2)?.squeeze(2)
     }
 
     /// The share of each token's pixels that [`transport`](Self::transport) of `step` brings in
@@ -303,7 +323,10 @@ pub fn cubic_interpolation(n: usize, shift: &Tensor, zoom: &Tensor) -> Result<Te
     let near = (((&d3 * 1.5)? - (&d2 * 2.5)?)? + 1.0)?;
     let far = ((((&d3 * -0.5)? + (&d2 * 2.5)?)? - (&d * 4.0)?)? + 2.0)?;
     let is_near = d.le(1f32)?.to_dtype(DType::F32)?;
-    let is_far = d.gt(1f32)?.to_dtype(DType::F32)?.mul(&d.lt(2f32)?.to_dtype(DType::F32)?)?;
+    let is_far = d
+        .gt(1f32)?
+        .to_dtype(DType::F32)?
+        .mul(&d.lt(2f32)?.to_dtype(DType::F32)?)?;
     let weights = (near.mul(&is_near)? + far.mul(&is_far)?)?;
     weights.broadcast_div(&weights.sum_keepdim(2)?)
 }
@@ -393,7 +416,10 @@ mod tests {
         lag: &Tensor,
     ) -> candle_core::Result<(Tensor, Tensor)> {
         let step = warp.plan(condition, lag)?;
-        Ok((warp.transport(last, predicted, &step, None)?, step.lag))
+        Ok((
+            warp.transport(last, predicted, &step, None, None)?,
+            step.lag,
+        ))
     }
 
     #[test]
@@ -409,7 +435,7 @@ mod tests {
         valid[..16 * 32].fill(1.0);
         let valid = Tensor::from_vec(valid, (1, 1, 32, 32), &dev)?;
         let values = unpatchify(&memory, 8, 32, 32)?;
-        let carried = warp.transport(&last, &predicted, &step, Some((&values, &valid)))?;
+        let carried = warp.transport(&last, &predicted, &step, Some((&values, &valid)), None)?;
         // The left column comes in from beyond the edge: rows 0-1 from memory, 2-3 predicted.
         for row in 0..4 {
             let want = if row < 2 { &memory } else { &predicted };
@@ -427,7 +453,10 @@ mod tests {
             .remembered_token_share(&step, &valid)?
             .flatten_all()?
             .to_vec1()?;
-        assert_eq!((from_memory[0], from_memory[1], from_memory[8]), (1.0, 0.0, 0.0));
+        assert_eq!(
+            (from_memory[0], from_memory[1], from_memory[8]),
+            (1.0, 0.0, 0.0)
+        );
         assert_moved_one_token_right(&carried, &last)
     }
 
@@ -519,7 +548,10 @@ mod tests {
         let rows: Vec<Vec<f32>> = m.squeeze(0)?.to_vec2()?;
         for (i, row) in rows.iter().enumerate().skip(2) {
             let want: Vec<f32> = (0..8).map(|j| f32::from(u8::from(j + 2 == i))).collect();
-            assert!(row.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6), "{row:?}");
+            assert!(
+                row.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6),
+                "{row:?}"
+            );
         }
         // Rows sum to 1 everywhere, edges included.
         let m = cubic_interpolation(16, &one(0.3)?, &one(1.07)?)?;

@@ -268,6 +268,9 @@ struct Transport<'a> {
     /// What the sessions' place memories hold at their new views: values `(batch, 3, H, W)`
     /// and 1 where valid `(batch, 1, H, W)`.
     remembered: Option<(Tensor, Tensor)>,
+    /// Per session, whether this step's view is drawn from its memory
+    /// ([`MemoryConfig::turn_from_memory`]).
+    from_memory: Vec<bool>,
 }
 
 impl<'a> Transport<'a> {
@@ -287,15 +290,25 @@ impl<'a> Transport<'a> {
         let dev = &shared.device;
         let lag: Vec<f32> = sessions.iter().flat_map(|s| s.texture_lag).collect();
         let step = warp.plan(condition, &Tensor::from_vec(lag, (sessions.len(), 2), dev)?)?;
-        let remembered = match &generation.memory {
-            Some(cfg) => Some(recall(shared, sessions, &step, cfg)?),
-            None => None,
+        let (remembered, from_memory) = match &generation.memory {
+            Some(cfg) => {
+                let (values, valid) = recall(shared, sessions, &step, cfg)?;
+                let turning = step.shifts()?.into_iter().zip(step.log_zooms()?);
+                let from_memory = turning
+                    .map(|(shift, zoom)| {
+                        cfg.turn_from_memory && shift != (0, 0) && zoom < MAX_TURN_LOG_ZOOM
+                    })
+                    .collect();
+                (Some((values, valid)), from_memory)
+            }
+            None => (None, vec![false; sessions.len()]),
         };
         Ok(Some(Self {
             warp,
             first,
             step,
             remembered,
+            from_memory,
         }))
     }
 
@@ -313,9 +326,10 @@ impl<'a> Transport<'a> {
     fn carry(&self, predicted: &Tensor, last: &Tensor) -> candle_core::Result<Tensor> {
         let c = predicted.dim(2)?;
         let remembered = self.remembered.as_ref().map(|(v, m)| (v, m));
-        let carried = self
-            .warp
-            .transport(last, predicted, &self.step, remembered)?;
+        let held = self.held(last.device())?;
+        let carried =
+            self.warp
+                .transport(last, predicted, &self.step, remembered, held.as_ref())?;
         let next = Tensor::cat(
             &[
                 &predicted.narrow(2, 0, self.first)?,
@@ -326,15 +340,34 @@ impl<'a> Transport<'a> {
         let Some((_, valid)) = &self.remembered else {
             return Ok(next);
         };
-        let whole = self
-            .warp
-            .remembered_token_share(&self.step, valid)?
-            .ge(0.5)?
-            .to_dtype(DTYPE)?
-            .unsqueeze(2)?;
+        let mut share = self.warp.remembered_token_share(&self.step, valid)?;
+        if let Some(held) = &held {
+            share = share.maximum(&self.warp.token_share(&valid.broadcast_mul(held)?)?)?;
+        }
+        let whole = share.ge(0.5)?.to_dtype(DTYPE)?.unsqueeze(2)?;
         &next + (carried - &next)?.broadcast_mul(&whole)?
     }
 }
+
+impl Transport<'_> {
+    /// 1 for the sessions whose view this step draws from memory, `(batch, 1, 1, 1)`; `None`
+    /// when there are none.
+    fn held(&self, dev: &candle_core::Device) -> candle_core::Result<Option<Tensor>> {
+        if !self.from_memory.contains(&true) {
+            return Ok(None);
+        }
+        let flags: Vec<f32> = self.from_memory.iter().map(|&f| f as u8 as f32).collect();
+        let n = flags.len();
+        Tensor::from_vec(flags, (n, 1, 1, 1), dev)?
+            .to_dtype(DTYPE)
+            .map(Some)
+    }
+}
+
+/// The most a step may walk (summed |log zoom|) and still count as turning for
+/// [`MemoryConfig::turn_from_memory`]: a view that grows or shrinks is no longer the picture
+/// the memory holds.
+const MAX_TURN_LOG_ZOOM: f32 = 0.005;
 
 /// Moves each session's place memory by the step's motion and recalls what it holds at the new
 /// view.
@@ -552,8 +585,8 @@ fn step_sessions(
             s.texture_lag = [lag[0], lag[1]];
         }
     }
-    if let Some(views) = remembered_views {
-        remember(shared, sessions, &views)?;
+    if let (Some(views), Some(t)) = (remembered_views, &transport) {
+        remember(shared, sessions, &views, &t.from_memory)?;
     }
     let mut outputs = Vec::with_capacity(sessions.len());
     let per_spectrum = spectra.len() / sessions.len();
@@ -676,13 +709,30 @@ fn draw_ahead(
     Ok(())
 }
 
-/// Writes each session's new view (its linear decode, `(batch, 3, H, W)`) into its memory.
-fn remember(shared: &Shared, sessions: &mut [&mut DefaultSession], views: &Tensor) -> Result<()> {
+/// Writes each session's new view (its linear decode, `(batch, 3, H, W)`) into its memory;
+/// where the view was drawn from the memory (`from_memory`), only where it held nothing.
+fn remember(
+    shared: &Shared,
+    sessions: &mut [&mut DefaultSession],
+    views: &Tensor,
+    from_memory: &[bool],
+) -> Result<()> {
     let (w, h) = (shared.cfg.width, shared.cfg.height);
+    let forget_after = shared
+        .generation
+        .memory
+        .as_ref()
+        .map_or(0.0, |m| m.forget_after);
     let planes: Vec<f32> = views.flatten_all()?.to_vec1()?;
-    for (s, view) in sessions.iter_mut().zip(planes.chunks_exact(3 * w * h)) {
+    let views = planes.chunks_exact(3 * w * h);
+    for ((s, view), &held) in sessions.iter_mut().zip(views).zip(from_memory) {
         if let Some(memory) = &mut s.memory {
-            memory.write_view(view, w, h);
+            if held {
+                let at = memory.view();
+                memory.fill_missing(at, view, w, h, forget_after);
+            } else {
+                memory.write_view(view, w, h);
+            }
         }
     }
     Ok(())
@@ -952,6 +1002,7 @@ mod tests {
                 height: 64,
                 forget_after: 0.3,
                 quilt: None,
+                turn_from_memory: false,
             }),
             ..transport.clone()
         };

@@ -96,9 +96,9 @@ impl Measure {
     /// The measure called `name` (`episodes`, `director`, `scripted`, `standing_still`,
     /// `stability`).
     pub fn parse(name: &str) -> Option<Measure> {
-        Self::ALL.into_iter().find(|m| {
-            serde_json::to_value(m).is_ok_and(|v| v.as_str() == Some(name.trim()))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|m| serde_json::to_value(m).is_ok_and(|v| v.as_str() == Some(name.trim())))
     }
 }
 
@@ -573,8 +573,11 @@ impl Rollouts {
         }
         if let (Some(probe), Some(truth_audio)) = (sound, ep.audio.get(t)) {
             self.walking.push(is_walking(input));
-            self.gen_low
-                .push(low_band_energy(&probe.spectrum, probe.bands, &o.audio.samples));
+            self.gen_low.push(low_band_energy(
+                &probe.spectrum,
+                probe.bands,
+                &o.audio.samples,
+            ));
             self.ref_low
                 .push(low_band_energy(&probe.spectrum, probe.bands, truth_audio));
         }

@@ -120,7 +120,10 @@ pub struct TrainConfig {
     /// Stage 4: the outpainter (`model.outpainter`) learns to draw the line of tokens beyond a
     /// frame's edge from the lines next to it, on single frames (the rest of the model frozen).
     /// Absent in older configs, which have no such stage.
-    #[serde(default = "StageConfig::none", skip_serializing_if = "StageConfig::is_none")]
+    #[serde(
+        default = "StageConfig::none",
+        skip_serializing_if = "StageConfig::is_none"
+    )]
     pub outpainter: StageConfig,
     /// Steps between checkpoints.
     pub checkpoint_every: u64,

@@ -169,7 +169,9 @@ pub(crate) fn start_from_trained(
         fresh.push("outpaint.");
     }
     set_from_weights(varmap, &dir.join("model.safetensors"), &without)?;
-    reseed_matching(varmap, seed, |name| fresh.iter().any(|p| name.starts_with(p)))
+    reseed_matching(varmap, seed, |name| {
+        fresh.iter().any(|p| name.starts_with(p))
+    })
 }
 
 /// Sets the variables that `cfg` names from a weights file (names, shapes and dtypes checked
@@ -338,7 +340,11 @@ pub(crate) fn start_bank_from_data(
         let contexts = Tensor::from_vec(contexts, (entries, ctx_len), device)?;
         let keys = contexts.matmul(&projection)?;
         let values = Tensor::from_vec(values, (entries, new.len() * c), device)?;
-        for (part, tensor) in [("projection", projection), ("keys", keys), ("values", values)] {
+        for (part, tensor) in [
+            ("projection", projection),
+            ("keys", keys),
+            ("values", values),
+        ] {
             named(&map, &format!("outpaint.{name}.{part}"))?.set(&tensor)?;
         }
     }

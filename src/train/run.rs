@@ -361,7 +361,8 @@ impl Run<'_> {
             return None;
         }
         for _ in 0..1000 {
-            let r = switches[((self.rng.uniform() * switches.len() as f32) as usize).min(switches.len() - 1)];
+            let r = switches
+                [((self.rng.uniform() * switches.len() as f32) as usize).min(switches.len() - 1)];
             let offset = (self.rng.uniform() * (SWITCH_FRAMES + skip - len + 1) as f32) as usize;
             let Some(start) = (r + offset).checked_sub(skip) else {
                 continue;
@@ -383,7 +384,10 @@ fn switch_rows(data: &TrainingData) -> Vec<usize> {
     let mut rows = Vec::new();
     for &(start, len) in &data.episodes {
         for row in start + 1..start + len {
-            let (before, now) = (&data.controls[(row - 1) * c..row * c], &data.controls[row * c..(row + 1) * c]);
+            let (before, now) = (
+                &data.controls[(row - 1) * c..row * c],
+                &data.controls[row * c..(row + 1) * c],
+            );
             if before != now {
                 rows.push(row);
             }

@@ -101,7 +101,9 @@ pub struct EvalArgs {
 
 fn parse_measure(name: &str) -> Result<Measure, String> {
     Measure::parse(name).ok_or_else(|| {
-        format!("unknown measure '{name}' (episodes, director, scripted, standing_still, stability)")
+        format!(
+            "unknown measure '{name}' (episodes, director, scripted, standing_still, stability)"
+        )
     })
 }
 
