@@ -167,7 +167,7 @@ fn report(
         100.0 * call_flops / call.median.as_secs_f64() / 1e9 / peak
     );
     println!(
-        "  frame ({steps} Euler steps, batch 1): {frame} -> {:.2} frames/s (target >= 8; PyTorch reference 2.1) [{wall:.1} s]",
+        "  frame ({steps} Euler steps, batch 1): {frame} -> {:.2} frames/s (target >= 8) [{wall:.1} s]",
         1e3 / frame.median_ms()
     );
 }

@@ -118,7 +118,12 @@ fn datagen_resumes_after_a_kill_and_dataset_check_names_a_damaged_shard() {
 
 /// Records 20 steps of the reference world into `dir`, the frames too when `frames` is set.
 fn record(dir: &Path, frames: bool) {
-    let world = ReferenceWorld::new(48, 32);
+    record_model(&ReferenceWorld::new(48, 32), dir, frames);
+}
+
+/// Records 20 steps of `world` (seed 4, three steps in, walking and turning right then left)
+/// into `dir`, the frames too when `frames` is set.
+fn record_model(world: &dyn WorldModel, dir: &Path, frames: bool) {
     let spec = world.spec().clone();
     let mut session = world.start(&Prompt::seeded(4)).unwrap();
     let mut input = StepInput {
@@ -193,4 +198,30 @@ fn export_replays_a_recording_bit_for_bit_and_its_check_needs_frames_to_compare(
     );
     let output = nacre(&["export", &bare_arg, "--out", &out_arg]);
     assert!(output.status.success(), "without --check it exports");
+}
+
+/// The shipped default model (with its place memory and quilting) replays a recording of
+/// itself bit for bit through `nacre export`.
+#[test]
+fn export_replays_a_recording_of_the_default_model_bit_for_bit() {
+    let tmp = TempDir::new("export-default");
+    let rec = tmp.0.join("rec");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(bevy_nacre::default_model::SHIPPED_DIR);
+    let model = bevy_nacre::default_model::load(&dir, &candle_core::Device::Cpu)
+        .unwrap()
+        .with_start_frames(bevy_nacre::reference::start_frames);
+    record_model(&model, &rec, true);
+    let rec_arg = rec.display().to_string();
+    let out_arg = tmp.0.join("out").display().to_string();
+    let model_arg = dir.display().to_string();
+    let output = nacre(&[
+        "export", &rec_arg, "--model", &model_arg, "--out", &out_arg, "--check",
+    ]);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(stdout.contains("bit for bit: 20 of 20"), "{stdout}");
 }

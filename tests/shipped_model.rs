@@ -4,7 +4,7 @@ use std::path::Path;
 
 use bevy_nacre::default_model;
 use bevy_nacre::frame::Frame;
-use bevy_nacre::world_model::{Prompt, StepInput, WorldModel};
+use bevy_nacre::world_model::{BatchItem, Prompt, StepInput, WorldModel};
 use candle_core::Device;
 
 /// Mean absolute difference per byte between two RGBA frames.
@@ -108,4 +108,77 @@ fn save_strip(frames: &[(Frame, Frame)]) {
     sheet
         .save(&path)
         .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
+/// Twelve frames of two sessions (seeds 3 and 4) of the shipped model, turning right for six
+/// steps and then walking, each stepped alone or both in one `step_batch`, inside a rayon pool
+/// of `threads` threads.
+fn two_sessions(batched: bool, threads: usize) -> Vec<Frame> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(default_model::SHIPPED_DIR);
+    let model = default_model::load(&dir, &Device::Cpu)
+        .unwrap()
+        .with_start_frames(bevy_nacre::reference::start_frames);
+    let spec = model.spec().clone();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let mut sessions = [3, 4].map(|seed| model.start(&Prompt::seeded(seed)).unwrap());
+        let mut frames = Vec::new();
+        for t in 0..12 {
+            let mut input = StepInput {
+                action: spec.neutral_action(),
+                controls: spec.default_controls(),
+            };
+            input.action.values[if t < 6 { 2 } else { 0 }] = 1.0;
+            if batched {
+                let [a, b] = &mut sessions;
+                let mut batch = [
+                    BatchItem {
+                        session: a,
+                        input: &input,
+                    },
+                    BatchItem {
+                        session: b,
+                        input: &input,
+                    },
+                ];
+                for out in model.step_batch(&mut batch) {
+                    frames.push(out.unwrap().frame);
+                }
+            } else {
+                for s in &mut sessions {
+                    frames.push(s.step(&input).unwrap().frame);
+                }
+            }
+        }
+        frames
+    })
+}
+
+/// A view's frames do not depend on whether the worker batches it with another view, nor on
+/// how many inference threads it runs: a recording made in one setting replays bit for bit in
+/// another.
+#[test]
+fn batching_and_thread_count_do_not_change_the_frames() {
+    let alone = two_sessions(false, 1);
+    assert_eq!(alone.len(), 24);
+    assert!(alone[0] != alone[1], "the two seeds draw different worlds");
+    let batched = two_sessions(true, 1);
+    for (i, (a, b)) in alone.iter().zip(&batched).enumerate() {
+        assert!(
+            a == b,
+            "frame {i}: batched differs from alone by {:.4}",
+            frame_difference(a, b)
+        );
+    }
+    let two_threads = two_sessions(true, 2);
+    for (i, (a, b)) in batched.iter().zip(&two_threads).enumerate() {
+        assert!(
+            a == b,
+            "frame {i}: 2 threads differ from 1 by {:.4}",
+            frame_difference(a, b)
+        );
+    }
 }

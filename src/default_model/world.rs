@@ -834,16 +834,18 @@ impl WorldModel for DefaultModel {
                 }
             }
         }
-        match step_sessions(&self.shared, &mut sessions, &inputs) {
-            Ok(outputs) => outputs.into_iter().map(Ok).collect(),
-            Err(e) => {
-                let msg = e.to_string();
-                inputs
-                    .iter()
-                    .map(|_| Err(Error::Other(msg.clone())))
-                    .collect()
-            }
-        }
+        // One session at a time: a matrix product over a batch rounds the last bit of a value
+        // differently from one over a single session, so a view's frames would depend on the
+        // views beside it (and a recording would not replay alone); and a session that fails
+        // fails alone.
+        sessions
+            .into_iter()
+            .zip(inputs)
+            .map(|(session, input)| {
+                step_sessions(&self.shared, &mut [session], &[input])
+                    .map(|mut outputs| outputs.remove(0))
+            })
+            .collect()
     }
 }
 
