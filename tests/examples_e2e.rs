@@ -490,6 +490,18 @@ fn hybrid_screens_show_both_worlds_moving_with_the_player() {
             ("NACRE_EXIT_AFTER_FRAMES", "95".into()),
         ],
     );
+    // The right screen is the shipped default model, not the reference world the example falls
+    // back to (and says so) when the model folder is missing or broken.
+    assert!(
+        !run.stderr.contains("no trained model"),
+        "the default model did not load: {}",
+        tail(&run.stderr)
+    );
+    assert!(
+        !run.stderr.contains("failed to load") && !run.stdout.contains("failed to load"),
+        "{}",
+        tail(&run.stderr)
+    );
     let idle0 = keep(&run, "shot-idle-0.png", "hybrid-idle-0.png");
     let idle1 = keep(&run, "shot-idle-1.png", "hybrid-idle-1.png");
     let turned = keep(&run, "shot-turned.png", "hybrid-turned.png");

@@ -34,6 +34,7 @@ pub mod outpaint;
 pub mod patches;
 pub mod quilt;
 pub mod sampler;
+mod transport;
 pub mod warp;
 pub mod weights;
 pub mod world;
