@@ -8,7 +8,7 @@
 //! latents last seen at every pixel (the picture texture transport carries, quantised to 8 bits),
 //! with when it was seen. Every step writes the new view into it; where the warp brings pixels in
 //! from beyond the view's edge, the memory gives them back if it holds them. With
-//! [`MemoryConfig::turn_from_memory`], a turn draws the whole view from it and only adds what
+//! [`MemoryConfig::turn_from_memory`], a turn carries the view's texture from it and only adds what
 //! it did not hold; with [`MemoryConfig::quilt`], what it never held is continued from what it
 //! does before the view gets there.
 //!
@@ -41,13 +41,14 @@ pub struct MemoryConfig {
     /// unseen (see [`quilt`](super::quilt)). `None`: the network draws it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quilt: Option<QuiltConfig>,
-    /// While the player turns or looks without walking, draw the whole view from the memory
-    /// and only fill the memory where it holds nothing. Carrying last frame's picture sideways
-    /// projects it onto the latent space again at a new alignment every step, and each
-    /// projection loses a little detail: after a second of turning the picture is smeared.
-    /// Drawn from the memory, every frame of a turn is one projection of what was first seen.
-    /// Standing still or walking, the network draws the view and the memory takes it in as
-    /// before (so light and weather changes reach it).
+    /// While the player turns or looks without walking, carry the view's texture (the latent
+    /// channels texture transport carries) from the memory, and only fill the memory where it
+    /// holds nothing. Carrying last frame's picture sideways projects it onto the latent space
+    /// again at a new alignment every step, and each projection loses a little detail: after a
+    /// second of turning the picture is smeared. From the memory, every frame of a turn is one
+    /// projection of what was first seen. The first channel (coarse brightness) still comes
+    /// from the network, so light and weather keep changing; standing still or walking, the
+    /// network draws the view and the memory takes it in as before.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub turn_from_memory: bool,
 }
@@ -207,11 +208,6 @@ impl PlaceMemory {
             self.pixels[i * 3..i * 3 + 3].copy_from_slice(&rgb);
             self.seen[i] = self.walked;
         }
-    }
-
-    /// The world rows the window covers, `top..bottom`.
-    pub fn rows(&self) -> (i64, i64) {
-        (self.origin.1, self.origin.1 + self.height as i64)
     }
 
     /// Whether every pixel of the world rectangle at `(x0, y0)`, `w`×`h`, is remembered.

@@ -117,10 +117,12 @@ fn copy_run(
     let Some(shift) = best_shift(memory, cfg, start, direction, h, forget_after) else {
         return;
     };
-    let (top, bottom) = memory.rows();
+    // Only the view's rows: rows above and below it hold only what was really seen, so that
+    // looking up or walking back brings back no copies made for another height.
+    let top = memory.view().1;
     for i in 0..seg {
         let x = start + direction * i;
-        for y in top..bottom {
+        for y in top..top + h as i64 {
             if memory.remembered(x, y, forget_after).is_some() {
                 continue;
             }

@@ -94,10 +94,7 @@ impl<'a> Transport<'a> {
         let Some((_, valid)) = &self.remembered else {
             return Ok(next);
         };
-        let mut share = self.warp.remembered_token_share(&self.step, valid)?;
-        if let Some(held) = &held {
-            share = share.maximum(&self.warp.token_share(&valid.broadcast_mul(held)?)?)?;
-        }
+        let share = self.warp.remembered_token_share(&self.step, valid)?;
         let whole = share.ge(0.5)?.to_dtype(DTYPE)?.unsqueeze(2)?;
         &next + (carried - &next)?.broadcast_mul(&whole)?
     }

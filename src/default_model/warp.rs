@@ -199,11 +199,6 @@ impl MotionWarp {
         patchify(&new, self.patch)?.mean_keepdim(2)?.squeeze(2)
     }
 
-    /// The share of each token's pixels set in `mask` (`(batch, 1, H, W)`), `(batch, tokens)`.
-    pub fn token_share(&self, mask: &Tensor) -> Result<Tensor> {
-        patchify(mask, self.patch)?.mean_keepdim(2)?.squeeze(2)
-    }
-
     /// The share of each token's pixels that [`transport`](Self::transport) of `step` brings in
     /// from `remembered` (1 where valid, `(batch, 1, H, W)`), `(batch, tokens)`.
     pub fn remembered_token_share(&self, step: &StepMotion, remembered: &Tensor) -> Result<Tensor> {
