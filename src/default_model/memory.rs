@@ -59,8 +59,8 @@ impl Default for MemoryConfig {
             width: 768,
             height: 256,
             forget_after: 0.3,
-            quilt: Some(QuiltConfig::default()),
-            turn_from_memory: true,
+            quilt: None,
+            turn_from_memory: false,
         }
     }
 }
