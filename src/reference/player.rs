@@ -355,7 +355,7 @@ impl Player {
         let limits = [
             MAX_COORD, MAX_COORD, MAX_COORD, 1e3, 1e3, 1e3, 1e4, 1e4, 1e6, 1e6,
         ];
-        if let Some(i) = (0..v.len()).find(|&i| !(v[i].abs() <= limits[i])) {
+        if let Some(i) = (0..v.len()).find(|&i| v[i].is_nan() || v[i].abs() > limits[i]) {
             return Err(r.error(format!(
                 "player value {i} is {} (limit ±{})",
                 v[i], limits[i]

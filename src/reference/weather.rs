@@ -193,7 +193,7 @@ impl WeatherState {
             thunder.push((r.f32()?, r.f32()?));
         }
         let values = v.iter().chain(thunder.iter().flat_map(|(a, b)| [a, b]));
-        if let Some(bad) = values.into_iter().find(|x| !(x.abs() <= 1e6)) {
+        if let Some(bad) = values.into_iter().find(|x| x.is_nan() || x.abs() > 1e6) {
             return Err(r.error(format!("weather value {bad} is not a plausible number")));
         }
         Ok(Self {
