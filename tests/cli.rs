@@ -166,14 +166,7 @@ fn export_replays_a_recording_bit_for_bit_and_its_check_needs_frames_to_compare(
     let rec_arg = rec.display().to_string();
     let exported = tmp.0.join("out");
     let out_arg = exported.display().to_string();
-    let output = nacre(&["export", &rec_arg, "--out", &out_arg, "--check"]);
-    let stdout = text(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        text(&output.stderr)
-    );
-    assert!(stdout.contains("bit for bit: 20 of 20"), "{stdout}");
+    assert_exports_bit_for_bit(&["export", &rec_arg, "--out", &out_arg, "--check"]);
     assert_eq!(recording::recorded_frames(&exported).unwrap().len(), 20);
     assert!(exported.join(recording::GIF).is_file());
     assert!(exported.join(recording::AUDIO).is_file());
@@ -214,9 +207,15 @@ fn export_replays_a_recording_of_the_default_model_bit_for_bit() {
     let rec_arg = rec.display().to_string();
     let out_arg = tmp.0.join("out").display().to_string();
     let model_arg = dir.display().to_string();
-    let output = nacre(&[
+    assert_exports_bit_for_bit(&[
         "export", &rec_arg, "--model", &model_arg, "--out", &out_arg, "--check",
     ]);
+}
+
+/// Runs `nacre ARGS` (an `export --check` of a 20-step recording) and requires success with
+/// all 20 frames reproduced exactly.
+fn assert_exports_bit_for_bit(args: &[&str]) {
+    let output = nacre(args);
     let stdout = text(&output.stdout);
     assert!(
         output.status.success(),

@@ -166,18 +166,15 @@ fn batching_and_thread_count_do_not_change_the_frames() {
     assert_eq!(alone.len(), 24);
     assert!(alone[0] != alone[1], "the two seeds draw different worlds");
     let batched = two_sessions(true, 1);
-    for (i, (a, b)) in alone.iter().zip(&batched).enumerate() {
+    assert_same_frames(&alone, &batched, "batched and alone");
+    assert_same_frames(&batched, &two_sessions(true, 2), "2 threads and 1");
+}
+
+fn assert_same_frames(a: &[Frame], b: &[Frame], what: &str) {
+    for (i, (a, b)) in a.iter().zip(b).enumerate() {
         assert!(
             a == b,
-            "frame {i}: batched differs from alone by {:.4}",
-            frame_difference(a, b)
-        );
-    }
-    let two_threads = two_sessions(true, 2);
-    for (i, (a, b)) in batched.iter().zip(&two_threads).enumerate() {
-        assert!(
-            a == b,
-            "frame {i}: 2 threads differ from 1 by {:.4}",
+            "frame {i}: {what} differ by {:.4}",
             frame_difference(a, b)
         );
     }
