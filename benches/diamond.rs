@@ -28,7 +28,7 @@ fn fixture() -> PathBuf {
         .unwrap_or_else(|| {
             PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../shared/fixtures/diamond"
+                "/tests/fixtures/diamond"
             ))
         });
     dir.join("atari_default.pt")

@@ -2,7 +2,7 @@
 //! and `dataset-check` names a damaged shard; `export` replays a recording bit for bit, and its
 //! `--check` fails when nothing could be checked.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,26 +11,12 @@ use bevy_nacre::recording::{self, Recorder};
 use bevy_nacre::reference::ReferenceWorld;
 use bevy_nacre::session_file::{self, SessionHeader};
 use bevy_nacre::world_model::{Prompt, StepInput, WorldModel};
+use temp_dir::TempDir;
+
+#[path = "common/temp_dir.rs"]
+mod temp_dir;
 
 const NACRE: &str = env!("CARGO_BIN_EXE_nacre");
-
-/// A fresh, empty folder under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("nacre-cli-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Runs `nacre ARGS` and waits for it.
 fn nacre(args: &[&str]) -> Output {
@@ -43,7 +29,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn datagen_resumes_after_a_kill_and_dataset_check_names_a_damaged_shard() {
-    let tmp = TempDir::new("datagen");
+    let tmp = TempDir::new("cli-test", "datagen");
     let out = tmp.0.join("data");
     let out_arg = out.display().to_string();
     // 60 one-episode shards of 100 frames: seconds of work, so the kill lands part-way.
@@ -160,7 +146,7 @@ fn record_model(world: &dyn WorldModel, dir: &Path, frames: bool) {
 
 #[test]
 fn export_replays_a_recording_bit_for_bit_and_its_check_needs_frames_to_compare() {
-    let tmp = TempDir::new("export");
+    let tmp = TempDir::new("cli-test", "export");
     let rec = tmp.0.join("rec");
     record(&rec, true);
     let rec_arg = rec.display().to_string();
@@ -197,7 +183,7 @@ fn export_replays_a_recording_bit_for_bit_and_its_check_needs_frames_to_compare(
 /// itself bit for bit through `nacre export`.
 #[test]
 fn export_replays_a_recording_of_the_default_model_bit_for_bit() {
-    let tmp = TempDir::new("export-default");
+    let tmp = TempDir::new("cli-test", "export-default");
     let rec = tmp.0.join("rec");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(bevy_nacre::default_model::SHIPPED_DIR);
     let model = bevy_nacre::default_model::load(&dir, &candle_core::Device::Cpu)

@@ -28,7 +28,7 @@
 use std::cell::Cell;
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bevy_nacre::dataset::{DatagenOptions, Dataset, MANIFEST_FILE, Manifest, check_dataset};
 use bevy_nacre::default_model::{self, Config, DefaultModel, GenerationConfig};
@@ -44,6 +44,10 @@ use proptest::test_runner::{
     Config as RunnerConfig, RngAlgorithm, TestCaseError, TestRng, TestRunner,
 };
 use sha2::{Digest, Sha256};
+use temp_dir::TempDir;
+
+#[path = "common/temp_dir.rs"]
+mod temp_dir;
 
 /// The small DIAMOND checkpoint the parity tests use (self-attention included).
 const DIAMOND_FIXTURE: &str = "tests/fixtures/diamond/tiny_attn.pt";
@@ -331,24 +335,6 @@ fn names<T>(result: &bevy_nacre::Result<T>, needle: &Path) -> Result<(), String>
     }
 }
 
-/// A fresh folder under the system temp dir for one target, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("nacre-fuzz-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Models and their saved sessions.
 
@@ -518,7 +504,7 @@ fn version_1_session_envelopes() {
 #[test]
 fn default_model_configs() {
     // The shipped config: parsed and checked, then its networks listed (without weights).
-    let tmp = TempDir::new("config");
+    let tmp = TempDir::new("fuzz", "config");
     let path = tmp.0.join("config.json");
     let base = std::fs::read(SHIPPED_CONFIG).unwrap();
     fuzz("default_model_config", &base, Some(whole), &|bytes| {
@@ -535,7 +521,7 @@ fn default_model_configs() {
 
 #[test]
 fn default_model_folders_with_a_damaged_config() {
-    let tmp = TempDir::new("folder-config");
+    let tmp = TempDir::new("fuzz", "folder-config");
     tiny_default_model_folder(&tmp.0);
     let path = tmp.0.join("config.json");
     let base = std::fs::read(&path).unwrap();
@@ -573,7 +559,7 @@ fn default_model_folders_with_a_damaged_config() {
 
 #[test]
 fn default_model_weights() {
-    let tmp = TempDir::new("weights");
+    let tmp = TempDir::new("fuzz", "weights");
     tiny_default_model_folder(&tmp.0);
     let path = tmp.0.join("model.safetensors");
     let base = std::fs::read(&path).unwrap();
@@ -609,7 +595,7 @@ fn load_diamond(path: &Path) -> Result<(), String> {
 
 #[test]
 fn diamond_pytorch_checkpoints() {
-    let tmp = TempDir::new("diamond-pt");
+    let tmp = TempDir::new("fuzz", "diamond-pt");
     let path = tmp.0.join("agent.pt");
     let base = std::fs::read(DIAMOND_FIXTURE).unwrap();
     fuzz("diamond_pt", &base, None, &|bytes| {
@@ -622,7 +608,7 @@ fn diamond_pytorch_checkpoints() {
 fn diamond_pytorch_pickles() {
     // The archive's checksums refuse most changes to its entries; rebuilding the archive around
     // a mutated `data.pkl` reaches the pickle reader itself.
-    let tmp = TempDir::new("diamond-pkl");
+    let tmp = TempDir::new("fuzz", "diamond-pkl");
     let path = tmp.0.join("agent.pt");
     let entries = zip::read(&std::fs::read(DIAMOND_FIXTURE).unwrap());
     let pickle = entries
@@ -640,7 +626,7 @@ fn diamond_pytorch_pickles() {
 
 #[test]
 fn diamond_safetensors_checkpoints() {
-    let tmp = TempDir::new("diamond-st");
+    let tmp = TempDir::new("fuzz", "diamond-st");
     let path = tmp.0.join("agent.safetensors");
     let ckpt = load_checkpoint(DIAMOND_FIXTURE, &Device::Cpu, 0.5, 0.3).unwrap();
     let tensors: std::collections::HashMap<String, candle_core::Tensor> = ckpt
@@ -763,7 +749,7 @@ fn dataset_options(dir: &Path) -> DatagenOptions {
 
 /// A tiny dataset (two shards of one episode of three frames), as `(file name, bytes)`.
 fn tiny_dataset(name: &str) -> Vec<(String, Vec<u8>)> {
-    let tmp = TempDir::new(name);
+    let tmp = TempDir::new("fuzz", name);
     bevy_nacre::dataset::generate(&dataset_options(&tmp.0), &|_, _| {}).unwrap();
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&tmp.0)
         .unwrap()
@@ -823,7 +809,7 @@ fn dataset_manifests() {
         .unwrap()
         .1
         .clone();
-    let tmp = TempDir::new("manifest");
+    let tmp = TempDir::new("fuzz", "manifest");
     let dir = tmp.0.join("data");
     fuzz("dataset_manifest", &base, Some(whole), &|bytes| {
         lay_out(&dir, &files, MANIFEST_FILE, bytes);
@@ -836,7 +822,7 @@ fn dataset_shards() {
     let files = tiny_dataset("shard-base");
     let shard = bevy_nacre::dataset::shard_file_name(0);
     let base = files.iter().find(|(n, _)| *n == shard).unwrap().1.clone();
-    let tmp = TempDir::new("shard");
+    let tmp = TempDir::new("fuzz", "shard");
     let dir = tmp.0.join("data");
     fuzz("dataset_shard", &base, Some(safetensors_header), &|bytes| {
         // As damaged on disk: the manifest's size and checksum no longer match.
@@ -912,7 +898,7 @@ fn replay_recording(world: &ReferenceWorld, dir: &Path, out: &Path) -> Result<()
 #[test]
 fn recording_action_logs() {
     let world = reference_world();
-    let tmp = TempDir::new("actions");
+    let tmp = TempDir::new("fuzz", "actions");
     let rec = tmp.0.join("rec");
     tiny_recording(&rec, &world);
     let path = rec.join(recording::ACTION_LOG);
@@ -927,7 +913,7 @@ fn recording_action_logs() {
 #[test]
 fn recording_start_sessions() {
     let world = reference_world();
-    let tmp = TempDir::new("start");
+    let tmp = TempDir::new("fuzz", "start");
     let rec = tmp.0.join("rec");
     tiny_recording(&rec, &world);
     let path = rec.join(recording::START_SESSION);
