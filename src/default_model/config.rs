@@ -364,22 +364,19 @@ impl Config {
     pub fn validate_generation(&self, generation: &GenerationConfig) -> Result<()> {
         let bad = |m: String| Err(Error::Other(format!("invalid generation settings: {m}")));
         let g = generation;
-        if !(g.inference_noise.is_finite() && g.inference_noise >= 0.0) {
-            return bad(format!(
-                "inference_noise {} is not a number of 0 or more",
-                g.inference_noise
-            ));
+        for (name, value) in [
+            ("inference_noise", g.inference_noise),
+            ("sampler_temperature", g.sampler_temperature),
+            ("outpaint_temperature", g.outpaint_temperature),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return bad(format!("{name} {value} is not a number of 0 or more"));
+            }
         }
         if g.sampler_steps == 0 || g.sampler_steps > 1000 {
             return bad(format!(
                 "sampler_steps {} is outside 1..=1000",
                 g.sampler_steps
-            ));
-        }
-        if !(g.sampler_temperature.is_finite() && g.sampler_temperature >= 0.0) {
-            return bad(format!(
-                "the sampler's temperature {} is not a number of 0 or more",
-                g.sampler_temperature
             ));
         }
         if self.outpainter.is_some() && g.memory.is_none() {
@@ -389,12 +386,6 @@ impl Config {
             return bad(format!(
                 "outpaint_passes {} is outside 1..=64",
                 g.outpaint_passes
-            ));
-        }
-        if !(g.outpaint_temperature.is_finite() && g.outpaint_temperature >= 0.0) {
-            return bad(format!(
-                "the outpainter's temperature {} is not a number of 0 or more",
-                g.outpaint_temperature
             ));
         }
         if let Some(m) = &g.memory {

@@ -307,12 +307,7 @@ impl Kernel {
 /// at a whole-pixel offset a row is one 1 (an exact copy), and near the edges, where taps fall
 /// beyond the line, the row is renormalised to sum to 1.
 pub fn cubic_interpolation(n: usize, shift: &Tensor, zoom: &Tensor) -> Result<Tensor> {
-    let dev = shift.device();
-    let source = source_positions(n, shift, zoom)?
-        .clamp(0f32, (n - 1) as f32)?
-        .unsqueeze(2)?;
-    let columns = Tensor::arange(0f32, n as f32, dev)?.reshape((1, 1, n))?;
-    let d = columns.broadcast_sub(&source)?.abs()?;
+    let d = tap_distances(n, shift, zoom)?;
     let (d2, d3) = (d.sqr()?, (d.sqr()? * &d)?);
     // 1.5|d|³ − 2.5|d|² + 1 within one pixel; −0.5|d|³ + 2.5|d|² − 4|d| + 2 within two.
     let near = (((&d3 * 1.5)? - (&d2 * 2.5)?)? + 1.0)?;
@@ -330,12 +325,17 @@ pub fn cubic_interpolation(n: usize, shift: &Tensor, zoom: &Tensor) -> Result<Te
 /// scale it by `zoom` about its centre: row `i` holds the weights of the source pixels of output
 /// pixel `i`. Sources beyond the edge are clamped to it (the edge pixel repeats).
 pub fn interpolation(n: usize, shift: &Tensor, zoom: &Tensor) -> Result<Tensor> {
-    let dev = shift.device();
+    (1.0 - tap_distances(n, shift, zoom)?)?.relu()
+}
+
+/// `(batch, n, n)`: row `i` holds the distance of every source pixel from output pixel `i`'s
+/// source position under `shift` and `zoom`, clamped to the line (the edge pixel repeats).
+fn tap_distances(n: usize, shift: &Tensor, zoom: &Tensor) -> Result<Tensor> {
     let source = source_positions(n, shift, zoom)?
         .clamp(0f32, (n - 1) as f32)?
         .unsqueeze(2)?;
-    let columns = Tensor::arange(0f32, n as f32, dev)?.reshape((1, 1, n))?;
-    (1.0 - columns.broadcast_sub(&source)?.abs()?)?.relu()
+    let columns = Tensor::arange(0f32, n as f32, shift.device())?.reshape((1, 1, n))?;
+    columns.broadcast_sub(&source)?.abs()
 }
 
 #[cfg(test)]
