@@ -11,6 +11,9 @@
 //! batch 1) of the `atari_default` fixture checkpoint (`NACRE_DIAMOND_FIXTURES` overrides the
 //! directory) for each convolution choice.
 
+#[path = "common/quick.rs"]
+mod quick;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -42,8 +45,9 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    quick::announce();
     let threads = env_usize("NACRE_BENCH_THREADS", 2);
-    let frames = env_usize("NACRE_BENCH_FRAMES", 30);
+    let frames = env_usize("NACRE_BENCH_FRAMES", quick::iterations(30, 2));
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
@@ -77,7 +81,7 @@ fn run(threads: usize, frames: usize) -> Result<(), Box<dyn std::error::Error + 
     ] {
         let layer = FastConv2d::new(w.clone(), Some(b.clone()), cfg, algo)?;
         let mut sink = 0.0f32;
-        let stats = time_runs(3, 30, || {
+        let stats = time_runs(quick::iterations(3, 1), quick::iterations(30, 2), || {
             let y = layer.forward(&x).expect("conv");
             sink += y
                 .i((0, 0, 0, 0))
@@ -120,7 +124,7 @@ fn run(threads: usize, frames: usize) -> Result<(), Box<dyn std::error::Error + 
         let (_, call_flops) = model
             .denoiser()
             .model_output_counted(&noisy, &[1.0], &obs, &act)?;
-        let call = time_runs(2, 10, || {
+        let call = time_runs(quick::iterations(2, 1), quick::iterations(10, 2), || {
             model
                 .denoiser()
                 .model_output(&noisy, &[1.0], &obs, &act)
@@ -132,7 +136,7 @@ fn run(threads: usize, frames: usize) -> Result<(), Box<dyn std::error::Error + 
             controls: Controls::default(),
         };
         let t0 = Instant::now();
-        let frame = time_runs(2, frames, || {
+        let frame = time_runs(quick::iterations(2, 1), frames, || {
             session.step(&input).expect("step");
         });
         let wall = t0.elapsed();

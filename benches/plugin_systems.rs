@@ -7,6 +7,9 @@
 //!
 //! Run with `cargo bench --bench plugin_systems`.
 
+#[path = "common/quick.rs"]
+mod quick;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +18,10 @@ use bevy::prelude::*;
 use bevy_nacre::prelude::*;
 use bevy_nacre::reference::ReferenceWorld;
 
-const UPDATES: usize = 600;
+/// Updates measured per app (60 in quick mode).
+fn updates() -> usize {
+    quick::iterations(600, 60)
+}
 
 fn app(views: usize) -> App {
     let mut app = App::new();
@@ -63,10 +69,10 @@ fn measure(views: usize) -> (f64, f64, f64, usize) {
         app.update();
         std::thread::sleep(Duration::from_millis(16));
     }
-    let mut all = Vec::with_capacity(UPDATES);
+    let mut all = Vec::with_capacity(updates());
     let mut with_frame = Vec::new();
     let mut presented_before = presented(&mut app);
-    for _ in 0..UPDATES {
+    for _ in 0..updates() {
         let t = Instant::now();
         app.update();
         let dt = t.elapsed().as_secs_f64() * 1e6;
@@ -99,6 +105,7 @@ fn presented(app: &mut App) -> u64 {
 }
 
 fn main() {
+    quick::announce();
     let (base, base90, _, _) = measure(0);
     println!("baseline (no plugin): median {base:.0} µs, p90 {base90:.0} µs per update");
     for views in [1, 4] {

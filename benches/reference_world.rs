@@ -5,6 +5,9 @@
 //! Prints the median per-frame rate (`bevy_nacre::timing::time_runs`) and the mean rate over the
 //! whole run, which also pays for generating new land as the player explores.
 
+#[path = "common/quick.rs"]
+mod quick;
+
 use std::time::Instant;
 
 use bevy_nacre::reference::ReferenceWorld;
@@ -41,7 +44,7 @@ fn bench(width: u32, height: u32, frames: usize) {
     let started = Instant::now();
     let cpu_start = thread_cpu_seconds();
     let mut count = 0usize;
-    let stats = time_runs(20, frames, || {
+    let stats = time_runs(quick::iterations(20, 2), frames, || {
         let input = trajectory.next(&mut session);
         let out = session.step_world(&input).expect("step");
         for (name, d) in &out.timings.stages {
@@ -70,10 +73,11 @@ fn bench(width: u32, height: u32, frames: usize) {
 }
 
 fn main() {
+    quick::announce();
     println!(
         "one thread; {} logical CPUs on this machine",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    bench(64, 64, 2000);
-    bench(128, 128, 1000);
+    bench(64, 64, quick::iterations(2000, 10));
+    bench(128, 128, quick::iterations(1000, 10));
 }

@@ -7,6 +7,9 @@
 //!
 //! Run with `cargo bench --bench runtime`.
 
+#[path = "common/quick.rs"]
+mod quick;
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -114,7 +117,7 @@ fn main_thread_cost(size: u32) -> (TimingStats, TimingStats) {
         q.single(app.world()).expect("one view")
     };
     let mut with_frame = Vec::new();
-    for _ in 0..300 {
+    for _ in 0..quick::iterations(300, 20) {
         let presented_before = app
             .world()
             .get::<WorldViewStats>(view)
@@ -143,7 +146,7 @@ fn main_thread_cost(size: u32) -> (TimingStats, TimingStats) {
     }
     let mut baseline_app = headless_app(size, false);
     let mut baseline = Vec::new();
-    for _ in 0..300 {
+    for _ in 0..quick::iterations(300, 20) {
         baseline_app.world_mut().run_schedule(First);
         baseline.push(run_nacre_schedules(&mut baseline_app));
         baseline_app.world_mut().run_schedule(Last);
@@ -166,17 +169,22 @@ fn round_trip(size: u32) -> (TimingStats, TimingStats) {
         .start_session("echo", Prompt::default(), Pacing::Manual)
         .unwrap();
     let mut computes = Vec::new();
-    let stats = time_runs(50, 2000, || {
-        session.step(1).unwrap();
-        let f = session
-            .next_frame_timeout(Duration::from_secs(5))
-            .expect("frame");
-        computes.push(f.compute);
-    });
+    let stats = time_runs(
+        quick::iterations(50, 2),
+        quick::iterations(2000, 20),
+        || {
+            session.step(1).unwrap();
+            let f = session
+                .next_frame_timeout(Duration::from_secs(5))
+                .expect("frame");
+            computes.push(f.compute);
+        },
+    );
     (stats, TimingStats::from_samples(&computes))
 }
 
 fn main() {
+    quick::announce();
     println!("bevy_nacre runtime benchmark (release build, medians)");
     for size in [128u32, 512] {
         let (with_frame, baseline) = main_thread_cost(size);
