@@ -1,3 +1,5 @@
+#![allow(dead_code)] // Each benchmark uses the part it needs.
+
 //! Quick mode: `NACRE_BENCH_QUICK=1` makes a benchmark run a handful of iterations instead of its
 //! full count. The test script runs every benchmark once this way, in the debug build, so a
 //! benchmark that panics or no longer runs is caught; the numbers it prints then mean nothing.
