@@ -210,3 +210,114 @@ fn assert_exports_bit_for_bit(args: &[&str]) {
     );
     assert!(stdout.contains("bit for bit: 20 of 20"), "{stdout}");
 }
+
+/// Lines of a training log after its header, by step (first column).
+fn logged_steps(log: &Path) -> Vec<u64> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn train_resumes_after_a_kill_to_the_same_weights_and_log() {
+    let tmp = TempDir::new("cli-test", "train-kill");
+    let data = tmp.0.join("data");
+    let mut opts = bevy_nacre::dataset::DatagenOptions::new(&data, 3, 24, 32, 32, 11);
+    opts.threads = 1;
+    bevy_nacre::dataset::generate(&opts, &|_, _| {}).unwrap();
+    // The tiny configuration with longer stages and frequent checkpoints, so a kill lands
+    // between two checkpoints with steps logged after the first.
+    let mut cfg = bevy_nacre::train::TrainConfig::tiny();
+    cfg.autoencoder.steps = 60;
+    cfg.dynamics.steps = 60;
+    cfg.checkpoint_every = 10;
+    let cfg_path = tmp.0.join("train.json");
+    std::fs::write(&cfg_path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    let (data, cfg_path) = (data.display().to_string(), cfg_path.display().to_string());
+    let run = |out: &Path| {
+        let out = out.display().to_string();
+        vec![
+            "train".to_string(),
+            "--data".into(),
+            data.clone(),
+            "--config".into(),
+            cfg_path.clone(),
+            "--out".into(),
+            out,
+        ]
+    };
+
+    let whole = tmp.0.join("whole");
+    let done = Command::new(NACRE).args(run(&whole)).output().unwrap();
+    assert!(done.status.success(), "{}", text(&done.stderr));
+
+    let parts = tmp.0.join("parts");
+    let mut child = Command::new(NACRE)
+        .args(run(&parts))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // `kill -9` once a step after the first checkpoint (step 10) has been logged.
+    let started = Instant::now();
+    while logged_steps(&parts.join("train_log.csv"))
+        .last()
+        .is_none_or(|&s| s <= 11)
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "training ended before the kill"
+        );
+        assert!(started.elapsed() < Duration::from_secs(300), "no progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !parts.join("model.safetensors").exists(),
+        "the kill came after the end of training"
+    );
+    let resumed = Command::new(NACRE)
+        .args(run(&parts))
+        .arg("--resume")
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+
+    let digest = |p: &Path| bevy_nacre::dataset::sha256_hex(&std::fs::read(p).unwrap());
+    assert_eq!(
+        digest(&whole.join("model.safetensors")),
+        digest(&parts.join("model.safetensors")),
+        "a run killed and resumed ends with the weights of an uninterrupted run"
+    );
+    let steps = logged_steps(&parts.join("train_log.csv"));
+    assert_eq!(
+        steps,
+        logged_steps(&whole.join("train_log.csv")),
+        "the log has every step once"
+    );
+    assert_eq!(steps.len(), 130);
+    for leftover in ["checkpoint.next", "checkpoint.previous"] {
+        assert!(!parts.join(leftover).exists(), "{leftover} left behind");
+    }
+}
+
+#[test]
+fn soak_plays_saves_and_restores_the_shipped_model() {
+    let out = nacre(&["soak", "--minutes", "0.05", "--save-every", "1.5"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("60 frames"), "{stdout}");
+    assert!(
+        stdout.contains("malformed frames or failed restores: 0"),
+        "{stdout}"
+    );
+    // Saved and restored at frame 30 (1.5 s at 20 frames/s).
+    assert!(stdout.contains("frame     30"), "{stdout}");
+    let bad = nacre(&["soak", "--minutes", "0"]);
+    assert!(!bad.status.success());
+    assert!(text(&bad.stderr).contains("--minutes"));
+}

@@ -2,7 +2,7 @@
 //! every `checkpoint_every` steps and when training stops, so `--resume` continues exactly.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
@@ -56,8 +56,71 @@ impl Default for TrainState {
 }
 
 /// Writes a checkpoint into `dir`: weights, optimizer moments, both configs, and last the
-/// state, so that a checkpoint counts only once it is complete.
+/// state, all into a folder beside it (`checkpoint.next`) that then replaces `dir` by renames,
+/// so that `dir` always holds one whole checkpoint, the old or the new, whenever the process is
+/// killed ([`recover`] finishes an interrupted replacement).
 pub(crate) fn save_checkpoint(
+    dir: &Path,
+    cfg: &TrainConfig,
+    generation: &GenerationConfig,
+    state: &TrainState,
+    varmap: &VarMap,
+    opt: &AdamW,
+) -> Result<()> {
+    let next = beside(dir, "next");
+    if next.exists() {
+        std::fs::remove_dir_all(&next).map_err(|e| Error::io(&next, e))?;
+    }
+    write_checkpoint_files(&next, cfg, generation, state, varmap, opt)?;
+    let previous = beside(dir, "previous");
+    if dir.exists() {
+        if previous.exists() {
+            std::fs::remove_dir_all(&previous).map_err(|e| Error::io(&previous, e))?;
+        }
+        std::fs::rename(dir, &previous).map_err(|e| Error::io(dir, e))?;
+    }
+    std::fs::rename(&next, dir).map_err(|e| Error::io(&next, e))?;
+    if previous.exists() {
+        std::fs::remove_dir_all(&previous).map_err(|e| Error::io(&previous, e))?;
+    }
+    Ok(())
+}
+
+/// `dir` with `.suffix` added to its name: `checkpoint.next`, `checkpoint.previous`.
+fn beside(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".");
+    name.push(suffix);
+    dir.with_file_name(name)
+}
+
+/// Finishes a checkpoint replacement that a kill or a power cut interrupted, so that `dir` holds
+/// a whole checkpoint if any was written: a complete `checkpoint.next` (its state file, written
+/// last, exists) or else `checkpoint.previous` takes the place of a missing `dir`; leftovers are
+/// removed.
+pub(crate) fn recover(dir: &Path) -> Result<()> {
+    let (next, previous) = (beside(dir, "next"), beside(dir, "previous"));
+    if !dir.join(STATE_FILE).exists() {
+        let whole = [&next, &previous]
+            .into_iter()
+            .find(|d| d.join(STATE_FILE).exists());
+        if let Some(whole) = whole {
+            if dir.exists() {
+                std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            }
+            std::fs::rename(whole, dir).map_err(|e| Error::io(whole, e))?;
+        }
+    }
+    for leftover in [next, previous] {
+        if leftover.exists() {
+            std::fs::remove_dir_all(&leftover).map_err(|e| Error::io(&leftover, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The files of a checkpoint, the state last.
+fn write_checkpoint_files(
     dir: &Path,
     cfg: &TrainConfig,
     generation: &GenerationConfig,
@@ -195,5 +258,53 @@ mod tests {
         let mut lr = saved.clone();
         lr.dynamics.lr *= 2.0;
         assert!(resumable_with(&saved, &lr, &at(Stage::Dynamics, 5)).is_err());
+    }
+
+    /// A checkpoint folder whose state file says `which`, or an unfinished one without it.
+    fn fake(dir: &Path, which: Option<&str>) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("model.safetensors"), "weights").unwrap();
+        if let Some(which) = which {
+            std::fs::write(dir.join(STATE_FILE), which).unwrap();
+        }
+    }
+
+    fn state_of(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join(STATE_FILE)).unwrap()
+    }
+
+    #[test]
+    fn an_interrupted_replacement_leaves_a_whole_checkpoint() {
+        let root = std::env::temp_dir().join(format!("nacre-recover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join(CHECKPOINT_DIR);
+        let (next, previous) = (beside(&dir, "next"), beside(&dir, "previous"));
+
+        // Killed while writing the new one: the old one stays, the half-written one goes.
+        fake(&dir, Some("old"));
+        fake(&next, None);
+        recover(&dir).unwrap();
+        assert_eq!(state_of(&dir), "old");
+        assert!(!next.exists());
+
+        // Killed between the two renames: the new one, complete, takes the place.
+        std::fs::rename(&dir, &previous).unwrap();
+        fake(&next, Some("new"));
+        recover(&dir).unwrap();
+        assert_eq!(state_of(&dir), "new");
+        assert!(!next.exists() && !previous.exists());
+
+        // Killed between the renames while the new one was unfinished: the old one comes back.
+        std::fs::rename(&dir, &previous).unwrap();
+        fake(&next, None);
+        recover(&dir).unwrap();
+        assert_eq!(state_of(&dir), "new");
+
+        // Killed before the old one was removed: it goes.
+        fake(&previous, Some("older"));
+        recover(&dir).unwrap();
+        assert_eq!(state_of(&dir), "new");
+        assert!(!previous.exists());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -14,11 +14,20 @@ pub const LOG_FILE: &str = "train_log.csv";
 /// The loss curve.
 pub const PLOT_FILE: &str = "loss.png";
 
-/// Opens the run's CSV log: a new one with its header, or the existing one to append to when
-/// resuming.
-pub(crate) fn open_log(out: &Path, resume: bool) -> Result<std::fs::File> {
+/// Opens the run's CSV log: a new one with its header, or, when resuming from the checkpoint
+/// after step `resume_after` (counted over all stages), the existing one cut back to the lines of
+/// steps up to it (a killed run may have logged steps after its last checkpoint, which the resumed
+/// run logs again) and opened to append to.
+pub(crate) fn open_log(out: &Path, resume_after: Option<u64>) -> Result<std::fs::File> {
     let path = out.join(LOG_FILE);
-    let fresh = !resume || !path.exists();
+    let fresh = resume_after.is_none() || !path.exists();
+    if let (Some(done), false) = (resume_after, fresh) {
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let kept = lines_up_to(&text, done);
+        if kept.len() != text.len() {
+            crate::files::write_atomic(&path, kept.as_bytes())?;
+        }
+    }
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(!fresh)
@@ -34,6 +43,22 @@ pub(crate) fn open_log(out: &Path, resume: bool) -> Result<std::fs::File> {
         .map_err(|e| Error::io(&path, e))?;
     }
     Ok(f)
+}
+
+/// The header and the complete lines of `log` whose step is at most `done`; a line cut short by
+/// a kill (no newline) is dropped.
+fn lines_up_to(log: &str, done: u64) -> String {
+    let mut kept = String::with_capacity(log.len());
+    for (i, line) in log.split_inclusive('\n').enumerate() {
+        if !line.ends_with('\n') {
+            break;
+        }
+        let step = line.split(',').next().and_then(|s| s.parse::<u64>().ok());
+        if i == 0 || step.is_some_and(|s| s <= done) {
+            kept.push_str(line);
+        }
+    }
+    kept
 }
 
 /// Loss curves from an existing log (so a resumed run's plot covers the whole run).
@@ -63,4 +88,17 @@ pub(crate) fn plot_curves(out: &Path, curves: &HashMap<String, Vec<(f64, f64)>>)
         })
         .collect();
     plot::save_loss_plot(&out.join(PLOT_FILE), &series)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_log_keeps_the_steps_up_to_the_checkpoint_and_drops_a_cut_line() {
+        let log = "step,stage\n1,a\n2,a\n3,a\n4,a";
+        assert_eq!(lines_up_to(log, 2), "step,stage\n1,a\n2,a\n");
+        assert_eq!(lines_up_to(log, 9), "step,stage\n1,a\n2,a\n3,a\n");
+        assert_eq!(lines_up_to(log, 0), "step,stage\n");
+    }
 }

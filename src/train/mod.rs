@@ -140,6 +140,7 @@ fn train_in_pool(
     let varmap = VarMap::new();
     let nets = Networks::new(&cfg.model, VarBuilder::from_varmap(&varmap, DTYPE, &device))?;
     let ckpt = out.join(CHECKPOINT_DIR);
+    checkpoint::recover(&ckpt)?;
     let (mut state, mut optimizer_state) = if resume {
         // The checkpoint sets every variable: no initialisation to do.
         let (state, optimizer) = load_checkpoint(&ckpt, cfg, &varmap)?;
@@ -165,15 +166,16 @@ fn train_in_pool(
         rng: Gaussian::new(cfg.seed),
         switches: None,
     };
-    let mut log = Log {
-        file: log::open_log(out, resume)?,
-        curves: log::read_curves(&out.join(LOG_FILE)),
-    };
     let done_before: u64 = Stage::ALL
         .iter()
         .take_while(|s| **s != state.stage)
         .map(|s| cfg.stage(*s).steps)
         .sum();
+    // A resumed run logs again the steps after its checkpoint: the log is cut back to it.
+    let mut log = Log {
+        file: log::open_log(out, resume.then_some(done_before + state.step))?,
+        curves: log::read_curves(&out.join(LOG_FILE)),
+    };
     let mut clock = Clock {
         started: Instant::now(),
         elapsed_before: state.elapsed_s,

@@ -6,6 +6,7 @@ mod bench;
 mod datagen;
 mod export;
 mod sheet;
+mod soak;
 mod train;
 
 /// Tools for bevy_nacre world models.
@@ -32,6 +33,9 @@ enum Command {
     Eval(train::EvalArgs),
     /// Measure a model on the inference worker: frames/s, step time, latency, GFLOP/s vs peak.
     Bench(bench::BenchArgs),
+    /// Play a model for a long session (an hour of game time by default) with a scripted player,
+    /// saving and restoring every few minutes: resident memory, malformed frames, exact restores.
+    Soak(soak::SoakArgs),
     /// Export a recording: replay it deterministically into PNG frames, WAV and GIF.
     Export(export::ExportArgs),
 }
@@ -45,6 +49,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => train::run_train(&args),
         Command::Eval(args) => train::run_eval(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Soak(args) => soak::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Info => {
             let chosen = bevy_nacre::device::choose_device(Default::default());

@@ -1,20 +1,12 @@
-//! A long session of the shipped default model, played as a game plays it: on the inference
-//! worker, stepped frame by frame, a scripted player who walks, turns and stands, the director
-//! changing time of day and weather, and the session saved and restored every few minutes of game
-//! time. Reports resident memory (from `/proc/self/status`) after the warm-up, at every save and
-//! at the end; counts malformed frames (wrong size, wrong sound length, non-finite sound); and
-//! after every restore replays the frames that followed the save and requires them bit for bit.
-//!
-//! `cargo bench --no-default-features --bench long_session` (an hour of game time: 72,000 frames,
-//! about 40 minutes on one thread here). `NACRE_SOAK_MINUTES` sets the game time,
-//! `NACRE_SOAK_SAVE_EVERY_S` the seconds of game time between saves (default 180),
-//! `NACRE_BENCH_THREADS` the inference threads (default 1). Exits non-zero if a frame was
-//! malformed or a restore did not continue bit for bit.
+//! `nacre soak`: a long session of a default-model folder, played as a game plays it: on the
+//! inference worker, stepped frame by frame, a scripted player who walks, turns and stands, the
+//! director changing every control about twice a minute, and the session saved and restored every
+//! few minutes of game time. Reports resident memory (`VmRSS` from `/proc/self/status`) at every
+//! save and at the end, counts malformed frames (wrong size, wrong sound length, non-finite sound),
+//! and after every restore replays the frames that followed the save and requires them bit for
+//! bit. An hour of game time (the default) is 72,000 frames of the shipped model.
 
-#[path = "common/quick.rs"]
-mod quick;
-
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,17 +14,32 @@ use bevy_nacre::action::{Action, Controls};
 use bevy_nacre::spec::{ControlKind, ModelSpec};
 use bevy_nacre::worker::{Pacing, SessionHandle, Worker, WorkerConfig};
 use bevy_nacre::world_model::{Prompt, WorldModel};
+use bevy_nacre::{Error, Result};
+use indicatif::{ProgressBar, ProgressStyle};
 
 /// Frames the session plays before memory is first measured (allocations that are made once).
 const WARM_UP: u64 = 200;
 /// Frames replayed after each restore and compared with the frames that followed the save.
 const REPLAY: usize = 20;
 
-fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// Arguments of `nacre soak`.
+#[derive(clap::Args, Debug)]
+pub struct SoakArgs {
+    /// Model folder (`config.json` + `model.safetensors`).
+    #[arg(long, default_value = bevy_nacre::default_model::SHIPPED_DIR)]
+    pub model: PathBuf,
+    /// Minutes of game time to play (at the model's frame rate).
+    #[arg(long, default_value_t = 60.0)]
+    pub minutes: f64,
+    /// Seconds of game time between a save and restore and the next.
+    #[arg(long, default_value_t = 180.0)]
+    pub save_every: f64,
+    /// Inference threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Seed of the session and of the scripted player.
+    #[arg(long, default_value_t = 11)]
+    pub seed: u64,
 }
 
 /// Resident memory of this process in MB (`VmRSS`), or NaN where `/proc` is missing.
@@ -142,74 +149,75 @@ fn step(
     }
 }
 
-fn main() -> std::process::ExitCode {
-    quick::announce();
-    let minutes = env_f64(
-        "NACRE_SOAK_MINUTES",
-        if quick::quick() { 0.25 } else { 60.0 },
-    );
-    let save_every_s = env_f64(
-        "NACRE_SOAK_SAVE_EVERY_S",
-        if quick::quick() { 5.0 } else { 180.0 },
-    );
-    let threads = env_f64("NACRE_BENCH_THREADS", 1.0) as usize;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(bevy_nacre::default_model::SHIPPED_DIR);
+/// Runs `nacre soak`; fails if a frame was malformed or a restore did not continue bit for bit.
+pub fn run(args: &SoakArgs) -> Result<()> {
+    if !(args.minutes.is_finite() && args.minutes > 0.0)
+        || !(args.save_every.is_finite() && args.save_every > 0.0)
+    {
+        return Err(Error::Other(
+            "--minutes and --save-every must be positive numbers".into(),
+        ));
+    }
     let worker = Worker::spawn(WorkerConfig {
-        cpu_threads: threads,
+        cpu_threads: args.threads,
         ..WorkerConfig::default()
-    })
-    .expect("worker starts");
-    let model_dir = dir.clone();
-    worker
-        .load_model("default", move |device| {
-            let model = bevy_nacre::default_model::load(&model_dir, device)?
-                .with_start_frames(bevy_nacre::reference::start_frames);
-            Ok(Arc::new(model) as Arc<dyn WorldModel>)
-        })
-        .expect("model loads");
-    let spec = bevy_nacre::default_model::load(&dir, &candle_core::Device::Cpu)
-        .expect("model loads")
+    })?;
+    let model_dir = args.model.clone();
+    worker.load_model("soak", move |device| {
+        let model = bevy_nacre::default_model::load(&model_dir, device)?
+            .with_start_frames(bevy_nacre::reference::start_frames);
+        Ok(Arc::new(model) as Arc<dyn WorldModel>)
+    })?;
+    let spec = bevy_nacre::default_model::load(&args.model, &candle_core::Device::Cpu)?
         .spec()
         .clone();
     let fps = spec.fps;
-    let total = (minutes * 60.0 * fps as f64) as u64;
-    let save_every = ((save_every_s * fps as f64) as u64).max(REPLAY as u64 + 1);
+    let total = (args.minutes * 60.0 * fps as f64) as u64;
+    let save_every = ((args.save_every * fps as f64) as u64).max(REPLAY as u64 + 1);
     println!(
-        "long session: {} at {}x{}, {total} frames ({minutes} min of game time at {fps} frames/s), \
-         saved and restored every {save_every} frames, {threads} inference thread(s)",
-        dir.display(),
+        "soak: {} at {}x{}, {total} frames ({} min of game time at {fps} frames/s), saved and \
+         restored every {save_every} frames, {} inference thread(s)",
+        args.model.display(),
         spec.width,
-        spec.height
+        spec.height,
+        args.minutes,
+        args.threads
     );
-    let session = worker
-        .start_session("default", Prompt::seeded(11), Pacing::Manual)
-        .expect("session starts");
-    let mut script = Script(0x9E37_79B9_7F4A_7C15);
+    let session = worker.start_session("soak", Prompt::seeded(args.seed), Pacing::Manual)?;
+    let mut script = Script(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let (mut action, mut hold) = script.player(&spec, fps);
     let mut problems: Vec<String> = Vec::new();
     let mut rss = Vec::new();
     let started = Instant::now();
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} frames {msg}",
+        )
+        .expect("valid template"),
+    );
     let mut frame = 0u64;
     while frame < total {
+        bar.set_position(frame);
+        if problems.len() >= 100 {
+            bar.abandon();
+            break;
+        }
         if hold == 0 {
             (action, hold) = script.player(&spec, fps);
         }
         // The director changes about twice a minute.
-        if frame % (30 * fps as u64) == 0 {
-            session
-                .set_controls(script.controls(&spec))
-                .expect("controls sent");
+        if frame % (30 * fps as u64).max(1) == 0 {
+            session.set_controls(script.controls(&spec))?;
         }
         if frame == WARM_UP {
             rss.push((frame, resident_mb()));
         }
         if frame > 0 && frame % save_every == 0 {
             let saved = session
-                .save()
-                .expect("save sent")
+                .save()?
                 .recv()
-                .expect("save answered")
-                .expect("session saves");
+                .map_err(|_| Error::Worker("the worker did not answer a save".into()))??;
             // Play on from the save, then restore it and play the same inputs again.
             let mut after = Vec::new();
             for _ in 0..REPLAY {
@@ -218,7 +226,7 @@ fn main() -> std::process::ExitCode {
                     Err(p) => problems.push(p),
                 }
             }
-            session.restore(saved).expect("restore sent");
+            session.restore(saved)?;
             for (i, expected) in after.iter().enumerate() {
                 match step(&session, &spec, &action) {
                     Ok(f) if f.rgba == expected.rgba => {}
@@ -229,13 +237,15 @@ fn main() -> std::process::ExitCode {
                     Err(p) => problems.push(p),
                 }
             }
-            rss.push((frame, resident_mb()));
-            println!(
-                "  frame {frame:>6} ({:>4.1} min of game time, {:>5.0} s): resident {:.1} MB",
-                frame as f64 / fps as f64 / 60.0,
-                started.elapsed().as_secs_f64(),
-                resident_mb()
-            );
+            let mb = resident_mb();
+            rss.push((frame, mb));
+            bar.suspend(|| {
+                println!(
+                    "frame {frame:>6} ({:>5.1} min of game time, {:>5.0} s): resident {mb:.1} MB",
+                    frame as f64 / fps as f64 / 60.0,
+                    started.elapsed().as_secs_f64(),
+                )
+            });
             frame += REPLAY as u64;
             hold = hold.saturating_sub(REPLAY as u64);
             continue;
@@ -246,14 +256,16 @@ fn main() -> std::process::ExitCode {
         frame += 1;
         hold -= 1;
     }
+    bar.finish_and_clear();
     rss.push((frame, resident_mb()));
-    let (first, last) = (rss[0].1, rss[rss.len() - 1].1);
+    let (first, last) = (rss[0], rss[rss.len() - 1]);
     let peak = rss.iter().map(|r| r.1).fold(f64::NAN, f64::max);
     println!(
-        "resident memory: {first:.1} MB at frame {}, {last:.1} MB at the end \
-         ({:+.1} MB), highest measured {peak:.1} MB",
-        rss[0].0,
-        last - first
+        "resident memory: {:.1} MB at frame {}, {:.1} MB at the end ({:+.1} MB), highest measured {peak:.1} MB",
+        first.1,
+        first.0,
+        last.1,
+        last.1 - first.1
     );
     println!(
         "{frame} frames in {:.0} s ({:.1} frames/s); malformed frames or failed restores: {}",
@@ -265,8 +277,11 @@ fn main() -> std::process::ExitCode {
         println!("  {p}");
     }
     if problems.is_empty() {
-        std::process::ExitCode::SUCCESS
+        Ok(())
     } else {
-        std::process::ExitCode::FAILURE
+        Err(Error::Other(format!(
+            "{} malformed frames or failed restores",
+            problems.len()
+        )))
     }
 }
