@@ -9,9 +9,13 @@
 //! | `frames/000123.png` | the frames that were shown, named by their index in the session |
 //! | `audio.wav` | every step's sound, 16-bit PCM |
 //! | `recording.gif` | the shown frames as an animated GIF (optional) |
+//! | `steps.journal` | while recording: every step's input and sound, appended as they come |
 //!
 //! Every file is written atomically (a temporary file, then a rename), so an interrupted recording
-//! never leaves a half-written file under its real name.
+//! never leaves a half-written file under its real name. Steps go to the journal as they happen;
+//! finishing the recording turns it into `actions.json` and `audio.wav`. A recording whose program
+//! was killed keeps its journal, and [`recover`] (or `nacre export`, which calls it) finishes it
+//! with every step written before the kill.
 //!
 //! Because the log holds the exact inputs of *every* step (also of frames that were generated but
 //! never shown), [`replay`] can run the model again from `start.nacre` and produce the complete
@@ -33,6 +37,11 @@ use crate::frame::Frame;
 use crate::session_file;
 use crate::spec::ModelSpec;
 use crate::world_model::{Prompt, StepInput, WorldModel};
+
+mod journal;
+
+pub use journal::JOURNAL;
+use journal::{Journal, JournalWriter};
 
 /// File name of the action log inside a recording.
 pub const ACTION_LOG: &str = "actions.json";
@@ -386,6 +395,7 @@ enum Job {
     Start(Vec<u8>),
     Step(LoggedStep, Vec<f32>),
     Frame(u64, Frame),
+    Flush(crossbeam_channel::Sender<()>),
     Finish { gif: bool },
 }
 
@@ -403,8 +413,17 @@ impl Recorder {
     /// Starts a recording of a session of the model described by `spec` into `dir` (created if
     /// missing). Send the session's saved state with [`set_start`](Self::set_start) as soon as
     /// it is known: steps before it are left out of the log.
+    ///
+    /// A finished recording already in `dir` is replaced: its start session, log, sound and GIF
+    /// are removed (its frames stay, and are overwritten where the new one writes the same index).
     pub fn create(dir: &Path, spec: &ModelSpec) -> Result<Self> {
         std::fs::create_dir_all(dir.join(FRAMES)).map_err(|e| Error::io(dir, e))?;
+        for old in [START_SESSION, ACTION_LOG, AUDIO, GIF] {
+            let path = dir.join(old);
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
         let (jobs, rx) = unbounded::<Job>();
         let log = ActionLog::new(spec);
         let worker_dir = dir.to_path_buf();
@@ -444,6 +463,17 @@ impl Recorder {
         let _ = self.jobs.send(Job::Frame(index, frame));
     }
 
+    /// Waits until every step and frame sent so far is on disk (the steps in the journal), so
+    /// that a crash after it loses none of them.
+    pub fn flush(&self) -> Result<()> {
+        let (done, wait) = crossbeam_channel::bounded(1);
+        self.jobs
+            .send(Job::Flush(done))
+            .map_err(|_| Error::Other("the recorder thread has stopped".into()))?;
+        wait.recv()
+            .map_err(|_| Error::Other("the recorder thread has stopped".into()))
+    }
+
     /// Finishes the recording and waits for the files to be written (the GIF takes a while for
     /// long recordings; call this off the game's thread, or use [`finish_in_background`]).
     ///
@@ -480,44 +510,89 @@ impl Drop for Recorder {
     }
 }
 
+/// The recorder thread: writes the start session and the frames as they come and appends every
+/// step to the journal; at the end builds the log and the sound from the journal.
 fn write_recording(
     dir: PathBuf,
-    mut log: ActionLog,
+    log: ActionLog,
     jobs: crossbeam_channel::Receiver<Job>,
 ) -> Result<RecordingSummary> {
-    let mut steps: Vec<(LoggedStep, Vec<f32>)> = Vec::new();
-    let mut frames: Vec<u64> = Vec::new();
-    let mut start_index: Option<u64> = None;
+    let mut journal = JournalWriter::create(&dir, &log)?;
     let mut first_error: Option<Error> = None;
     let mut gif = false;
     for job in jobs.iter() {
-        match job {
-            Job::Start(saved) => {
-                let header = session_file::decode(&saved)?.header;
-                write_atomic(&dir.join(START_SESSION), &saved)?;
-                start_index = Some(header.frame_index);
-                log.start_session = Some(START_SESSION.into());
-            }
-            Job::Step(step, audio) => steps.push((step, audio)),
+        let result = match job {
+            Job::Start(saved) => session_file::decode(&saved)
+                .and_then(|_| write_atomic(&dir.join(START_SESSION), &saved)),
+            Job::Step(step, audio) => journal.append(&step, &audio),
             Job::Frame(index, frame) => {
-                let result =
-                    png_bytes(&frame).and_then(|b| write_atomic(&frame_path(&dir, index), &b));
-                match result {
-                    Ok(()) => frames.push(index),
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
-                }
+                png_bytes(&frame).and_then(|b| write_atomic(&frame_path(&dir, index), &b))
+            }
+            Job::Flush(done) => {
+                let _ = done.send(());
+                Ok(())
             }
             Job::Finish { gif: g } => {
                 gif = g;
                 break;
             }
+        };
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
         }
     }
+    drop(journal);
     if let Some(e) = first_error {
         return Err(e);
     }
+    assemble(&dir, gif)
+}
+
+/// Finishes a recording whose program was killed (or crashed) before the recording was finished:
+/// builds `actions.json` and `audio.wav` from the step journal its recorder kept, with every step
+/// written before the interruption, and removes the journal. Frames already written stay.
+pub fn recover(dir: &Path) -> Result<RecordingSummary> {
+    if !dir.join(JOURNAL).exists() {
+        return Err(Error::bad_file(
+            dir,
+            format!("no {JOURNAL}: not a recording that was interrupted"),
+        ));
+    }
+    assemble(dir, false)
+}
+
+/// Whether `dir` holds a recording that was interrupted before it was finished (a journal and no
+/// action log), which [`recover`] can finish.
+pub fn is_interrupted(dir: &Path) -> bool {
+    dir.join(JOURNAL).exists() && !dir.join(ACTION_LOG).exists()
+}
+
+/// Builds the action log and the sound of the recording in `dir` from its journal: the steps from
+/// the start session on, in order, up to the first gap.
+fn assemble(dir: &Path, gif: bool) -> Result<RecordingSummary> {
+    let journal_path = dir.join(JOURNAL);
+    let Journal {
+        mut log,
+        mut steps,
+        cut_short,
+    } = journal::read(&journal_path)?;
+    if cut_short {
+        tracing::warn!(
+            "{}: the last record was cut short by an interruption and is left out",
+            journal_path.display()
+        );
+    }
+    let start = dir.join(START_SESSION);
+    let start_index = if start.exists() {
+        let bytes = std::fs::read(&start).map_err(|e| Error::io(&start, e))?;
+        let header = session_file::decode(&bytes)
+            .map_err(|e| Error::bad_file(&start, e.to_string()))?
+            .header;
+        log.start_session = Some(START_SESSION.into());
+        Some(header.frame_index)
+    } else {
+        None
+    };
     // Keep the steps from the start session on, up to the first gap.
     let first = start_index.unwrap_or_else(|| steps.first().map_or(0, |(s, _)| s.index));
     steps.retain(|(s, _)| s.index >= first);
@@ -554,12 +629,13 @@ fn write_recording(
     let json = serde_json::to_vec_pretty(&log)
         .map_err(|e| Error::Other(format!("could not encode the action log: {e}")))?;
     write_atomic(&dir.join(ACTION_LOG), &json)?;
-    let gif =
-        gif && !frames.is_empty() && gif_from_recording(&dir, &dir.join(GIF), log.fps).is_ok();
+    std::fs::remove_file(&journal_path).map_err(|e| Error::io(&journal_path, e))?;
+    let frames = recorded_frames(dir)?.len();
+    let gif = gif && frames > 0 && gif_from_recording(dir, &dir.join(GIF), log.fps).is_ok();
     Ok(RecordingSummary {
-        dir,
+        dir: dir.to_path_buf(),
         steps: log.steps.len(),
-        frames: frames.len(),
+        frames,
         audio_seconds,
         gif,
         missed_steps: missed,

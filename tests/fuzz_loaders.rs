@@ -33,7 +33,7 @@ use std::path::Path;
 use bevy_nacre::dataset::{DatagenOptions, Dataset, MANIFEST_FILE, Manifest, check_dataset};
 use bevy_nacre::default_model::{self, Config, DefaultModel, GenerationConfig};
 use bevy_nacre::diamond::{DiamondOptions, DiamondWorldModel, load_checkpoint};
-use bevy_nacre::recording::{self, ActionLog, LoggedStep, ReplayOptions};
+use bevy_nacre::recording::{self, ActionLog, LoggedStep, Recorder, ReplayOptions};
 use bevy_nacre::reference::ReferenceWorld;
 use bevy_nacre::session_file::{self, SessionHeader};
 use bevy_nacre::world_model::{Prompt, StepInput, WorldModel};
@@ -950,6 +950,44 @@ fn recording_wav_files() {
                 wav.samples.len(),
                 bytes.len()
             ));
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn recording_journals() {
+    // The journal of a recording whose program was killed: finished by `recording::recover`
+    // (what `nacre export` does with it), then replayed.
+    let world = reference_world();
+    let tmp = TempDir::new("fuzz", "journal");
+    let rec = tmp.0.join("rec");
+    let recorder = Recorder::create(&rec, world.spec()).unwrap();
+    let mut session = world.start(&Prompt::seeded(3)).unwrap();
+    let header = SessionHeader {
+        frame_index: session.frame_index(),
+        ..header_for(&world)
+    };
+    recorder.set_start(session_file::encode(&header, &session.save().unwrap()));
+    for k in 0..4 {
+        let input = walk(&world, k);
+        let index = session.frame_index();
+        let out = session.step(&input).unwrap();
+        recorder.add_step(index, &input, &out.audio.samples);
+    }
+    recorder.flush().unwrap();
+    let path = rec.join(recording::JOURNAL);
+    let base = std::fs::read(&path).unwrap();
+    drop(recorder);
+    let out = tmp.0.join("out");
+    fuzz("recording_journal", &base, None, &|bytes| {
+        let _ = std::fs::remove_file(rec.join(recording::ACTION_LOG));
+        std::fs::write(&path, bytes).unwrap();
+        let recovered = recording::recover(&rec);
+        names(&recovered, &path)?;
+        if recovered.is_ok() {
+            // A recovered log holds only whole, checksummed steps: it replays.
+            replay_recording(&world, &rec, &out)?;
         }
         Ok(())
     });

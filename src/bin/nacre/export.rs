@@ -1,6 +1,7 @@
 //! `nacre export`: turns a recording made in a game (or by `nacre export` itself) into PNG
 //! frames, a WAV file and an animated GIF — by running the model again, deterministically, from
-//! the recording's saved start and its action log, or by converting its recorded frames.
+//! the recording's saved start and its action log, or by converting its recorded frames. A
+//! recording whose game was killed before it finished is first finished from its step journal.
 
 use std::path::PathBuf;
 
@@ -11,7 +12,8 @@ use bevy_nacre::{Error, Result};
 /// Arguments of `nacre export`.
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
-    /// The recording folder (with `actions.json` and `start.nacre`).
+    /// The recording folder (with `actions.json` and `start.nacre`, or the `steps.journal` of a
+    /// recording that was interrupted, which is finished first).
     pub recording: PathBuf,
     /// Where to write the export (default: `<recording>/export`).
     #[arg(long)]
@@ -43,6 +45,19 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| args.recording.join("export"));
+    if recording::is_interrupted(&args.recording) {
+        let summary = recording::recover(&args.recording)?;
+        println!(
+            "finished an interrupted recording from its journal: {} steps, {} frames{}",
+            summary.steps,
+            summary.frames,
+            if summary.missed_steps > 0 {
+                format!(" (cut at a gap of {} missed steps)", summary.missed_steps)
+            } else {
+                String::new()
+            }
+        );
+    }
     let log = ActionLog::load(&args.recording.join(recording::ACTION_LOG))?;
     if args.gif_only {
         let gif = out.join(recording::GIF);

@@ -36,7 +36,8 @@ enum Command {
     /// Play a model for a long session (an hour of game time by default) with a scripted player,
     /// saving and restoring every few minutes: resident memory, malformed frames, exact restores.
     Soak(soak::SoakArgs),
-    /// Export a recording: replay it deterministically into PNG frames, WAV and GIF.
+    /// Export a recording: replay it deterministically into PNG frames, WAV and GIF (an
+    /// interrupted recording is finished from its journal first).
     Export(export::ExportArgs),
 }
 
