@@ -1,6 +1,9 @@
 //! End-to-end: the real example programs, in a real window (Xvfb and Mesa's software Vulkan in
 //! `scripts/test.sh`), for a bounded number of frames, with scripted input and screenshots that
-//! are checked here. They play the reference world: deterministic, fast, and always there.
+//! are checked here. Most play the reference world (deterministic, fast, always there); the
+//! wander and hybrid runs also play the shipped default model. Every run whose checks compare
+//! frames runs in lock-step with its script (`NACRE_LOCKSTEP`: one model step per script frame),
+//! so it sees the same model steps on any machine.
 //!
 //! Needs an X display: without `DISPLAY` these tests fail with a message saying how to run them
 //! (`xvfb-run -a cargo test --test examples_e2e`), rather than pass without having run.
@@ -415,6 +418,7 @@ fn director_panel_and_phrases_change_the_world() {
                 "NACRE_SCRIPT",
                 format!("40 screenshot day.png; 45 click {sx} {sy}; 100 screenshot slider.png"),
             ),
+            ("NACRE_LOCKSTEP", "1".into()),
         ],
     );
     // The same night asked for in words.
@@ -425,6 +429,7 @@ fn director_panel_and_phrases_change_the_world() {
         &[
             ("NACRE_EXIT_AFTER_FRAMES", "60".into()),
             ("NACRE_SCREENSHOT", "shot.png".into()),
+            ("NACRE_LOCKSTEP", "1".into()),
         ],
     );
     let day_img = keep(&clicked, "day.png", "director-day.png");
@@ -445,6 +450,9 @@ fn director_panel_and_phrases_change_the_world() {
     let (day_l, _, _) = stats(&day_img, DIRECTOR_VIEW);
     let (slider_l, _, _) = stats(&slider_img, DIRECTOR_VIEW);
     let (night_l, _, _) = stats(&night_img, DIRECTOR_VIEW);
+    eprintln!(
+        "director view brightness: day {day_l:.1}, slider at midnight {slider_l:.1}, \"clear night\" {night_l:.1}"
+    );
     assert!(
         slider_l < 0.6 * day_l,
         "after dragging the slider to midnight the view ({slider_l:.1}) should be darker than day ({day_l:.1})"
@@ -488,6 +496,7 @@ fn hybrid_screens_show_both_worlds_moving_with_the_player() {
                     .into(),
             ),
             ("NACRE_EXIT_AFTER_FRAMES", "95".into()),
+            ("NACRE_LOCKSTEP", "1".into()),
         ],
     );
     // The right screen is the shipped default model, not the reference world the example falls
