@@ -1,14 +1,17 @@
-//! Datasets: round trip, corruption reported with the file name and resumable generation (the
+//! Datasets: round trip, corruption reported with the file name, resumable generation, and the
+//! step-by-step `DatasetWriter` (the
 //! `nacre datagen` / `nacre dataset-check` commands are tested in `cli.rs`).
 
 use std::path::{Path, PathBuf};
 
 use bevy_nacre::dataset::{
-    DatagenOptions, Dataset, MANIFEST_FILE, Manifest, check_dataset, generate, record_episode,
-    shard_file_name,
+    CapturedStep, DatagenOptions, Dataset, DatasetWriter, GeneratorInfo, MANIFEST_FILE, Manifest,
+    ShardData, check_dataset, generate, record_episode, shard_file_name,
 };
+use bevy_nacre::frame::Frame;
 use bevy_nacre::reference::ReferenceWorld;
 use bevy_nacre::reference::trajectory::TrajectoryConfig;
+use bevy_nacre::world_model::WorldModel;
 
 /// A fresh, empty folder under the system temp dir, removed when dropped.
 struct TempDir(PathBuf);
@@ -297,6 +300,176 @@ fn an_interrupted_datagen_resumes_without_duplicates_or_gaps() {
     let err = generate(&other, &no_progress).unwrap_err().to_string();
     assert!(
         err.contains("manifest.json") && err.contains("seed"),
+        "{err}"
+    );
+}
+
+/// Feeds the rows of `episode` (as `record_episode` made it) to `writer`, one step at a time as a
+/// game's capture would.
+fn push_episode(writer: &mut DatasetWriter, episode: &ShardData) {
+    let dims = episode.dims;
+    let (a, c, s) = (dims.actions, dims.controls, dims.audio_samples);
+    for row in 0..episode.len() {
+        let rgb = &episode.frames[row * dims.frame_bytes()..(row + 1) * dims.frame_bytes()];
+        let frame = Frame {
+            width: dims.width,
+            height: dims.height,
+            rgba: rgb
+                .chunks_exact(3)
+                .flat_map(|p| [p[0], p[1], p[2], 255])
+                .collect(),
+        };
+        let audio: Vec<f32> = episode.audio[row * s..(row + 1) * s]
+            .iter()
+            .map(|&v| v as f32 / 32767.0)
+            .collect();
+        let pose: [f32; 5] = episode.pose[row * 5..row * 5 + 5].try_into().unwrap();
+        writer
+            .push(&CapturedStep {
+                frame: &frame,
+                action: &episode.actions[row * a..(row + 1) * a],
+                controls: &episode.controls[row * c..(row + 1) * c],
+                audio: &audio,
+                pose,
+            })
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_dataset_written_step_by_step_equals_datagens_and_resumes_after_an_interruption() {
+    let tmp = TempDir::new("writer");
+    let made = tmp.path().join("datagen");
+    let opts = options(&made);
+    generate(&opts, &|_, _| {}).unwrap();
+    let reference = Manifest::read(&made).unwrap();
+    let world = ReferenceWorld::new(opts.width, opts.height);
+    let config = TrajectoryConfig {
+        director_changes_per_minute: opts.director_changes_per_minute,
+        random_start_controls: true,
+    };
+    let episode = |e: u64| {
+        record_episode(
+            &world,
+            opts.seed,
+            e,
+            opts.frames_per_episode,
+            &config,
+            &|_| {},
+        )
+        .unwrap()
+    };
+
+    // Written step by step, interrupted in the middle of the second shard (episode 3 of 5).
+    let out = tmp.path().join("captured");
+    let spec = reference.model.clone();
+    let mut writer = DatasetWriter::open(&out, &spec, reference.generator.clone()).unwrap();
+    for e in 0..3 {
+        assert_eq!(writer.episode(), e);
+        push_episode(&mut writer, &episode(e));
+    }
+    assert_eq!(writer.manifest().shards.len(), 1);
+    drop(writer);
+    // Continued: the unfinished shard's episodes are recorded again, under the same indices.
+    let mut writer = DatasetWriter::open(&out, &spec, reference.generator.clone()).unwrap();
+    assert_eq!(writer.episode(), 2);
+    while !writer.is_complete() {
+        let e = writer.episode();
+        push_episode(&mut writer, &episode(e));
+    }
+    let bad = writer.push(&CapturedStep {
+        frame: &Frame::solid(opts.width, opts.height, [0, 0, 0, 255]),
+        action: &vec![0.0; spec.actions.len()],
+        controls: &vec![0.0; spec.controls.len()],
+        audio: &[],
+        pose: [0.0; 5],
+    });
+    assert!(bad.unwrap_err().to_string().contains("already holds all"));
+
+    // The same files as `nacre datagen` wrote, and the check accepts them.
+    let captured = Manifest::read(&out).unwrap();
+    assert_eq!(captured, reference);
+    for shard in &reference.shards {
+        assert_eq!(
+            std::fs::read(out.join(&shard.file)).unwrap(),
+            std::fs::read(made.join(&shard.file)).unwrap(),
+            "{}",
+            shard.file
+        );
+    }
+    assert!(check_dataset(&out).is_ok());
+}
+
+#[test]
+fn a_dataset_writer_refuses_other_settings_and_wrong_steps() {
+    let tmp = TempDir::new("writer-refuses");
+    let world = ReferenceWorld::new(16, 12);
+    let spec = world.spec().clone();
+    let generator = GeneratorInfo {
+        world: "my game".into(),
+        world_version: "1".into(),
+        seed: 3,
+        episodes: 2,
+        frames_per_episode: 4,
+        episodes_per_shard: 1,
+        director_changes_per_minute: 4.0,
+    };
+    let mut writer = DatasetWriter::open(tmp.path(), &spec, generator.clone()).unwrap();
+    let frame = Frame::solid(16, 12, [10, 20, 30, 255]);
+    let (action, controls) = (spec.neutral_action().values, spec.default_controls().values);
+    let step = CapturedStep {
+        frame: &frame,
+        action: &action,
+        controls: &controls,
+        audio: &[],
+        pose: [0.0; 5],
+    };
+    let small = Frame::solid(8, 8, [0, 0, 0, 255]);
+    let nan = vec![f32::NAN; action.len()];
+    for (wrong, why) in [
+        (
+            CapturedStep {
+                frame: &small,
+                ..step
+            },
+            "8x8",
+        ),
+        (
+            CapturedStep {
+                action: &action[1..],
+                ..step
+            },
+            "action",
+        ),
+        (
+            CapturedStep {
+                action: &nan,
+                ..step
+            },
+            "not finite",
+        ),
+    ] {
+        let err = writer.push(&wrong).unwrap_err().to_string();
+        assert!(err.contains(why), "{err}");
+        assert_eq!(
+            writer.frame_in_episode(),
+            0,
+            "a refused step changes nothing"
+        );
+    }
+    writer.push(&step).unwrap();
+    drop(writer);
+    // Other settings on the same folder are refused, naming the manifest.
+    let other = GeneratorInfo {
+        episodes: 3,
+        ..generator
+    };
+    let err = DatasetWriter::open(tmp.path(), &spec, other)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains(MANIFEST_FILE) && err.contains("other settings"),
         "{err}"
     );
 }

@@ -178,12 +178,12 @@ pub fn record_episode(
 }
 
 /// Whether `name` is an atomic write's temporary file (`.<name>.tmp<pid>`).
-fn is_temp_file(name: &str) -> bool {
+pub(super) fn is_temp_file(name: &str) -> bool {
     name.starts_with('.') && name.contains(".tmp")
 }
 
 /// Verifies a listed shard file against its entry (size, then SHA-256).
-fn verify_entry(dir: &Path, entry: &ShardEntry) -> std::result::Result<(), String> {
+pub(super) fn verify_entry(dir: &Path, entry: &ShardEntry) -> std::result::Result<(), String> {
     let path = dir.join(&entry.file);
     // Size first, so a wrong or endless file is not read into memory.
     let size = std::fs::metadata(&path)

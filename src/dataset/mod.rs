@@ -14,6 +14,8 @@
 //! See `docs/dataset-format.md` for the full description and a Python reader.
 //!
 //! - [`generate`]: `nacre datagen`, resumable and parallel, deterministic per seed.
+//! - [`DatasetWriter`]: the same files from frames captured anywhere (a game's camera), one
+//!   step at a time, resumable.
 //! - [`Dataset`]: reads a dataset shard by shard or episode by episode.
 //! - [`check_dataset`]: `nacre dataset-check`, verifies checksums, shapes and indices.
 
@@ -22,6 +24,7 @@ mod generate;
 mod manifest;
 mod reader;
 mod shard;
+mod writer;
 
 pub use check::{CheckReport, Problem, check_dataset};
 pub use generate::{
@@ -31,6 +34,7 @@ pub use generate::{
 pub use manifest::{FORMAT, FORMAT_VERSION, GeneratorInfo, MANIFEST_FILE, Manifest, ShardEntry};
 pub use reader::{Dataset, Episode};
 pub use shard::{Dims, EpisodeView, POSE_FIELDS, ShardData, ShardMeta};
+pub use writer::{CapturedStep, DatasetWriter};
 
 /// Computes the SHA-256 of bytes as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -148,7 +148,7 @@ fn decode_step(payload: &[u8]) -> std::result::Result<(LoggedStep, Vec<f32>), St
         .ok_or("shorter than its JSON length")?;
     let step: LoggedStep = serde_json::from_slice(json).map_err(|e| e.to_string())?;
     let audio = &payload[4 + len..];
-    if audio.len() % 4 != 0 {
+    if !audio.len().is_multiple_of(4) {
         return Err(format!("{} bytes of sound, not whole samples", audio.len()));
     }
     let samples = audio

@@ -151,9 +151,8 @@ fn step(
 
 /// Runs `nacre soak`; fails if a frame was malformed or a restore did not continue bit for bit.
 pub fn run(args: &SoakArgs) -> Result<()> {
-    if !(args.minutes.is_finite() && args.minutes > 0.0)
-        || !(args.save_every.is_finite() && args.save_every > 0.0)
-    {
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    if !positive(args.minutes) || !positive(args.save_every) {
         return Err(Error::Other(
             "--minutes and --save-every must be positive numbers".into(),
         ));
@@ -207,13 +206,13 @@ pub fn run(args: &SoakArgs) -> Result<()> {
             (action, hold) = script.player(&spec, fps);
         }
         // The director changes about twice a minute.
-        if frame % (30 * fps as u64).max(1) == 0 {
+        if frame.is_multiple_of((30 * fps as u64).max(1)) {
             session.set_controls(script.controls(&spec))?;
         }
         if frame == WARM_UP {
             rss.push((frame, resident_mb()));
         }
-        if frame > 0 && frame % save_every == 0 {
+        if frame > 0 && frame.is_multiple_of(save_every) {
             let saved = session
                 .save()?
                 .recv()
