@@ -11,6 +11,7 @@ pub mod director;
 pub(crate) mod dsp;
 pub mod error;
 pub mod eval;
+pub mod explorer;
 pub mod files;
 pub mod frame;
 pub mod nn;
