@@ -166,7 +166,7 @@ impl Explorer {
     }
 
     /// The next step's input.
-    pub fn next(&mut self) -> StepInput {
+    pub fn next_input(&mut self) -> StepInput {
         if self.left == 0 {
             self.pick_mode();
         }
@@ -276,7 +276,7 @@ mod tests {
 
     fn run(seed: u64, steps: usize) -> Vec<StepInput> {
         let mut explorer = Explorer::new(&spec(), seed, ExplorerConfig::default());
-        (0..steps).map(|_| explorer.next()).collect()
+        (0..steps).map(|_| explorer.next_input()).collect()
     }
 
     #[test]
@@ -350,7 +350,7 @@ mod tests {
         spec.controls.clear();
         let mut explorer = Explorer::new(&spec, 1, ExplorerConfig::default());
         for _ in 0..2000 {
-            let s = explorer.next();
+            let s = explorer.next_input();
             assert_eq!(s.action.values.len(), 3);
             assert!(s.controls.values.is_empty());
         }
