@@ -5,9 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use bevy_nacre::dataset::{DatagenOptions, generate};
+use bevy_nacre::dataset::{
+    CapturedStep, DatagenOptions, Dataset, DatasetWriter, GeneratorInfo, MANIFEST_FILE, generate,
+};
 use bevy_nacre::default_model::config::SamplerSize;
 use bevy_nacre::default_model::{self, Config, DefaultModel, GenerationConfig};
+use bevy_nacre::eval::{EvalOptions, evaluate};
+use bevy_nacre::frame::Frame;
 use bevy_nacre::train::{LOG_FILE, Outcome, TrainConfig, train};
 use bevy_nacre::world_model::{Prompt, StepInput, WorldModel};
 use candle_core::Device;
@@ -468,4 +472,70 @@ fn tempdir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+#[test]
+fn a_dataset_with_other_channels_is_refused_by_evaluation_and_fine_tuning_naming_them() {
+    let (tmp, data, base) = tiny_data_and_model("layout");
+    // The same frames captured from "another game" whose turn channel is called `yaw`, written
+    // step by step as a game's capture writes them.
+    let source = Dataset::open(&data).unwrap();
+    let mut spec = source.manifest().model.clone();
+    let turn = spec.action_index("turn").unwrap();
+    spec.actions[turn].name = "yaw".into();
+    let generator = GeneratorInfo {
+        episodes: 1,
+        episodes_per_shard: 1,
+        ..source.manifest().generator.clone()
+    };
+    let other = tmp.join("other");
+    let mut writer = DatasetWriter::open(&other, &spec, generator).unwrap();
+    let episode = source.episodes().next().unwrap().unwrap().data;
+    let d = episode.dims;
+    for row in 0..episode.len() {
+        let rgb = &episode.frames[row * d.frame_bytes()..(row + 1) * d.frame_bytes()];
+        let frame = Frame {
+            width: d.width,
+            height: d.height,
+            rgba: rgb
+                .chunks_exact(3)
+                .flat_map(|p| [p[0], p[1], p[2], 255])
+                .collect(),
+        };
+        writer
+            .push(&CapturedStep {
+                frame: &frame,
+                action: &episode.actions[row * d.actions..(row + 1) * d.actions],
+                controls: &episode.controls[row * d.controls..(row + 1) * d.controls],
+                audio: &[],
+                pose: [0.0; 5],
+            })
+            .unwrap();
+    }
+    assert!(writer.is_complete());
+    let names_both = |e: &str| e.contains("yaw") && e.contains("turn");
+
+    let model = default_model::load(&base, &Device::Cpu).unwrap();
+    let err = evaluate(
+        &model,
+        &other,
+        &tmp.join("eval"),
+        &EvalOptions::default(),
+        &mut |_| {},
+    )
+    .err()
+    .expect("evaluation refuses the dataset")
+    .to_string();
+    assert!(names_both(&err) && err.contains(MANIFEST_FILE), "{err}");
+
+    let mut cfg = TrainConfig::tiny();
+    cfg.init_from = Some(base);
+    cfg.autoencoder.steps = 0;
+    cfg.dynamics.steps = 2;
+    cfg.decoder.steps = 0;
+    let err = train_uninterrupted(&other, &cfg, &tmp.join("tuned"), false)
+        .err()
+        .expect("fine-tuning refuses the dataset")
+        .to_string();
+    assert!(names_both(&err), "{err}");
 }
