@@ -172,10 +172,12 @@ impl MotionWarp {
         let new = self.new_pixels(&step.motion)?;
         let mut fill = self.decode_pixels(predicted)?;
         if let Some((values, valid)) = remembered {
+            let values = &unclip(values, &fill)?;
             fill = (&fill + (values - &fill)?.broadcast_mul(valid)?)?;
         }
         let mut moved = (&moved + (fill - &moved)?.broadcast_mul(&new)?)?;
         if let (Some((values, valid)), Some(held)) = (remembered, held) {
+            let values = &unclip(values, &moved)?;
             let keep = valid.broadcast_mul(held)?;
             moved = (&moved + (values - &moved)?.broadcast_mul(&keep)?)?;
         }
@@ -263,6 +265,18 @@ impl MotionWarp {
         let moved = pixels.broadcast_matmul(&mx.transpose(1, 2)?.unsqueeze(1)?)?;
         my.unsqueeze(1)?.broadcast_matmul(&moved)
     }
+}
+
+/// Remembered pixel values with what they only bound taken from `other`: the memory holds the
+/// linear decode clamped to -1..1, so a remembered -1 says "-1 or darker" and a 1 "1 or
+/// brighter". Where `other` (the value the latent would give the pixel) lies beyond such a
+/// bound, it agrees with the memory and is kept; putting the clamped value back would drop what
+/// lies beyond it.
+pub fn unclip(values: &Tensor, other: &Tensor) -> Result<Tensor> {
+    let low = values.le(-1f32)?;
+    let high = values.ge(1f32)?;
+    let v = low.where_cond(&values.minimum(other)?, values)?;
+    high.where_cond(&v.maximum(other)?, &v)
 }
 
 /// Where each output pixel's source lies, along one line of `n` pixels moved by `shift` and
@@ -453,6 +467,37 @@ mod tests {
             (1.0, 0.0, 0.0)
         );
         assert_moved_one_token_right(&carried, &last)
+    }
+
+    #[test]
+    fn carrying_from_a_clamped_memory_keeps_what_lies_beyond_the_clamp() -> candle_core::Result<()>
+    {
+        // The memory holds the linear decode clamped to -1..1. A view carried from it whose
+        // latent already lies beyond the clamp must keep that value: put back at -1 (or 1), the
+        // change would be re-encoded and, with the coarse channel taken from the network, darken
+        // (or brighten) the rest of the token; step after step black spreads.
+        let (warp, _) = identity_warp(8.0)?;
+        let dev = Device::Cpu;
+        let last = (Tensor::randn(0f32, 1.0, (1, 16, 192), &dev)? * 1.5)?;
+        let cond = action_zero_on()?;
+        let step = warp.plan(&cond, &no_lag(1)?)?;
+        let shifted = unpatchify(&warp.forward(&last, &cond)?, 8, 32, 32)?;
+        let values = shifted.clamp(-1f32, 1f32)?;
+        let clamped = (&values - &shifted)?.abs()?.gt(1e-6)?.to_dtype(DTYPE)?;
+        assert!(
+            clamped.sum_all()?.to_scalar::<f32>()? > 100.0,
+            "the test needs clamped pixels"
+        );
+        let valid = Tensor::ones((1, 1, 32, 32), DTYPE, &dev)?;
+        let held = Tensor::ones((1, 1, 1, 1), DTYPE, &dev)?;
+        let carried = warp.transport(&last, &last, &step, Some((&values, &valid)), Some(&held))?;
+        assert_moved_one_token_right(&carried, &last)?;
+        // Where the memory is not at its bound, or the latent lies inside it, the memory wins.
+        let memory = Tensor::new(&[-1f32, -1.0, 0.3, 1.0, 1.0], &dev)?;
+        let latent = Tensor::new(&[-1.4f32, -0.5, -0.2, 0.7, 1.6], &dev)?;
+        let got: Vec<f32> = unclip(&memory, &latent)?.to_vec1()?;
+        assert_eq!(got, [-1.4, -1.0, 0.3, 1.0, 1.6]);
+        Ok(())
     }
 
     /// No lag: `(batch, 2)` zeros.
