@@ -12,7 +12,7 @@ use crate::rng::SplitMix64;
 use crate::spec::{ControlKind, ModelSpec};
 use crate::world_model::StepInput;
 
-/// How an explorer behaves.
+/// How an explorer (or the reference world's [trajectory](crate::reference::trajectory)) behaves.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExplorerConfig {
     /// Average director changes per minute (0: the controls keep their start values).
@@ -30,8 +30,9 @@ impl Default for ExplorerConfig {
     }
 }
 
+/// What a player-like bot is doing.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Mode {
+pub(crate) enum Mode {
     Walk {
         sprint: bool,
     },
@@ -44,11 +45,52 @@ enum Mode {
         forward: f32,
     },
     Backpedal,
-    /// Turn at full rate (about half a circle in all), then walk back for the last `walk` steps.
+    /// Turn by half a circle (`turned` radians so far), then walk back as long as the last walk
+    /// took.
     TurnBack {
-        walk: u32,
+        turned: f32,
+        walk_back: u32,
     },
     Stand,
+}
+
+/// Picks the next behaviour and for how many steps (at `fps`) it lasts; `walked` counts the
+/// steps of the walk going on (a turn back walks that far back) and restarts with any other
+/// behaviour. The reference world's trajectory draws from `rng` exactly as this does, so its
+/// datasets do not change with the explorer.
+pub(crate) fn pick_mode(rng: &mut SplitMix64, walked: &mut u32, fps: f32) -> (Mode, u32) {
+    let r = rng.next_f32();
+    let sign = |rng: &mut SplitMix64| if rng.chance(0.5) { 1.0 } else { -1.0 };
+    let (mode, secs) = if r < 0.42 {
+        let sprint = rng.chance(0.2);
+        (Mode::Walk { sprint }, rng.range(2.0, 8.0))
+    } else if r < 0.54 {
+        (Mode::LookAround, rng.range(1.5, 4.0))
+    } else if r < 0.68 {
+        let rate = rng.range(0.5, 1.0) * sign(rng);
+        (Mode::Turn { rate }, rng.range(0.4, 1.8))
+    } else if r < 0.77 {
+        let dir = sign(rng);
+        let forward = if rng.chance(0.5) { 1.0 } else { 0.0 };
+        (Mode::Strafe { dir, forward }, rng.range(0.8, 2.0))
+    } else if r < 0.82 {
+        (Mode::Backpedal, rng.range(0.5, 1.5))
+    } else if r < 0.9 && *walked > 40 {
+        let walk_back = (*walked).min(200);
+        (
+            Mode::TurnBack {
+                turned: 0.0,
+                walk_back,
+            },
+            30.0,
+        )
+    } else {
+        (Mode::Stand, rng.range(0.5, 2.5))
+    };
+    if !matches!(mode, Mode::Walk { .. }) {
+        *walked = 0;
+    }
+    (mode, (secs * fps) as u32)
 }
 
 /// Indices of the first-person channels the spec has.
@@ -78,10 +120,6 @@ pub struct Explorer {
     look_target: f32,
     controls: Controls,
 }
-
-/// Steps a turn rate of 1 takes for half a circle (the first-person layout's 1 is about 90° a
-/// second).
-const HALF_TURN_SECONDS: f32 = 2.0;
 
 impl Explorer {
     /// An explorer for a game described by `spec`, from `seed`.
@@ -129,46 +167,12 @@ impl Explorer {
         self.spec.fps.max(1.0)
     }
 
-    fn pick_mode(&mut self) {
-        let rng = &mut self.rng;
-        let r = rng.next_f32();
-        let sign = |rng: &mut SplitMix64| if rng.chance(0.5) { 1.0 } else { -1.0 };
-        let (mode, secs) = if r < 0.42 {
-            let sprint = rng.chance(0.2);
-            (Mode::Walk { sprint }, rng.range(2.0, 8.0))
-        } else if r < 0.54 {
-            (Mode::LookAround, rng.range(1.5, 4.0))
-        } else if r < 0.68 {
-            let rate = rng.range(0.5, 1.0) * sign(rng);
-            (Mode::Turn { rate }, rng.range(0.4, 1.8))
-        } else if r < 0.77 {
-            let dir = sign(rng);
-            let forward = if rng.chance(0.5) { 1.0 } else { 0.0 };
-            (Mode::Strafe { dir, forward }, rng.range(0.8, 2.0))
-        } else if r < 0.82 {
-            (Mode::Backpedal, rng.range(0.5, 1.5))
-        } else if r < 0.9 && self.walked > 40 {
-            let turn = (HALF_TURN_SECONDS * self.spec.fps.max(1.0)) as u32;
-            let walk = self.walked.min(200);
-            let steps = turn + walk;
-            self.mode = Mode::TurnBack { walk };
-            self.left = steps;
-            self.walked = 0;
-            return;
-        } else {
-            (Mode::Stand, rng.range(0.5, 2.5))
-        };
-        if !matches!(mode, Mode::Walk { .. }) {
-            self.walked = 0;
-        }
-        self.mode = mode;
-        self.left = ((secs * self.fps()) as u32).max(1);
-    }
-
     /// The next step's input.
     pub fn next_input(&mut self) -> StepInput {
+        let fps = self.fps();
         if self.left == 0 {
-            self.pick_mode();
+            (self.mode, self.left) = pick_mode(&mut self.rng, &mut self.walked, fps);
+            self.left = self.left.max(1);
         }
         self.left -= 1;
         let (mut forward, mut strafe, mut jump, mut sprint) = (0.0, 0.0, false, false);
@@ -189,7 +193,7 @@ impl Explorer {
                     self.turn_target = self.rng.range(-0.8, 0.8);
                 }
                 // Looks up or down for a moment, then back: the view stays near level.
-                let phase = self.left as f32 / self.fps();
+                let phase = self.left as f32 / fps;
                 self.look_target = 0.5 * (phase * 2.1).sin();
             }
             Mode::Turn { rate } => {
@@ -207,12 +211,20 @@ impl Explorer {
                 forward = -1.0;
                 self.turn_target = 0.0;
             }
-            Mode::TurnBack { walk } => {
-                if self.left >= *walk {
+            Mode::TurnBack { turned, walk_back } => {
+                // The first-person layout's turn rate 1 is about 90° a second.
+                // It lasts until it is done, however long its 30 s allowance says.
+                if *turned < std::f32::consts::PI {
                     self.turn_target = 1.0;
-                } else {
+                    *turned += self.turn.abs() * std::f32::consts::FRAC_PI_2 / fps;
+                    self.left = self.left.max(1);
+                } else if *walk_back > 0 {
                     self.turn_target = 0.0;
                     forward = 1.0;
+                    *walk_back -= 1;
+                    self.left = self.left.max(1);
+                } else {
+                    self.left = 0;
                 }
             }
             Mode::Stand => self.turn_target = 0.0,

@@ -311,14 +311,7 @@ fn push_episode(writer: &mut DatasetWriter, episode: &ShardData) {
     let (a, c, s) = (dims.actions, dims.controls, dims.audio_samples);
     for row in 0..episode.len() {
         let rgb = &episode.frames[row * dims.frame_bytes()..(row + 1) * dims.frame_bytes()];
-        let frame = Frame {
-            width: dims.width,
-            height: dims.height,
-            rgba: rgb
-                .chunks_exact(3)
-                .flat_map(|p| [p[0], p[1], p[2], 255])
-                .collect(),
-        };
+        let frame = Frame::from_rgb(dims.width, dims.height, rgb);
         let audio: Vec<f32> = episode.audio[row * s..(row + 1) * s]
             .iter()
             .map(|&v| v as f32 / 32767.0)

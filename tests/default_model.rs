@@ -494,14 +494,7 @@ fn a_dataset_with_other_channels_is_refused_by_evaluation_and_fine_tuning_naming
     let d = episode.dims;
     for row in 0..episode.len() {
         let rgb = &episode.frames[row * d.frame_bytes()..(row + 1) * d.frame_bytes()];
-        let frame = Frame {
-            width: d.width,
-            height: d.height,
-            rgba: rgb
-                .chunks_exact(3)
-                .flat_map(|p| [p[0], p[1], p[2], 255])
-                .collect(),
-        };
+        let frame = Frame::from_rgb(d.width, d.height, rgb);
         writer
             .push(&CapturedStep {
                 frame: &frame,
@@ -523,8 +516,7 @@ fn a_dataset_with_other_channels_is_refused_by_evaluation_and_fine_tuning_naming
         &EvalOptions::default(),
         &mut |_| {},
     )
-    .err()
-    .expect("evaluation refuses the dataset")
+    .expect_err("evaluation refuses the dataset")
     .to_string();
     assert!(names_both(&err) && err.contains(MANIFEST_FILE), "{err}");
 
@@ -534,8 +526,7 @@ fn a_dataset_with_other_channels_is_refused_by_evaluation_and_fine_tuning_naming
     cfg.dynamics.steps = 2;
     cfg.decoder.steps = 0;
     let err = train_uninterrupted(&other, &cfg, &tmp.join("tuned"), false)
-        .err()
-        .expect("fine-tuning refuses the dataset")
+        .expect_err("fine-tuning refuses the dataset")
         .to_string();
     assert!(names_both(&err), "{err}");
 }

@@ -12,45 +12,10 @@ use crate::action::{Action, Controls};
 use crate::rng::SplitMix64;
 use crate::world_model::StepInput;
 
-/// How a trajectory behaves.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TrajectoryConfig {
-    /// Average director changes per minute (0 = never).
-    pub director_changes_per_minute: f32,
-    /// Whether the first controls are drawn at random (time, weather, biome) or left at defaults.
-    pub random_start_controls: bool,
-}
-
-impl Default for TrajectoryConfig {
-    fn default() -> Self {
-        Self {
-            director_changes_per_minute: 4.0,
-            random_start_controls: true,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Mode {
-    Walk {
-        sprint: bool,
-    },
-    LookAround,
-    Turn {
-        rate: f32,
-    },
-    Strafe {
-        dir: f32,
-        forward: f32,
-    },
-    Backpedal,
-    /// Turn by half a circle, then walk back as long as the last walk took.
-    TurnBack {
-        turned: f32,
-        walk_back: u32,
-    },
-    Stand,
-}
+/// How a trajectory behaves: the explorer's settings (a trajectory is the explorer's model, with
+/// the reference world's feedback).
+pub use crate::explorer::ExplorerConfig as TrajectoryConfig;
+use crate::explorer::{Mode, pick_mode};
 
 /// A player-like action generator.
 #[derive(Clone, Debug)]
@@ -110,50 +75,11 @@ impl Trajectory {
         &self.controls
     }
 
-    fn pick_mode(&mut self) {
-        let r = self.rng.next_f32();
-        let (mode, secs) = if r < 0.42 {
-            (
-                Mode::Walk {
-                    sprint: self.rng.chance(0.2),
-                },
-                self.rng.range(2.0, 8.0),
-            )
-        } else if r < 0.54 {
-            (Mode::LookAround, self.rng.range(1.5, 4.0))
-        } else if r < 0.68 {
-            let rate = self.rng.range(0.5, 1.0) * if self.rng.chance(0.5) { 1.0 } else { -1.0 };
-            (Mode::Turn { rate }, self.rng.range(0.4, 1.8))
-        } else if r < 0.77 {
-            let dir = if self.rng.chance(0.5) { 1.0 } else { -1.0 };
-            let forward = if self.rng.chance(0.5) { 1.0 } else { 0.0 };
-            (Mode::Strafe { dir, forward }, self.rng.range(0.8, 2.0))
-        } else if r < 0.82 {
-            (Mode::Backpedal, self.rng.range(0.5, 1.5))
-        } else if r < 0.9 && self.walked > 40 {
-            let walk_back = self.walked.min(200);
-            (
-                Mode::TurnBack {
-                    turned: 0.0,
-                    walk_back,
-                },
-                30.0,
-            )
-        } else {
-            (Mode::Stand, self.rng.range(0.5, 2.5))
-        };
-        if !matches!(mode, Mode::Walk { .. }) {
-            self.walked = 0;
-        }
-        self.mode = mode;
-        self.left = (secs * FPS) as u32;
-    }
-
     /// The next step's input, looking at the session as a player looks at the screen.
     pub fn next(&mut self, session: &mut ReferenceSession) -> StepInput {
         let mut a = [0.0f32; 6];
         if self.left == 0 {
-            self.pick_mode();
+            (self.mode, self.left) = pick_mode(&mut self.rng, &mut self.walked, FPS);
         }
         self.left = self.left.saturating_sub(1);
         let pitch = session.player().pitch;

@@ -71,7 +71,27 @@ pub(crate) fn save_checkpoint(
     if next.exists() {
         std::fs::remove_dir_all(&next).map_err(|e| Error::io(&next, e))?;
     }
-    write_checkpoint_files(&next, cfg, generation, state, varmap, opt)?;
+
+    std::fs::create_dir_all(&next).map_err(|e| Error::io(&next, e))?;
+    save_varmap(varmap, &next.join("model.safetensors"))?;
+    save_tensors(&opt.state()?, &next.join("optimizer.safetensors"))?;
+    write_atomic(
+        &next.join(TRAIN_CONFIG_FILE),
+        serde_json::to_string_pretty(cfg)
+            .expect("serialises")
+            .as_bytes(),
+    )?;
+    write_atomic(
+        &next.join("config.json"),
+        cfg.model.to_json(generation).as_bytes(),
+    )?;
+    // The state goes last: a checkpoint counts only once its state file names it.
+    write_atomic(
+        &next.join(STATE_FILE),
+        serde_json::to_string_pretty(state)
+            .expect("serialises")
+            .as_bytes(),
+    )?;
     let previous = beside(dir, "previous");
     if dir.exists() {
         if previous.exists() {
@@ -117,37 +137,6 @@ pub(crate) fn recover(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The files of a checkpoint, the state last.
-fn write_checkpoint_files(
-    dir: &Path,
-    cfg: &TrainConfig,
-    generation: &GenerationConfig,
-    state: &TrainState,
-    varmap: &VarMap,
-    opt: &AdamW,
-) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    save_varmap(varmap, &dir.join("model.safetensors"))?;
-    save_tensors(&opt.state()?, &dir.join("optimizer.safetensors"))?;
-    write_atomic(
-        &dir.join(TRAIN_CONFIG_FILE),
-        serde_json::to_string_pretty(cfg)
-            .expect("serialises")
-            .as_bytes(),
-    )?;
-    write_atomic(
-        &dir.join("config.json"),
-        cfg.model.to_json(generation).as_bytes(),
-    )?;
-    // The state goes last: a checkpoint counts only once its state file names it.
-    write_atomic(
-        &dir.join(STATE_FILE),
-        serde_json::to_string_pretty(state)
-            .expect("serialises")
-            .as_bytes(),
-    )
 }
 
 /// Whether a checkpoint made with `saved` may continue under `cfg`, and what changed.
