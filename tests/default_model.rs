@@ -10,8 +10,9 @@ use bevy_nacre::dataset::{
 };
 use bevy_nacre::default_model::config::SamplerSize;
 use bevy_nacre::default_model::{self, Config, DefaultModel, GenerationConfig};
-use bevy_nacre::eval::{EvalOptions, evaluate};
+use bevy_nacre::eval::{EvalOptions, Measure, evaluate};
 use bevy_nacre::frame::Frame;
+use bevy_nacre::spec::ModelSpec;
 use bevy_nacre::train::{LOG_FILE, Outcome, TrainConfig, train};
 use bevy_nacre::world_model::{Prompt, StepInput, WorldModel};
 use candle_core::Device;
@@ -474,22 +475,10 @@ fn tempdir(name: &str) -> PathBuf {
     dir
 }
 
-#[test]
-fn a_dataset_with_other_channels_is_refused_by_evaluation_and_fine_tuning_naming_them() {
-    let (tmp, data, base) = tiny_data_and_model("layout");
-    // The same frames captured from "another game" whose turn channel is called `yaw`, written
-    // step by step as a game's capture writes them.
-    let source = Dataset::open(&data).unwrap();
-    let mut spec = source.manifest().model.clone();
-    let turn = spec.action_index("turn").unwrap();
-    spec.actions[turn].name = "yaw".into();
-    let generator = GeneratorInfo {
-        episodes: 1,
-        episodes_per_shard: 1,
-        ..source.manifest().generator.clone()
-    };
-    let other = tmp.join("other");
-    let mut writer = DatasetWriter::open(&other, &spec, generator).unwrap();
+/// Writes the first episode of `source` step by step into `dir` as a game's capture would, with
+/// `spec` and `generator` in its manifest.
+fn rewrite_as_capture(source: &Dataset, dir: &Path, spec: &ModelSpec, generator: GeneratorInfo) {
+    let mut writer = DatasetWriter::open(dir, spec, generator).unwrap();
     let episode = source.episodes().next().unwrap().unwrap().data;
     let d = episode.dims;
     for row in 0..episode.len() {
@@ -506,9 +495,47 @@ fn a_dataset_with_other_channels_is_refused_by_evaluation_and_fine_tuning_naming
             .unwrap();
     }
     assert!(writer.is_complete());
+}
+
+#[test]
+fn a_dataset_with_other_channels_is_refused_by_evaluation_and_fine_tuning_naming_them() {
+    let (tmp, data, base) = tiny_data_and_model("layout");
+    let source = Dataset::open(&data).unwrap();
+    let generator = GeneratorInfo {
+        episodes: 1,
+        episodes_per_shard: 1,
+        ..source.manifest().generator.clone()
+    };
+    let model = default_model::load(&base, &Device::Cpu).unwrap();
+
+    // The same frames captured from "another game" with the model's layout: evaluated on the
+    // measures that need only the data (the others play the reference world).
+    let same = tmp.join("same");
+    let captured = GeneratorInfo {
+        world: "garden".into(),
+        ..generator.clone()
+    };
+    rewrite_as_capture(&source, &same, &source.manifest().model, captured);
+    let report = evaluate(
+        &model,
+        &same,
+        &tmp.join("eval-same"),
+        &EvalOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(report.measured, [Measure::Episodes]);
+    assert!(report.teacher_forced_samples > 0 && report.teacher_forced_psnr_db.is_finite());
+    assert!(report.director.is_empty());
+
+    // A game whose turn channel is called `yaw`: refused, naming both channels.
+    let mut spec = source.manifest().model.clone();
+    let turn = spec.action_index("turn").unwrap();
+    spec.actions[turn].name = "yaw".into();
+    let other = tmp.join("other");
+    rewrite_as_capture(&source, &other, &spec, generator);
     let names_both = |e: &str| e.contains("yaw") && e.contains("turn");
 
-    let model = default_model::load(&base, &Device::Cpu).unwrap();
     let err = evaluate(
         &model,
         &other,

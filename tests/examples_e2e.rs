@@ -81,6 +81,21 @@ struct Run {
 /// One example at a time: they share two cores with the software renderer.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// The command that runs the example binary `bin` in `dir`.
+fn example_command(bin: &Path, dir: &Path, args: &[&str], env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        // Mesa's software Vulkan; harmless where a GPU driver is present.
+        .env(
+            "WGPU_BACKEND",
+            std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "vulkan".into()),
+        )
+        .current_dir(dir);
+    command
+}
+
 /// Runs an example in a fresh folder with the given arguments and environment.
 fn run(name: &str, tag: &str, args: &[&str], env: &[(&str, String)]) -> Run {
     require_display();
@@ -89,15 +104,7 @@ fn run(name: &str, tag: &str, args: &[&str], env: &[(&str, String)]) -> Run {
     let dir = std::env::temp_dir().join(format!("nacre-e2e-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut child = Command::new(&bin)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        // Mesa's software Vulkan; harmless where a GPU driver is present.
-        .env(
-            "WGPU_BACKEND",
-            std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "vulkan".into()),
-        )
-        .current_dir(&dir)
+    let mut child = example_command(&bin, &dir, args, env)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -661,4 +668,170 @@ fn wander_remembers_the_view_after_a_half_turn_and_back() {
         kept >= without + 6.0,
         "the place memory should bring the view back: {kept:.1} dB with it, {without:.1} without"
     );
+}
+
+/// The actions, controls, poses and pictures of a captured dataset, episode by episode.
+fn captured(dir: &Path) -> Vec<bevy_nacre::dataset::Episode> {
+    let report = bevy_nacre::dataset::check_dataset(dir);
+    assert!(
+        report.is_ok() && report.shards_ok == report.shards_listed,
+        "{}: {:?}",
+        dir.display(),
+        report.problems
+    );
+    bevy_nacre::dataset::Dataset::open(dir)
+        .unwrap()
+        .episodes()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
+
+#[test]
+fn capture_records_the_garden_unattended_and_resumes_after_a_kill() {
+    use bevy_nacre::explorer::{Explorer, ExplorerConfig};
+    use bevy_nacre::plugin::episode_seed;
+    const EPISODES: u64 = 3;
+    const FRAMES: usize = 12;
+    let args = |out: &str| -> Vec<String> {
+        strs_owned(&[
+            "--out",
+            out,
+            "--episodes",
+            &EPISODES.to_string(),
+            "--frames",
+            &FRAMES.to_string(),
+            "--episodes-per-shard",
+            "1",
+            "--seed",
+            "5",
+            "--exit",
+        ])
+    };
+    // One capture from start to end, with frame 17 (episode 1, frame 5) also saved through
+    // Bevy's screenshot path.
+    let mut whole_args = args("whole");
+    whole_args.extend(strs_owned(&["--screenshot-frame", "17", "shot.png"]));
+    let whole = run("capture", "capture-whole", &strs(&whole_args), &[]);
+    eprintln!("{}", whole.stdout.trim());
+    let episodes = captured(&whole.dir.join("whole"));
+    assert_eq!(episodes.len(), EPISODES as usize);
+    let spec = bevy_nacre::dataset::Dataset::open(whole.dir.join("whole"))
+        .unwrap()
+        .manifest()
+        .model
+        .clone();
+    // Every step's action and controls are the explorer's for that episode, frame for frame.
+    for episode in &episodes {
+        let mut explorer = Explorer::new(
+            &spec,
+            episode_seed(5, episode.index),
+            ExplorerConfig::default(),
+        );
+        let (a, c) = (spec.actions.len(), spec.controls.len());
+        for f in 0..FRAMES {
+            let input = explorer.next_input();
+            assert_eq!(
+                episode.data.actions[f * a..(f + 1) * a],
+                input.action.values[..],
+                "action of episode {} frame {f}",
+                episode.index
+            );
+            assert_eq!(
+                episode.data.controls[f * c..(f + 1) * c],
+                input.controls.values[..],
+                "controls of episode {} frame {f}",
+                episode.index
+            );
+        }
+    }
+    // The dataset's picture is the camera's: Bevy's own screenshot of the same rendered frame.
+    let shot = load(&whole.dir.join("shot.png"));
+    let (w, h) = (spec.width, spec.height);
+    assert_eq!((shot.width(), shot.height()), (w, h));
+    let pixels = (w * h * 3) as usize;
+    let frame = &episodes[1].data.frames[5 * pixels..6 * pixels];
+    let largest = frame
+        .iter()
+        .zip(shot.as_raw())
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
+    assert!(
+        largest <= 1,
+        "frame 17 differs from Bevy's screenshot of it by up to {largest}"
+    );
+    let picture = image::RgbImage::from_raw(w, h, frame.to_vec()).unwrap();
+    picture
+        .save(shots_dir().join("capture-frame17.png"))
+        .unwrap();
+    assert_not_blank(&picture, Region { x: 0, y: 0, w, h }, "a captured frame");
+    // The player moves: the camera pose changes within an episode.
+    let pose = &episodes[0].data.pose;
+    let moved = (0..FRAMES - 1).any(|f| pose[f * 5..f * 5 + 5] != pose[(f + 1) * 5..(f + 2) * 5]);
+    assert!(moved, "the camera never moved: {pose:?}");
+
+    // Killed after its first shard, then run again with the same options: the same dataset.
+    let bin = example_binary("capture");
+    let dir = whole
+        .dir
+        .with_file_name(format!("nacre-e2e-capture-killed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let mut child = example_command(&bin, &dir, &strs(&args("resumed")), &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let manifest = dir.join("resumed").join("manifest.json");
+        let started = Instant::now();
+        loop {
+            let shards = std::fs::read_to_string(&manifest)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|m| m["shards"].as_array().map(Vec::len))
+                .unwrap_or(0);
+            if shards >= 1 {
+                break;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the capture ended before it was killed"
+            );
+            assert!(
+                started.elapsed() < RUN_TIMEOUT,
+                "no shard written in {RUN_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let partial = captured(&dir.join("resumed"));
+    assert!(
+        !partial.is_empty() && partial.len() < EPISODES as usize,
+        "killed after {} episodes",
+        partial.len()
+    );
+    let resumed_args = args(dir.join("resumed").to_str().unwrap());
+    let resumed = run("capture", "capture-resumed", &strs(&resumed_args), &[]);
+    assert!(resumed.status.success());
+    let again = captured(&dir.join("resumed"));
+    assert_eq!(again.len(), episodes.len());
+    for (a, b) in episodes.iter().zip(&again) {
+        assert_eq!(a.index, b.index);
+        assert_eq!(a.data.actions, b.data.actions, "episode {}", a.index);
+        assert_eq!(a.data.pose, b.data.pose, "episode {}", a.index);
+        assert!(
+            a.data.frames == b.data.frames,
+            "episode {}'s pictures differ",
+            a.index
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn strs_owned(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
 }

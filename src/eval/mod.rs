@@ -387,7 +387,8 @@ pub fn evaluate(
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let spec = model.spec().clone();
     let episodes = load_episodes(data, &spec, opts.episodes)?;
-    let wants = |m: Measure| opts.measures.contains(&m);
+    let measures = measures_for(data, &opts.measures)?;
+    let wants = |m: Measure| measures.contains(&m);
     let mut found = OnEpisodes::default();
     if wants(Measure::Episodes) {
         progress("teacher-forced next frames and autoregressive rollouts");
@@ -397,7 +398,7 @@ pub fn evaluate(
     let mut report = EvalReport {
         model: format!("{} {}", spec.name, spec.version),
         data: data.display().to_string(),
-        measured: opts.measures.clone(),
+        measured: measures.clone(),
         episodes: episodes.len(),
         teacher_forced_psnr_db: found.teacher_forced_psnr_db,
         teacher_forced_samples: found.teacher_forced_samples,
@@ -443,6 +444,21 @@ pub fn evaluate(
     save_gif(&out.join("rollout.gif"), &gif_frames, spec.fps)?;
     Ok(report)
 }
+
+/// The measures of `asked` that apply to the dataset at `data`: all of them for the reference
+/// world's data; for data from another world (a captured game), only [`Measure::Episodes`],
+/// since the others play the reference world beside the model.
+fn measures_for(data: &Path, asked: &[Measure]) -> Result<Vec<Measure>> {
+    let world = Dataset::open(data)?.manifest().generator.world.clone();
+    Ok(asked
+        .iter()
+        .copied()
+        .filter(|m| world == REFERENCE_WORLD || *m == Measure::Episodes)
+        .collect())
+}
+
+/// `generator.world` of the reference world's datasets.
+const REFERENCE_WORLD: &str = "reference";
 
 /// Teacher-forced next frames and sound; autoregressive rollouts with the action response and
 /// the footsteps; three contact-sheet rows.

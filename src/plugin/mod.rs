@@ -14,6 +14,7 @@
 //! The game never waits for the network: every call into the worker is a non-blocking channel
 //! operation.
 
+mod capture;
 mod input;
 mod material;
 mod session_io;
@@ -30,6 +31,10 @@ use bevy::prelude::*;
 use bevy::render::render_resource::Extent3d;
 use candle_core::Device;
 
+pub use capture::{
+    Capture, CaptureAudio, CaptureDriver, CaptureEpisodeStarted, CaptureFinished, CaptureOutcome,
+    CapturePlugin, CaptureStatus, CaptureSystems, episode_seed,
+};
 pub use input::{ActionBindings, ActionState, Binding, InputSource};
 pub use material::WorldViewMaterial;
 pub use session_io::{
@@ -54,6 +59,10 @@ pub mod prelude {
         NacreSystems, RestartWorldView, RestoreWorldView, SaveWorldView, ViewControls, ViewSession,
         ViewStatus, WorldView, WorldViewAudio, WorldViewError, WorldViewFrame, WorldViewSaved,
         WorldViewStats, view_image,
+    };
+    pub use super::{
+        Capture, CaptureAudio, CaptureDriver, CaptureEpisodeStarted, CaptureFinished,
+        CaptureOutcome, CapturePlugin, CaptureStatus, CaptureSystems,
     };
     pub use super::{
         LoadWorldViewFromFile, SaveWorldViewToFile, SessionFileEvent, SessionFileEventKind,

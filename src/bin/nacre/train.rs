@@ -141,6 +141,17 @@ pub fn run_eval(args: &EvalArgs) -> bevy_nacre::Result<()> {
         "{}",
         serde_json::to_string_pretty(&report).expect("serialises")
     );
+    let skipped: Vec<_> = opts
+        .measures
+        .iter()
+        .filter(|m| !report.measured.contains(m))
+        .collect();
+    if !skipped.is_empty() {
+        println!(
+            "not measured: {skipped:?} (they play the reference world beside the model, and \
+             this dataset comes from another world)"
+        );
+    }
     println!("written to {}", out.display());
     Ok(())
 }
