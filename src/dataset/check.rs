@@ -171,9 +171,14 @@ pub fn check_dataset(dir: &Path) -> CheckReport {
         report.problems.push(Problem {
             file: manifest_path.clone(),
             message: format!(
-                "dataset is incomplete: {} of {} episodes (run the same `nacre datagen` command again to finish it)",
+                "dataset is incomplete: {} of {} episodes (run the same {} again to finish it)",
                 manifest.episodes_present(),
-                g.episodes
+                g.episodes,
+                if g.world == "reference" {
+                    "`nacre datagen` command"
+                } else {
+                    "capture"
+                }
             ),
         });
     }

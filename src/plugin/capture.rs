@@ -27,14 +27,17 @@
 //! again with the same settings. One capture runs at a time: the clock is the whole app's.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bevy::camera::RenderTarget;
 use bevy::image::ImageSampler;
 use bevy::prelude::*;
 use bevy::render::gpu_readback::{Readback, ReadbackComplete};
-use bevy::render::render_resource::TextureFormat;
 use bevy::render::render_resource::TextureUsages;
+use bevy::render::render_resource::{PipelineCache, TextureFormat};
+use bevy::render::{Render, RenderApp, RenderSystems};
 use bevy::time::{TimeSystems, TimeUpdateStrategy};
 use bevy::transform::TransformSystems;
 
@@ -47,8 +50,8 @@ use crate::spec::ModelSpec;
 
 /// Frames a capture waits for its picture to come back from the GPU before it gives up.
 const MAX_FRAMES_WAITED: u32 = 600;
-/// Before its first step a capture holds the clock until the camera's picture is the same this
-/// many frames in a row (the render target exists, shaders are compiled, nothing pops in)...
+/// Before its first step a capture holds the clock until no shader is compiling and the camera's
+/// picture is the same this many frames in a row (the render target exists, nothing pops in)...
 const WARM_UP_SAME: u32 = 3;
 /// ...or this many frames have passed (then it starts with a warning).
 const WARM_UP_MAX_FRAMES: u32 = 300;
@@ -211,6 +214,26 @@ impl Plugin for CapturePlugin {
             )
             .add_systems(PostUpdate, record.in_set(CaptureSystems::Record))
             .add_observer(receive_frame);
+        let settled = SettledRenders::default();
+        app.insert_resource(settled.clone());
+        if let Some(render_app) = app.get_sub_app_mut(RenderApp) {
+            render_app
+                .insert_resource(settled)
+                .add_systems(Render, count_settled_renders.in_set(RenderSystems::Cleanup));
+        }
+    }
+}
+
+/// How many renders in a row had no shader pipeline still compiling (Bevy compiles them in the
+/// background and leaves out what needs one until it is ready). Shared by the two worlds.
+#[derive(Resource, Clone, Default)]
+struct SettledRenders(Arc<AtomicU32>);
+
+fn count_settled_renders(cache: Res<PipelineCache>, settled: Res<SettledRenders>) {
+    if cache.waiting_pipelines().next().is_some() {
+        settled.0.store(0, Ordering::Relaxed);
+    } else {
+        settled.0.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -537,8 +560,14 @@ fn end_warm_up(commands: &mut Commands, run: &mut CaptureRun) {
     run.phase = Phase::Step;
 }
 
-/// Compares a warm-up picture with the one before; ends the warm-up once they stay the same.
-fn warm_up_picture(commands: &mut Commands, run: &mut CaptureRun, picture: &[u8]) {
+/// Compares a warm-up picture with the one before; ends the warm-up once they stay the same
+/// while no shader compiles (`settled_renders` in a row, counted past the readback's latency).
+fn warm_up_picture(
+    commands: &mut Commands,
+    run: &mut CaptureRun,
+    picture: &[u8],
+    settled_renders: u32,
+) {
     let Phase::WarmUp { frames, same } = run.phase else {
         return;
     };
@@ -546,7 +575,9 @@ fn warm_up_picture(commands: &mut Commands, run: &mut CaptureRun, picture: &[u8]
         return;
     };
     // An untouched render target is all zeros (a rendered picture has opaque alpha).
-    let settled = picture.iter().any(|&b| b != 0) && last.as_slice() == picture;
+    let settled = settled_renders > 2 * WARM_UP_SAME
+        && picture.iter().any(|&b| b != 0)
+        && last.as_slice() == picture;
     let same = if settled { same + 1 } else { 0 };
     *last = picture.to_vec();
     run.phase = Phase::WarmUp { frames, same };
@@ -564,10 +595,12 @@ fn receive_frame(
     warm_ups: Query<&WarmUpReadback>,
     mut runs: Query<(&Capture, &mut CaptureRun, &mut CaptureStatus)>,
     mut finished: MessageWriter<CaptureFinished>,
+    settled: Res<SettledRenders>,
 ) {
     if let Ok(warm_up) = warm_ups.get(event.entity) {
         if let Ok((_, mut run, _)) = runs.get_mut(warm_up.camera) {
-            warm_up_picture(&mut commands, &mut run, &event.data);
+            let settled_renders = settled.0.load(Ordering::Relaxed);
+            warm_up_picture(&mut commands, &mut run, &event.data, settled_renders);
         }
         return;
     }
