@@ -14,8 +14,7 @@
 //! which the end-to-end test compares with the dataset). Stop it at any time and run it again
 //! with the same options: it continues after the last whole shard.
 
-#[path = "common/garden.rs"]
-mod garden;
+mod common;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -24,6 +23,7 @@ use bevy::camera::RenderTarget;
 use bevy::prelude::*;
 use bevy::render::view::screenshot::{Screenshot, save_to_disk};
 use bevy_nacre::prelude::*;
+use common::garden;
 
 const USAGE: &str = "options:
   --out DIR                  dataset folder (default data/garden)
@@ -75,7 +75,10 @@ fn options() -> Options {
             v.parse().map_err(|_| format!("bad {name} {v}"))
         }
         let parsed = match a.as_str() {
-            "--out" => Ok(o.out = PathBuf::from(value("--out"))),
+            "--out" => {
+                o.out = PathBuf::from(value("--out"));
+                Ok(())
+            }
             "--episodes" => number("--episodes", value("--episodes")).map(|v| o.episodes = v),
             "--frames" => number("--frames", value("--frames")).map(|v| o.frames = v),
             "--episodes-per-shard" => number("--episodes-per-shard", value("--episodes-per-shard"))
@@ -91,8 +94,14 @@ fn options() -> Options {
                     .map(|size| o.size = size)
                     .ok_or(format!("bad --size {v}"))
             }
-            "--play" => Ok(o.play = true),
-            "--exit" => Ok(o.exit = true),
+            "--play" => {
+                o.play = true;
+                Ok(())
+            }
+            "--exit" => {
+                o.exit = true;
+                Ok(())
+            }
             "--screenshot-frame" => {
                 let n = number("--screenshot-frame", value("--screenshot-frame"));
                 n.map(|n| o.screenshot = Some((n, PathBuf::from(value("--screenshot-frame")))))
@@ -130,7 +139,7 @@ fn main() -> AppExit {
     .add_systems(Startup, setup)
     .add_systems(
         Update,
-        (start_episodes, show_progress).before(garden::MovePlayer),
+        (start_episodes, show_progress, common::keep_aspect).before(garden::MovePlayer),
     )
     .add_systems(
         PostUpdate,
@@ -162,25 +171,7 @@ fn setup(mut commands: Commands, options: Res<Options>) {
     }
     // The window shows what is captured, scaled up, and the progress.
     commands.spawn((Camera2d, IsDefaultUiCamera));
-    commands.spawn((
-        Node {
-            width: percent(100),
-            height: percent(100),
-            justify_content: JustifyContent::Center,
-            align_items: AlignItems::Center,
-            ..default()
-        },
-        BackgroundColor(Color::BLACK),
-        children![(
-            ImageNode::default(),
-            Node {
-                height: percent(90),
-                aspect_ratio: Some(options.size.0 as f32 / options.size.1 as f32),
-                ..default()
-            },
-            CaptureImage,
-        )],
-    ));
+    common::spawn_fullscreen_view(&mut commands, CaptureImage);
     commands.spawn((
         Text::new("starting the capture"),
         Node {
@@ -260,13 +251,14 @@ fn screenshot(
         return;
     };
     for (status, target) in &cameras {
-        if !*done && status.taking == Some(*frame) {
-            if let Some(image) = target.as_image() {
-                commands
-                    .spawn(Screenshot::image(image.clone()))
-                    .observe(save_to_disk(path.clone()));
-                *done = true;
-            }
+        if !*done
+            && status.taking == Some(*frame)
+            && let Some(image) = target.as_image()
+        {
+            commands
+                .spawn(Screenshot::image(image.clone()))
+                .observe(save_to_disk(path.clone()));
+            *done = true;
         }
     }
 }

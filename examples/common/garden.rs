@@ -157,7 +157,7 @@ fn build_garden(
         }
     }
     // Always the same garden: its layout has its own seed.
-    let mut rng = SplitMix64::hashed(0x6A4D_E17);
+    let mut rng = SplitMix64::hashed(0x06A4_DE17);
     let trunk = meshes.add(Cylinder::new(0.25, 2.4));
     let crown = meshes.add(Sphere::new(1.6).mesh().ico(2).unwrap());
     let bark = material(0.40, 0.27, 0.15);

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod automation;
+pub mod garden;
 pub mod hud;
 pub mod keys;
 pub mod options;

@@ -587,7 +587,6 @@ fn warm_up_picture(
 }
 
 /// Writes a step once its frame is back from the GPU.
-#[allow(clippy::too_many_arguments)]
 fn receive_frame(
     event: On<ReadbackComplete>,
     mut commands: Commands,
