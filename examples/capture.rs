@@ -161,7 +161,6 @@ fn setup(mut commands: Commands, options: Res<Options>) {
     let mut capture = Capture::new(&options.out, spec, options.episodes, options.frames);
     capture.episodes_per_shard = options.episodes_per_shard;
     capture.seed = options.seed;
-    capture.world = "garden".into();
     if options.play {
         capture.driver = CaptureDriver::Game;
     }
@@ -239,22 +238,27 @@ fn show_progress(
     }
 }
 
-/// Saves frame N of the capture through Bevy's own screenshot path: requested in the same frame
-/// as the capture's readback, it sees the same rendered picture.
+/// Saves frame N of the capture through Bevy's own screenshot path. A screenshot sends the
+/// camera's picture of its frame to itself instead of the image, so it is taken one frame after
+/// the capture's request: the clock is held until the capture's picture is back, so that frame
+/// shows the same scene.
 fn screenshot(
     mut commands: Commands,
     options: Res<Options>,
     cameras: Query<(&CaptureStatus, &RenderTarget)>,
+    mut requested: Local<bool>,
     mut done: Local<bool>,
 ) {
     let Some((frame, path)) = &options.screenshot else {
         return;
     };
     for (status, target) in &cameras {
-        if !*done
-            && status.taking == Some(*frame)
-            && let Some(image) = target.as_image()
-        {
+        if status.taking != Some(*frame) || *done {
+            continue;
+        }
+        if !*requested {
+            *requested = true;
+        } else if let Some(image) = target.as_image() {
             commands
                 .spawn(Screenshot::image(image.clone()))
                 .observe(save_to_disk(path.clone()));

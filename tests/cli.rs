@@ -16,6 +16,11 @@ use temp_dir::TempDir;
 #[path = "common/temp_dir.rs"]
 mod temp_dir;
 
+use kill::kill_when;
+
+#[path = "common/kill.rs"]
+mod kill;
+
 const NACRE: &str = env!("CARGO_BIN_EXE_nacre");
 
 /// Runs `nacre ARGS` and waits for it.
@@ -262,20 +267,17 @@ fn train_resumes_after_a_kill_to_the_same_weights_and_log() {
         .spawn()
         .unwrap();
     // `kill -9` once a step after the first checkpoint (step 10) has been logged.
-    let started = Instant::now();
-    while logged_steps(&parts.join("train_log.csv"))
-        .last()
-        .is_none_or(|&s| s <= 11)
-    {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "training ended before the kill"
-        );
-        assert!(started.elapsed() < Duration::from_secs(300), "no progress");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_when(
+        &mut child,
+        Duration::from_secs(300),
+        "training ended before the kill",
+        "no progress",
+        || {
+            logged_steps(&parts.join("train_log.csv"))
+                .last()
+                .is_some_and(|&s| s > 11)
+        },
+    );
     assert!(
         !parts.join("model.safetensors").exists(),
         "the kill came after the end of training"
@@ -374,17 +376,13 @@ fn a_recording_killed_mid_way_is_finished_from_its_journal_by_export() {
         .spawn()
         .unwrap();
     // `kill -9` once 30 frames are on disk.
-    let started = Instant::now();
-    while recording::recorded_frames(&rec).map_or(0, |f| f.len()) < 30 {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the recording ended by itself"
-        );
-        assert!(started.elapsed() < Duration::from_secs(120), "no frames");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_when(
+        &mut child,
+        Duration::from_secs(120),
+        "the recording ended by itself",
+        "no frames",
+        || recording::recorded_frames(&rec).map_or(0, |f| f.len()) >= 30,
+    );
     assert!(recording::is_interrupted(&rec));
     let frames = recording::recorded_frames(&rec).unwrap();
 

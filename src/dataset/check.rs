@@ -174,7 +174,7 @@ pub fn check_dataset(dir: &Path) -> CheckReport {
                 "dataset is incomplete: {} of {} episodes (run the same {} again to finish it)",
                 manifest.episodes_present(),
                 g.episodes,
-                if g.world == "reference" {
+                if g.world == super::REFERENCE_WORLD {
                     "`nacre datagen` command"
                 } else {
                     "capture"

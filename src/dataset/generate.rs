@@ -108,6 +108,9 @@ pub fn default_episodes_per_shard(frames_per_episode: u32, width: u32, height: u
     ((64u64 << 20) / episode_bytes.max(1)).clamp(1, 4096) as u32
 }
 
+/// `generator.world` of the reference world's datasets.
+pub const REFERENCE_WORLD: &str = "reference";
+
 /// The seed of episode `episode` in a dataset with seed `seed`.
 pub fn episode_seed(seed: u64, episode: u64) -> u64 {
     mix64(seed.wrapping_mul(GOLDEN) ^ mix64(episode.wrapping_add(1)))
@@ -342,7 +345,7 @@ fn resume_or_start(
         }
     };
     let generator = GeneratorInfo {
-        world: "reference".into(),
+        world: REFERENCE_WORLD.into(),
         world_version: MODEL_VERSION.into(),
         seed: opts.seed,
         episodes: opts.episodes,
@@ -636,4 +639,16 @@ fn write_shard(dir: &Path, s: u64, first: u64, count: u64, data: &ShardData) -> 
         bytes: bytes.len() as u64,
         sha256: sha256_hex(&bytes),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn episode_seeds_differ_and_repeat() {
+        assert_eq!(episode_seed(7, 3), episode_seed(7, 3));
+        assert_ne!(episode_seed(7, 3), episode_seed(7, 4));
+        assert_ne!(episode_seed(7, 3), episode_seed(8, 3));
+    }
 }

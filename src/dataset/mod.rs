@@ -28,8 +28,8 @@ mod writer;
 
 pub use check::{CheckReport, Problem, check_dataset};
 pub use generate::{
-    DatagenOptions, DatagenReport, default_episodes_per_shard, generate, record_episode,
-    shard_file_name,
+    DatagenOptions, DatagenReport, REFERENCE_WORLD, default_episodes_per_shard, episode_seed,
+    generate, record_episode, shard_file_name,
 };
 pub use manifest::{FORMAT, FORMAT_VERSION, GeneratorInfo, MANIFEST_FILE, Manifest, ShardEntry};
 pub use reader::{Dataset, Episode};

@@ -37,7 +37,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::Dataset;
+use crate::dataset::{Dataset, REFERENCE_WORLD};
 use crate::dsp::{BandSpectrum, log_spectral_distance_db};
 use crate::error::{Error, Result};
 use crate::files::write_atomic;
@@ -239,8 +239,8 @@ struct EpisodeRows {
     audio: Vec<Vec<f32>>,
 }
 
-fn load_episodes(data: &Path, spec: &ModelSpec, limit: usize) -> Result<Vec<EpisodeRows>> {
-    let ds = Dataset::open(data)?;
+fn load_episodes(ds: &Dataset, spec: &ModelSpec, limit: usize) -> Result<Vec<EpisodeRows>> {
+    let data = ds.dir();
     let d = ds.dims();
     if d.width != spec.width || d.height != spec.height {
         return Err(Error::bad_file(
@@ -386,8 +386,9 @@ pub fn evaluate(
     let started = Instant::now();
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let spec = model.spec().clone();
-    let episodes = load_episodes(data, &spec, opts.episodes)?;
-    let measures = measures_for(data, &opts.measures)?;
+    let dataset = Dataset::open(data)?;
+    let episodes = load_episodes(&dataset, &spec, opts.episodes)?;
+    let measures = measures_for(&dataset, &opts.measures);
     let wants = |m: Measure| measures.contains(&m);
     let mut found = OnEpisodes::default();
     if wants(Measure::Episodes) {
@@ -445,20 +446,17 @@ pub fn evaluate(
     Ok(report)
 }
 
-/// The measures of `asked` that apply to the dataset at `data`: all of them for the reference
-/// world's data; for data from another world (a captured game), only [`Measure::Episodes`],
-/// since the others play the reference world beside the model.
-fn measures_for(data: &Path, asked: &[Measure]) -> Result<Vec<Measure>> {
-    let world = Dataset::open(data)?.manifest().generator.world.clone();
-    Ok(asked
+/// The measures of `asked` that apply to `dataset`: all of them for the reference world's data;
+/// for data from another world (a captured game), only [`Measure::Episodes`], since the others
+/// play the reference world beside the model.
+fn measures_for(dataset: &Dataset, asked: &[Measure]) -> Vec<Measure> {
+    let reference = dataset.manifest().generator.world == REFERENCE_WORLD;
+    asked
         .iter()
         .copied()
-        .filter(|m| world == REFERENCE_WORLD || *m == Measure::Episodes)
-        .collect())
+        .filter(|m| reference || *m == Measure::Episodes)
+        .collect()
 }
-
-/// `generator.world` of the reference world's datasets.
-const REFERENCE_WORLD: &str = "reference";
 
 /// Teacher-forced next frames and sound; autoregressive rollouts with the action response and
 /// the footsteps; three contact-sheet rows.

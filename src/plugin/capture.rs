@@ -25,6 +25,11 @@
 //! player back at a start (seeded with the episode's seed, so a resumed capture records the same
 //! episodes). An interrupted capture continues after its last whole shard when the app starts
 //! again with the same settings. One capture runs at a time: the clock is the whole app's.
+//!
+//! A Bevy `Screenshot` of the capture's image renders the camera's picture of that frame into
+//! the screenshot instead of the image, so a screenshot requested in a step's frame would leave
+//! the previous picture in the dataset; request it a frame later (the clock is still held then,
+//! the scene the same), as `examples/capture.rs` does.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,10 +47,9 @@ use bevy::time::{TimeSystems, TimeUpdateStrategy};
 use bevy::transform::TransformSystems;
 
 use super::{ActionState, NacreSystems, ViewControls};
-use crate::dataset::{CapturedStep, DatasetWriter, GeneratorInfo};
+use crate::dataset::{CapturedStep, DatasetWriter, GeneratorInfo, episode_seed};
 use crate::explorer::{Explorer, ExplorerConfig};
 use crate::frame::Frame;
-use crate::rng::SplitMix64;
 use crate::spec::ModelSpec;
 
 /// Frames a capture waits for its picture to come back from the GPU before it gives up.
@@ -356,10 +360,13 @@ fn start_captures(
             Ok(writer) => writer,
             Err(reason) => {
                 error!("bevy_nacre capture: {reason}");
-                let outcome = CaptureOutcome::Failed(reason);
-                status.outcome = Some(outcome.clone());
+                report_end(
+                    camera,
+                    &mut status,
+                    &mut finished,
+                    CaptureOutcome::Failed(reason),
+                );
                 commands.entity(camera).insert(status);
-                finished.write(CaptureFinished { camera, outcome });
                 continue;
             }
         };
@@ -400,11 +407,6 @@ fn start_captures(
     }
 }
 
-/// The episode seed of episode `episode` of a dataset seeded `seed`.
-pub fn episode_seed(seed: u64, episode: u64) -> u64 {
-    SplitMix64::hashed(seed ^ episode.wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64()
-}
-
 /// Starts episodes and lets the explorer play the step.
 fn drive(
     mut runs: Query<(
@@ -423,16 +425,12 @@ fn drive(
             Phase::EpisodeStart => {
                 if run.writer.is_complete() {
                     run.phase = Phase::Done;
-                    status.outcome = Some(CaptureOutcome::Complete);
                     info!(
                         "bevy_nacre capture: {} frames in {}",
                         status.frames,
                         capture.dir.display()
                     );
-                    finished.write(CaptureFinished {
-                        camera,
-                        outcome: CaptureOutcome::Complete,
-                    });
+                    report_end(camera, &mut status, &mut finished, CaptureOutcome::Complete);
                     continue;
                 }
                 let episode = run.writer.episode();
@@ -444,9 +442,7 @@ fn drive(
                         ViewControls::new(&capture.spec.controls, explorer.start_controls());
                     run.explorer = Some(explorer);
                 }
-                for channel in capture.spec.actions.iter().map(|c| c.name.as_str()) {
-                    action.set(channel, 0.0);
-                }
+                action.reset_channels(&capture.spec.actions);
                 started.write(CaptureEpisodeStarted {
                     camera,
                     episode,
@@ -507,13 +503,9 @@ fn record(
             }
             Phase::Await { step, frames } => {
                 if frames >= MAX_FRAMES_WAITED {
-                    let outcome = CaptureOutcome::Failed(format!(
-                        "no picture came back from the GPU in {MAX_FRAMES_WAITED} frames"
-                    ));
-                    error!("bevy_nacre capture: {outcome:?}");
-                    run.phase = Phase::Done;
-                    status.outcome = Some(outcome.clone());
-                    finished.write(CaptureFinished { camera, outcome });
+                    let reason =
+                        format!("no picture came back from the GPU in {MAX_FRAMES_WAITED} frames");
+                    fail(camera, &mut run, &mut status, &mut finished, reason);
                 } else {
                     run.phase = Phase::Await {
                         step,
@@ -645,6 +637,7 @@ fn receive_frame(
     }
 }
 
+/// Ends a running capture with an error.
 fn fail(
     camera: Entity,
     run: &mut CaptureRun,
@@ -654,7 +647,16 @@ fn fail(
 ) {
     error!("bevy_nacre capture: {reason}");
     run.phase = Phase::Done;
-    let outcome = CaptureOutcome::Failed(reason);
+    report_end(camera, status, finished, CaptureOutcome::Failed(reason));
+}
+
+/// Records how a capture ended on its status and sends [`CaptureFinished`].
+fn report_end(
+    camera: Entity,
+    status: &mut CaptureStatus,
+    finished: &mut MessageWriter<CaptureFinished>,
+    outcome: CaptureOutcome,
+) {
     status.outcome = Some(outcome.clone());
     finished.write(CaptureFinished { camera, outcome });
 }
@@ -707,12 +709,5 @@ mod tests {
     fn short_readbacks_are_refused() {
         let err = frame_from_texture(&[0; 100], 64, 2).unwrap_err();
         assert!(err.contains("100 bytes for a 64×2 picture"), "{err}");
-    }
-
-    #[test]
-    fn episode_seeds_differ_and_repeat() {
-        assert_eq!(episode_seed(7, 3), episode_seed(7, 3));
-        assert_ne!(episode_seed(7, 3), episode_seed(7, 4));
-        assert_ne!(episode_seed(7, 3), episode_seed(8, 3));
     }
 }

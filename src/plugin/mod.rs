@@ -33,7 +33,7 @@ use candle_core::Device;
 
 pub use capture::{
     Capture, CaptureAudio, CaptureDriver, CaptureEpisodeStarted, CaptureFinished, CaptureOutcome,
-    CapturePlugin, CaptureStatus, CaptureSystems, episode_seed,
+    CapturePlugin, CaptureStatus, CaptureSystems,
 };
 pub use input::{ActionBindings, ActionState, Binding, InputSource};
 pub use material::WorldViewMaterial;
