@@ -29,6 +29,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use bevy::input::ButtonState;
 use bevy::input::InputSystems;
@@ -56,6 +57,12 @@ pub enum Command {
     /// Quit.
     Exit,
 }
+
+/// Says that the example spawns its `WorldView` later than its first frames (the twin example
+/// waits for a snapshot of its scene): the clock then waits for that view's first frame rather
+/// than starting at once when no view is there.
+#[derive(Resource, Clone, Copy, Debug, Default)]
+pub struct ViewStartsLater;
 
 /// What the environment asked for.
 #[derive(Resource, Clone, Debug, Default)]
@@ -87,6 +94,8 @@ pub fn key_code(name: &str) -> Option<KeyCode> {
         "D" => KeyD,
         "R" => KeyR,
         "M" => KeyM,
+        "G" => KeyG,
+        "T" => KeyT,
         "ArrowLeft" => ArrowLeft,
         "ArrowRight" => ArrowRight,
         "ArrowUp" => ArrowUp,
@@ -225,6 +234,7 @@ impl Plugin for AutomationPlugin {
 
 #[derive(Resource, Default)]
 struct AutomationState {
+    last_frame: Option<Instant>,
     app_frames: u64,
     /// With lockstep: frames each view had shown when the last step was asked for, and
     /// whether the clock may move this frame.
@@ -259,12 +269,12 @@ fn drive(
     mut commands: Commands,
     automation: Res<Automation>,
     mut state: ResMut<AutomationState>,
-    time: Res<Time>,
     mut keys: ResMut<ButtonInput<KeyCode>>,
     mut mouse: ResMut<AccumulatedMouseMotion>,
     mut window_events: MessageWriter<WindowEvent>,
     window: Query<Entity, With<PrimaryWindow>>,
     views: Query<&WorldViewStats>,
+    view_starts_later: Option<Res<ViewStartsLater>>,
     mut exit: MessageWriter<AppExit>,
 ) {
     state.app_frames += 1;
@@ -286,7 +296,7 @@ fn drive(
         None => {
             let shown = views.iter().any(|s| s.frames_presented > 0);
             // An example without views starts at once (after a few frames for the window).
-            let no_views = views.is_empty() && state.app_frames > 10;
+            let no_views = views.is_empty() && state.app_frames > 10 && view_starts_later.is_none();
             if !(shown || no_views) {
                 if state.app_frames > automation.start_timeout {
                     let why = views
@@ -309,8 +319,12 @@ fn drive(
         }
     };
     state.frame = Some(frame);
+    // Frame times on the wall clock (a game may hold Bevy's clocks, real time included).
+    let now = Instant::now();
+    let frame_time = state.last_frame.map_or(0.0, |t| (now - t).as_secs_f32());
+    state.last_frame = Some(now);
     if automation.profile && frame > 30 {
-        state.frame_times.push(time.delta_secs());
+        state.frame_times.push(frame_time);
     }
     while let Some((at, command)) = automation.script.get(state.next_item) {
         if *at > frame {

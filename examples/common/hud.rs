@@ -1,5 +1,7 @@
 //! A small heads-up display: model, device, generated frames/s, latency, sound and files.
 
+use std::time::Instant;
+
 use bevy::prelude::*;
 use bevy_nacre::prelude::*;
 use nacre_kira::{GeneratedSound, SoundStatus, ViewSoundStats};
@@ -27,6 +29,7 @@ struct HudState {
     game_fps: f32,
     since_update: f32,
     last_message: Option<String>,
+    last_frame: Option<Instant>,
 }
 
 impl Plugin for HudPlugin {
@@ -37,6 +40,7 @@ impl Plugin for HudPlugin {
                 game_fps: 0.0,
                 since_update: 1.0,
                 last_message: None,
+                last_frame: None,
             })
             .add_systems(Startup, spawn_hud)
             .add_systems(Update, (remember_messages, update_hud).chain());
@@ -79,7 +83,6 @@ fn remember_messages(
 
 #[allow(clippy::type_complexity)]
 fn update_hud(
-    time: Res<Time>,
     mut state: ResMut<HudState>,
     label: Res<HudModelLabel>,
     runtime: Option<Res<NacreRuntime>>,
@@ -95,7 +98,11 @@ fn update_hud(
     >,
     mut text: Query<&mut Text, With<HudText>>,
 ) {
-    let dt = time.delta_secs();
+    // The wall clock: a game may hold its own (the twin example does), and Bevy's real time
+    // follows a manual `TimeUpdateStrategy` too.
+    let now = Instant::now();
+    let dt = state.last_frame.map_or(0.0, |t| (now - t).as_secs_f32());
+    state.last_frame = Some(now);
     if dt > 0.0 {
         state.game_fps += (1.0 / dt - state.game_fps) * 0.05;
     }

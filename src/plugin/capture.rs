@@ -32,31 +32,29 @@
 //! the scene the same), as `examples/capture.rs` does.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bevy::camera::RenderTarget;
-use bevy::image::ImageSampler;
 use bevy::prelude::*;
 use bevy::render::gpu_readback::{Readback, ReadbackComplete};
-use bevy::render::render_resource::TextureUsages;
-use bevy::render::render_resource::{PipelineCache, TextureFormat};
 use bevy::render::{Render, RenderApp, RenderSystems};
 use bevy::time::{TimeSystems, TimeUpdateStrategy};
 use bevy::transform::TransformSystems;
 
+use super::snapshot::{
+    self, SETTLE_SAME, SettledRenders, SnapshotTaken, count_settled_renders, frame_from_texture,
+    readable_target, settled_picture,
+};
 use super::{ActionState, NacreSystems, ViewControls};
 use crate::dataset::{CapturedStep, DatasetWriter, GeneratorInfo, episode_seed};
 use crate::explorer::{Explorer, ExplorerConfig};
-use crate::frame::Frame;
 use crate::spec::ModelSpec;
 
 /// Frames a capture waits for its picture to come back from the GPU before it gives up.
 const MAX_FRAMES_WAITED: u32 = 600;
 /// Before its first step a capture holds the clock until no shader is compiling and the camera's
-/// picture is the same this many frames in a row (the render target exists, nothing pops in)...
-const WARM_UP_SAME: u32 = 3;
+/// picture is the same [`SETTLE_SAME`] frames in a row (the render target exists, nothing pops
+/// in)...
 /// ...or this many frames have passed (then it starts with a warning).
 const WARM_UP_MAX_FRAMES: u32 = 300;
 
@@ -196,7 +194,8 @@ pub enum CaptureSystems {
     Record,
 }
 
-/// Records [`Capture`] cameras as datasets. Needs Bevy's rendering (and [`NacrePlugin`]'s input
+/// Records [`Capture`] cameras as datasets and takes snapshots of cameras
+/// ([`TakeSnapshot`](super::TakeSnapshot)). Needs Bevy's rendering (and [`NacrePlugin`]'s input
 /// sets, so add [`NacrePlugin`](super::NacrePlugin) too).
 pub struct CapturePlugin;
 
@@ -217,7 +216,10 @@ impl Plugin for CapturePlugin {
                     .in_set(CaptureSystems::Drive),
             )
             .add_systems(PostUpdate, record.in_set(CaptureSystems::Record))
-            .add_observer(receive_frame);
+            .add_observer(receive_frame)
+            .add_message::<SnapshotTaken>()
+            .add_systems(PostUpdate, snapshot::request_snapshots)
+            .add_observer(snapshot::receive_snapshot);
         let settled = SettledRenders::default();
         app.insert_resource(settled.clone());
         if let Some(render_app) = app.get_sub_app_mut(RenderApp) {
@@ -225,19 +227,6 @@ impl Plugin for CapturePlugin {
                 .insert_resource(settled)
                 .add_systems(Render, count_settled_renders.in_set(RenderSystems::Cleanup));
         }
-    }
-}
-
-/// How many renders in a row had no shader pipeline still compiling (Bevy compiles them in the
-/// background and leaves out what needs one until it is ready). Shared by the two worlds.
-#[derive(Resource, Clone, Default)]
-struct SettledRenders(Arc<AtomicU32>);
-
-fn count_settled_renders(cache: Res<PipelineCache>, settled: Res<SettledRenders>) {
-    if cache.waiting_pipelines().next().is_some() {
-        settled.0.store(0, Ordering::Relaxed);
-    } else {
-        settled.0.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -269,7 +258,7 @@ struct CaptureRun {
     steps: u64,
     /// The step waiting for its frame.
     pending: Option<PendingStep>,
-    /// Whether the picture has settled (see [`WARM_UP_SAME`]).
+    /// Whether the picture has settled (see [`SETTLE_SAME`]).
     warmed: bool,
     /// The warm-up's readback entity and the last picture it brought.
     warm_up: Option<(Entity, Vec<u8>)>,
@@ -374,16 +363,7 @@ fn start_captures(
         status.frames = writer
             .episode()
             .saturating_mul(u64::from(capture.frames_per_episode));
-        let mut image = Image::new_target_texture(
-            capture.spec.width,
-            capture.spec.height,
-            TextureFormat::Rgba8Unorm,
-            Some(TextureFormat::Rgba8UnormSrgb),
-        );
-        // Shown scaled up (a progress view), its pixels stay sharp.
-        image.sampler = ImageSampler::nearest();
-        image.texture_descriptor.usage |= TextureUsages::COPY_SRC;
-        let image = images.add(image);
+        let image = images.add(readable_target(capture.spec.width, capture.spec.height));
         let mut action = ActionState::default();
         action.reset_channels(&capture.spec.actions);
         let controls = ViewControls::new(&capture.spec.controls, &capture.spec.default_controls());
@@ -567,13 +547,11 @@ fn warm_up_picture(
         return;
     };
     // An untouched render target is all zeros (a rendered picture has opaque alpha).
-    let settled = settled_renders > 2 * WARM_UP_SAME
-        && picture.iter().any(|&b| b != 0)
-        && last.as_slice() == picture;
+    let settled = settled_picture(last, picture, settled_renders);
     let same = if settled { same + 1 } else { 0 };
     *last = picture.to_vec();
     run.phase = Phase::WarmUp { frames, same };
-    if same >= WARM_UP_SAME {
+    if same >= SETTLE_SAME {
         end_warm_up(commands, run);
     }
 }
@@ -590,7 +568,7 @@ fn receive_frame(
 ) {
     if let Ok(warm_up) = warm_ups.get(event.entity) {
         if let Ok((_, mut run, _)) = runs.get_mut(warm_up.camera) {
-            let settled_renders = settled.0.load(Ordering::Relaxed);
+            let settled_renders = settled.get();
             warm_up_picture(&mut commands, &mut run, &event.data, settled_renders);
         }
         return;
@@ -659,55 +637,4 @@ fn report_end(
 ) {
     status.outcome = Some(outcome.clone());
     finished.write(CaptureFinished { camera, outcome });
-}
-
-/// An RGBA8 texture's bytes as the GPU copies them (rows padded to 256 bytes) to a [`Frame`].
-pub(crate) fn frame_from_texture(
-    data: &[u8],
-    width: u32,
-    height: u32,
-) -> std::result::Result<Frame, String> {
-    let row = width as usize * 4;
-    let padded = row.div_ceil(256) * 256;
-    if data.len() < padded * (height as usize).saturating_sub(1) + row {
-        return Err(format!(
-            "the GPU returned {} bytes for a {width}×{height} picture",
-            data.len()
-        ));
-    }
-    let mut rgba = Vec::with_capacity(row * height as usize);
-    for y in 0..height as usize {
-        rgba.extend_from_slice(&data[y * padded..y * padded + row]);
-    }
-    Ok(Frame {
-        width,
-        height,
-        rgba,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn padded_rows_are_unpadded() {
-        // 3 pixels a row: 12 bytes of picture, padded to 256.
-        let mut data = vec![0u8; 256 * 2];
-        data[..12].copy_from_slice(&[1; 12]);
-        data[256..268].copy_from_slice(&[2; 12]);
-        let frame = frame_from_texture(&data, 3, 2).unwrap();
-        assert_eq!(frame.rgba[..12], [1; 12]);
-        assert_eq!(frame.rgba[12..], [2; 12]);
-        // 64 pixels a row fill 256 bytes exactly: no padding.
-        let data: Vec<u8> = (0..256 * 2).map(|i| (i / 256) as u8).collect();
-        let frame = frame_from_texture(&data, 64, 2).unwrap();
-        assert_eq!(frame.rgba, data);
-    }
-
-    #[test]
-    fn short_readbacks_are_refused() {
-        let err = frame_from_texture(&[0; 100], 64, 2).unwrap_err();
-        assert!(err.contains("100 bytes for a 64×2 picture"), "{err}");
-    }
 }

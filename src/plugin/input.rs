@@ -135,6 +135,18 @@ pub struct ActionState {
 }
 
 impl ActionState {
+    /// Neutral values of `channels` (a model's or a game's [`ModelSpec::actions`]). Views and
+    /// captures make their own; a game makes one for a player that is driven by the same
+    /// actions without being a view (the real side of a neural twin, say).
+    ///
+    /// [`ModelSpec::actions`]: crate::spec::ModelSpec::actions
+    pub fn with_channels(channels: &[ActionChannel]) -> Self {
+        Self {
+            values: NamedValues::new(channels),
+            sampled_at: None,
+        }
+    }
+
     /// The model's channels, in order (empty until the model is loaded).
     pub fn channels(&self) -> &[ActionChannel] {
         self.values.channels()

@@ -18,6 +18,7 @@ mod capture;
 mod input;
 mod material;
 mod session_io;
+mod snapshot;
 mod stats;
 mod view;
 
@@ -41,6 +42,7 @@ pub use session_io::{
     LoadWorldViewFromFile, SaveWorldViewToFile, SessionFileEvent, SessionFileEventKind,
     SessionFilesPlugin, StartRecording, StopRecording, ViewRecording,
 };
+pub use snapshot::{SNAPSHOT_MAX_FRAMES, SnapshotTaken, TakeSnapshot, readable_target};
 pub use stats::{ViewStatus, WorldViewStats};
 pub use view::{
     RestartWorldView, RestoreWorldView, SaveWorldView, ViewControls, ViewSession, WorldView,
@@ -62,7 +64,8 @@ pub mod prelude {
     };
     pub use super::{
         Capture, CaptureAudio, CaptureDriver, CaptureEpisodeStarted, CaptureFinished,
-        CaptureOutcome, CapturePlugin, CaptureStatus, CaptureSystems,
+        CaptureOutcome, CapturePlugin, CaptureStatus, CaptureSystems, SnapshotTaken, TakeSnapshot,
+        readable_target,
     };
     pub use super::{
         LoadWorldViewFromFile, SaveWorldViewToFile, SessionFileEvent, SessionFileEventKind,
