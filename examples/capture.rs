@@ -219,6 +219,7 @@ fn show_capture(
 fn show_progress(
     status: Query<&CaptureStatus, Changed<CaptureStatus>>,
     mut text: Single<(&mut Text, &mut Progress)>,
+    mut logged: Local<u64>,
 ) {
     let Ok(status) = status.single() else {
         return;
@@ -230,7 +231,9 @@ fn show_progress(
         "capturing: frame {} of {}, episode {}, {rate:.1} frames/s",
         status.frames, status.total_frames, status.episode
     );
-    if status.frames % 100 == 0 && status.frames > first {
+    // The status changes more than once a frame number (the picture is asked for, then back).
+    if status.frames % 100 == 0 && status.frames > first && status.frames != *logged {
+        *logged = status.frames;
         info!(
             "capture: {} of {} frames, {rate:.1} frames/s",
             status.frames, status.total_frames
