@@ -19,6 +19,12 @@ pub struct ExplorerConfig {
     pub director_changes_per_minute: f32,
     /// Whether the controls start at random values (or at the spec's defaults).
     pub random_start_controls: bool,
+    /// Share of the explorer's turns made as with keys: at full rate from the first step to the
+    /// last, as a player holding an arrow key turns (the others ease in and out like a mouse).
+    /// A model only answers inputs like those it was trained on, and games bind keys to full
+    /// rate. The reference world's trajectory has its own turn-back mode for that and ignores
+    /// this.
+    pub key_turns: f32,
 }
 
 impl Default for ExplorerConfig {
@@ -26,6 +32,7 @@ impl Default for ExplorerConfig {
         Self {
             director_changes_per_minute: 4.0,
             random_start_controls: true,
+            key_turns: 0.5,
         }
     }
 }
@@ -116,6 +123,8 @@ pub struct Explorer {
     walked: u32,
     turn: f32,
     turn_target: f32,
+    /// Whether the turn going on is made as with keys (see [`ExplorerConfig::key_turns`]).
+    key_turn: bool,
     look: f32,
     look_target: f32,
     controls: Controls,
@@ -152,6 +161,7 @@ impl Explorer {
             walked: 0,
             turn: 0.0,
             turn_target: 0.0,
+            key_turn: false,
             look: 0.0,
             look_target: 0.0,
             controls,
@@ -173,6 +183,8 @@ impl Explorer {
         if self.left == 0 {
             (self.mode, self.left) = pick_mode(&mut self.rng, &mut self.walked, fps);
             self.left = self.left.max(1);
+            self.key_turn =
+                matches!(self.mode, Mode::Turn { .. }) && self.rng.chance(self.config.key_turns);
         }
         self.left -= 1;
         let (mut forward, mut strafe, mut jump, mut sprint) = (0.0, 0.0, false, false);
@@ -197,7 +209,7 @@ impl Explorer {
                 self.look_target = 0.5 * (phase * 2.1).sin();
             }
             Mode::Turn { rate } => {
-                self.turn_target = *rate;
+                self.turn_target = if self.key_turn { rate.signum() } else { *rate };
                 if self.rng.chance(0.5) {
                     forward = 1.0;
                 }
@@ -229,8 +241,12 @@ impl Explorer {
             }
             Mode::Stand => self.turn_target = 0.0,
         }
-        // Mouse-like smooth turning and looking.
-        self.turn += (self.turn_target - self.turn) * 0.25;
+        // Mouse-like smooth turning and looking; a key turn is at its rate at once.
+        if self.key_turn && matches!(self.mode, Mode::Turn { .. }) {
+            self.turn = self.turn_target;
+        } else {
+            self.turn += (self.turn_target - self.turn) * 0.25;
+        }
         self.look += (self.look_target - self.look) * 0.3;
         let mut action = self.spec.neutral_action();
         let mut set = |channel: Option<usize>, value: f32| {
@@ -289,6 +305,38 @@ mod tests {
     fn run(seed: u64, steps: usize) -> Vec<StepInput> {
         let mut explorer = Explorer::new(&spec(), seed, ExplorerConfig::default());
         (0..steps).map(|_| explorer.next_input()).collect()
+    }
+
+    /// Half the turns are made as with keys, at full rate from their first step (a model
+    /// trained on mouse-like turns alone does not know what a held arrow key does); with
+    /// `key_turns` 0 every turn eases in.
+    #[test]
+    fn some_turns_are_at_full_rate_from_the_first_step() {
+        let steps = 20 * 60 * 10;
+        let full = |config: ExplorerConfig| {
+            let mut explorer = Explorer::new(&spec(), 7, config);
+            let inputs: Vec<StepInput> = (0..steps).map(|_| explorer.next_input()).collect();
+            let at_full_rate = |s: &StepInput| s.action.values[ai::TURN].abs() > 0.99;
+            let full = inputs.iter().filter(|s| at_full_rate(s)).count() as f32 / steps as f32;
+            // A key turn starts at full rate: the step before it does not turn hard.
+            let sudden = inputs
+                .windows(2)
+                .filter(|w| at_full_rate(&w[1]) && w[0].action.values[ai::TURN].abs() < 0.5)
+                .count();
+            (full, sudden)
+        };
+        let (share, sudden) = full(ExplorerConfig::default());
+        assert!(
+            share > 0.02 && sudden > 10,
+            "{:.1} % of steps at full rate, {sudden} sudden starts",
+            share * 100.0
+        );
+        let (eased, sudden) = full(ExplorerConfig {
+            key_turns: 0.0,
+            ..ExplorerConfig::default()
+        });
+        assert_eq!(sudden, 0, "no sudden turns without key turns");
+        assert!(eased < share, "{eased} against {share}");
     }
 
     #[test]

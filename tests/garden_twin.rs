@@ -43,8 +43,12 @@ fn psnr(a: &Frame, b: &Frame) -> f64 {
 /// deterministic.
 #[test]
 fn the_garden_twin_has_the_garden_layout_and_starts_from_the_given_picture() {
-    let model = default_model::load(&twin_dir(), &Device::Cpu)
-        .unwrap_or_else(|e| panic!("the shipped twin at {} must load: {e}", twin_dir().display()));
+    let model = default_model::load(&twin_dir(), &Device::Cpu).unwrap_or_else(|e| {
+        panic!(
+            "the shipped twin at {} must load: {e}",
+            twin_dir().display()
+        )
+    });
     let spec = model.spec().clone();
     assert_eq!((spec.width, spec.height, spec.fps), (128, 128, 20.0));
     let actions: Vec<&str> = spec.actions.iter().map(|a| a.name.as_str()).collect();

@@ -536,6 +536,7 @@ fn record_shards(
     let config = TrajectoryConfig {
         director_changes_per_minute: opts.director_changes_per_minute,
         random_start_controls: true,
+        ..TrajectoryConfig::default()
     };
     let limit = opts.stop_after_shards.unwrap_or(usize::MAX).min(todo.len());
     let todo = &todo[..limit];

@@ -135,7 +135,16 @@ pub(crate) fn request_snapshots(
             }
             (Some(mut run), true) => {
                 run.frames += 1;
-                if run.frames >= SNAPSHOT_MAX_FRAMES && !run.last.is_empty() {
+                if run.frames >= SNAPSHOT_MAX_FRAMES && run.last.is_empty() {
+                    error!(
+                        "bevy_nacre snapshot: no picture of camera {camera} came back from the \
+                         GPU in {SNAPSHOT_MAX_FRAMES} frames"
+                    );
+                    commands.entity(run.readback).despawn();
+                    commands
+                        .entity(camera)
+                        .remove::<(SnapshotRun, TakeSnapshot)>();
+                } else if run.frames >= SNAPSHOT_MAX_FRAMES {
                     warn!(
                         "bevy_nacre snapshot: the camera's picture did not settle in \
                          {SNAPSHOT_MAX_FRAMES} frames (something moves?); taking it as it is"
