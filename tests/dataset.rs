@@ -77,6 +77,7 @@ fn round_trip_and_streaming_read() {
     let config = TrajectoryConfig {
         director_changes_per_minute: opts.director_changes_per_minute,
         random_start_controls: true,
+        ..TrajectoryConfig::default()
     };
     let mut seen = 0;
     for (i, ep) in ds.episodes().enumerate() {
@@ -340,6 +341,7 @@ fn a_dataset_written_step_by_step_equals_datagens_and_resumes_after_an_interrupt
     let config = TrajectoryConfig {
         director_changes_per_minute: opts.director_changes_per_minute,
         random_start_controls: true,
+        ..TrajectoryConfig::default()
     };
     let episode = |e: u64| {
         record_episode(

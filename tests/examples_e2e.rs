@@ -568,8 +568,9 @@ fn psnr_between(img: &image::RgbImage, a: Region, b: Region) -> f32 {
 
 /// Issue 19's side-by-side: the shipped garden twin starts from a snapshot of the garden's own
 /// view (the two pictures agree before anyone moves), and when the player turns and walks both
-/// pictures change, much more than while waiting (the hybrid test's criterion), the twin towards
-/// what the garden shows rather than staying where it started.
+/// pictures change, much more than while waiting (the hybrid test's criterion). What the twin
+/// draws after a full-rate turn is not yet the garden's view (about 8 dB between the pictures;
+/// printed, not checked): see the twin's model card.
 #[test]
 fn twin_starts_from_the_garden_and_turns_with_it() {
     let run = run(

@@ -57,6 +57,7 @@ fn rollout(world: &ReferenceWorld, seed: u64, frames: usize) -> (Vec<Vec<u8>>, V
     let config = TrajectoryConfig {
         director_changes_per_minute: 30.0,
         random_start_controls: true,
+        ..TrajectoryConfig::default()
     };
     let mut t = Trajectory::new(seed, spec.default_controls(), config);
     let mut s = start(world, seed, t.start_controls());
