@@ -527,6 +527,17 @@ fn a_dataset_with_other_channels_is_refused_by_evaluation_and_fine_tuning_naming
     assert_eq!(report.measured, [Measure::Episodes]);
     assert!(report.teacher_forced_samples > 0 && report.teacher_forced_psnr_db.is_finite());
     assert!(report.director.is_empty());
+    // metrics.json leaves out what was not measured (no `"stable": false` for a rollout that
+    // never ran) and reads back.
+    let written = std::fs::read_to_string(tmp.join("eval-same/metrics.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&written).unwrap();
+    for absent in ["director", "scripted", "standing_still", "stability"] {
+        assert!(json.get(absent).is_none(), "{absent} in {written}");
+    }
+    assert!(json.get("teacher_forced_psnr_db").is_some());
+    let back: bevy_nacre::eval::EvalReport = serde_json::from_str(&written).unwrap();
+    assert_eq!(back.measured, [Measure::Episodes]);
+    assert!(!back.stability.stable && back.director.is_empty());
 
     // A game whose turn channel is called `yaw`: refused, naming both channels.
     let mut spec = source.manifest().model.clone();

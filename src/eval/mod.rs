@@ -202,28 +202,73 @@ pub struct EvalReport {
     /// Episodes used.
     pub episodes: usize,
     /// Mean teacher-forced next-frame PSNR (dB).
+    #[serde(default)]
     pub teacher_forced_psnr_db: f64,
     /// Frames measured teacher-forced.
+    #[serde(default)]
     pub teacher_forced_samples: usize,
     /// Autoregressive scores at horizons 1, 8, 32.
+    #[serde(default)]
     pub autoregressive: Vec<HorizonScore>,
     /// Action response.
+    #[serde(default)]
     pub action_response: ActionResponse,
     /// Director response.
+    #[serde(default)]
     pub director: Vec<DirectorCase>,
     /// Scripted turning and walking: realism, sharpness, colours, revisit (absent in reports
     /// written before it was measured).
     #[serde(default)]
     pub scripted: Scripted,
     /// Sound.
+    #[serde(default)]
     pub audio: AudioScore,
     /// Standing still (absent in reports written before it was measured).
     #[serde(default)]
     pub standing_still: StandingStill,
     /// Long-rollout stability.
+    #[serde(default)]
     pub stability: Stability,
     /// Wall time of the evaluation.
     pub seconds: f64,
+}
+
+impl EvalReport {
+    /// The report as `metrics.json` holds it: the fields of the measures not taken are left out
+    /// (they would read as zeros, and `"stable": false` for a rollout that never ran); reading
+    /// it back gives them their defaults again.
+    pub fn to_json(&self) -> String {
+        let mut value = serde_json::to_value(self).expect("the report serialises");
+        if let Some(fields) = value.as_object_mut() {
+            for measure in Measure::ALL {
+                if !self.measured.contains(&measure) {
+                    for key in measure.report_fields() {
+                        fields.remove(*key);
+                    }
+                }
+            }
+        }
+        serde_json::to_string_pretty(&value).expect("the report serialises")
+    }
+}
+
+impl Measure {
+    /// The [`EvalReport`] fields this measure fills.
+    fn report_fields(self) -> &'static [&'static str] {
+        match self {
+            Measure::Episodes => &[
+                "teacher_forced_psnr_db",
+                "teacher_forced_samples",
+                "autoregressive",
+                "action_response",
+                "audio",
+            ],
+            Measure::Director => &["director"],
+            Measure::Scripted => &["scripted"],
+            Measure::StandingStill => &["standing_still"],
+            Measure::Stability => &["stability"],
+        }
+    }
 }
 
 const HORIZONS: [usize; 3] = [1, 8, 32];
@@ -434,12 +479,7 @@ pub fn evaluate(
         (report.stability, gif_frames) = stability(model, opts)?;
     }
     report.seconds = started.elapsed().as_secs_f64();
-    write_atomic(
-        &out.join("metrics.json"),
-        serde_json::to_string_pretty(&report)
-            .expect("report serialises")
-            .as_bytes(),
-    )?;
+    write_atomic(&out.join("metrics.json"), report.to_json().as_bytes())?;
     save_sheet(&out.join("contact_sheet.png"), &sheet_rows)?;
     save_sheet(&out.join("scripted_sheet.png"), &scripted_rows)?;
     save_gif(&out.join("rollout.gif"), &gif_frames, spec.fps)?;

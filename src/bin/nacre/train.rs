@@ -137,10 +137,7 @@ pub fn run_eval(args: &EvalArgs) -> bevy_nacre::Result<()> {
         })
     })?;
     bar.finish_and_clear();
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&report).expect("serialises")
-    );
+    println!("{}", report.to_json());
     let skipped: Vec<_> = opts
         .measures
         .iter()
