@@ -7,8 +7,10 @@
 
 use std::path::Path;
 
+use bevy_nacre::action::Controls;
 use bevy_nacre::default_model;
 use bevy_nacre::frame::Frame;
+use bevy_nacre::spec::ModelSpec;
 use bevy_nacre::world_model::{Prompt, StepInput, WorldModel};
 use candle_core::Device;
 
@@ -24,6 +26,23 @@ fn start_frame() -> Frame {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .to_rgb8();
     Frame::from_rgb(img.width(), img.height(), img.as_raw())
+}
+
+/// The start picture, a prompt that starts from it with the controls it was captured with
+/// (12:02, fog 0.03), and the input of standing still under those controls.
+fn from_the_start_picture(spec: &ModelSpec) -> (Frame, Prompt, StepInput) {
+    let start = start_frame();
+    let controls = Controls::new(vec![12.04, 0.03]);
+    let prompt = Prompt {
+        seed: 1,
+        start_frames: vec![start.clone()],
+        controls: Some(controls.clone()),
+    };
+    let still = StepInput {
+        action: spec.neutral_action(),
+        controls,
+    };
+    (start, prompt, still)
 }
 
 /// PSNR (dB) of two RGBA frames over their colour channels.
@@ -59,16 +78,7 @@ fn the_garden_twin_has_the_garden_layout_and_starts_from_the_given_picture() {
     let controls: Vec<&str> = spec.controls.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(controls, ["time_of_day", "fog"]);
 
-    let start = start_frame();
-    let prompt = Prompt {
-        seed: 1,
-        start_frames: vec![start.clone()],
-        controls: Some(bevy_nacre::action::Controls::new(vec![12.04, 0.03])),
-    };
-    let still = StepInput {
-        action: spec.neutral_action(),
-        controls: prompt.controls.clone().unwrap(),
-    };
+    let (start, prompt, still) = from_the_start_picture(&spec);
     let mut session = model.start(&prompt).unwrap();
     let first = session.step(&still).unwrap().frame;
     let db = psnr(&first, &start);
@@ -85,16 +95,7 @@ fn the_garden_twin_has_the_garden_layout_and_starts_from_the_given_picture() {
 fn the_garden_twin_turns_with_the_player() {
     let model = default_model::load(&twin_dir(), &Device::Cpu).unwrap();
     let spec = model.spec().clone();
-    let start = start_frame();
-    let prompt = Prompt {
-        seed: 1,
-        start_frames: vec![start.clone()],
-        controls: Some(bevy_nacre::action::Controls::new(vec![12.04, 0.03])),
-    };
-    let still = StepInput {
-        action: spec.neutral_action(),
-        controls: prompt.controls.clone().unwrap(),
-    };
+    let (start, prompt, still) = from_the_start_picture(&spec);
     let mut turning = still.clone();
     turning.action.values[2] = 1.0;
     let mut idle = model.start(&prompt).unwrap();
