@@ -550,19 +550,19 @@ const TWIN_PICTURE: Region = Region {
     h: 500,
 };
 
-/// PSNR (dB) between two regions of the same size in one screenshot.
-fn psnr_between(img: &image::RgbImage, a: Region, b: Region) -> f32 {
+/// PSNR (dB) between region `ra` of `a` and region `rb` of `b` (the same size).
+fn psnr_of_regions(a: &image::RgbImage, ra: Region, b: &image::RgbImage, rb: Region) -> f32 {
     let mut sum = 0.0f64;
-    for y in 0..a.h {
-        for x in 0..a.w {
-            let p = img.get_pixel(a.x + x, a.y + y).0;
-            let q = img.get_pixel(b.x + x, b.y + y).0;
+    for y in 0..ra.h {
+        for x in 0..ra.w {
+            let p = a.get_pixel(ra.x + x, ra.y + y).0;
+            let q = b.get_pixel(rb.x + x, rb.y + y).0;
             sum += (0..3)
                 .map(|c| (p[c] as f64 - q[c] as f64).powi(2))
                 .sum::<f64>();
         }
     }
-    let mse = sum / (a.w * a.h * 3) as f64;
+    let mse = sum / (ra.w * ra.h * 3) as f64;
     (10.0 * (255.0f64 * 255.0 / mse.max(1e-10)).log10()) as f32
 }
 
@@ -599,8 +599,8 @@ fn twin_starts_from_the_garden_and_turns_with_it() {
     let turned = keep(&run, "shot-turned.png", "twin-turned.png");
     assert_not_blank(&turned, GARDEN_PICTURE, "the garden");
     assert_not_blank(&turned, TWIN_PICTURE, "the twin");
-    let start = psnr_between(&idle0, GARDEN_PICTURE, TWIN_PICTURE);
-    let followed = psnr_between(&turned, GARDEN_PICTURE, TWIN_PICTURE);
+    let start = psnr_of_regions(&idle0, GARDEN_PICTURE, &idle0, TWIN_PICTURE);
+    let followed = psnr_of_regions(&turned, GARDEN_PICTURE, &turned, TWIN_PICTURE);
     let stayed = psnr(&turned, &idle0, TWIN_PICTURE);
     eprintln!(
         "twin against garden: at the start {start:.1} dB, after turning {followed:.1} dB \
@@ -647,17 +647,7 @@ fn strs(v: &[String]) -> Vec<&str> {
 
 /// PSNR (dB) between two screenshots in a region.
 fn psnr(a: &image::RgbImage, b: &image::RgbImage, r: Region) -> f32 {
-    let mut sum = 0.0f64;
-    for y in r.y..r.y + r.h {
-        for x in r.x..r.x + r.w {
-            let (p, q) = (a.get_pixel(x, y).0, b.get_pixel(x, y).0);
-            sum += (0..3)
-                .map(|c| (p[c] as f64 - q[c] as f64).powi(2))
-                .sum::<f64>();
-        }
-    }
-    let mse = sum / (r.w * r.h * 3) as f64;
-    (10.0 * (255.0f64 * 255.0 / mse.max(1e-10)).log10()) as f32
+    psnr_of_regions(a, r, b, r)
 }
 
 /// Issue 18's place memory in the game: the player turns 180° right (40 model steps at full

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use bevy_nacre::action::Controls;
 use bevy_nacre::default_model;
+use bevy_nacre::eval::metrics::psnr;
 use bevy_nacre::frame::Frame;
 use bevy_nacre::spec::ModelSpec;
 use bevy_nacre::world_model::{Prompt, StepInput, WorldModel};
@@ -43,18 +44,6 @@ fn from_the_start_picture(spec: &ModelSpec) -> (Frame, Prompt, StepInput) {
         controls,
     };
     (start, prompt, still)
-}
-
-/// PSNR (dB) of two RGBA frames over their colour channels.
-fn psnr(a: &Frame, b: &Frame) -> f64 {
-    let (mut sum, mut n) = (0.0f64, 0usize);
-    for (p, q) in a.rgba.chunks_exact(4).zip(b.rgba.chunks_exact(4)) {
-        for c in 0..3 {
-            sum += (p[c] as f64 - q[c] as f64).powi(2);
-            n += 1;
-        }
-    }
-    10.0 * (255.0f64 * 255.0 / (sum / n as f64).max(1e-10)).log10()
 }
 
 /// The shipped twin has the garden's layout (the first-person actions, `time_of_day` and

@@ -42,8 +42,8 @@ use bevy::time::{TimeSystems, TimeUpdateStrategy};
 use bevy::transform::TransformSystems;
 
 use super::snapshot::{
-    self, SETTLE_SAME, SettledRenders, SnapshotTaken, count_settled_renders, frame_from_texture,
-    readable_target, settled_picture,
+    self, SettledRenders, SnapshotTaken, TakeSnapshot, count_settled_renders, frame_from_texture,
+    readable_target,
 };
 use super::{ActionState, NacreSystems, ViewControls};
 use crate::dataset::{CapturedStep, DatasetWriter, GeneratorInfo, episode_seed};
@@ -52,10 +52,10 @@ use crate::spec::ModelSpec;
 
 /// Frames a capture waits for its picture to come back from the GPU before it gives up.
 const MAX_FRAMES_WAITED: u32 = 600;
-/// Before its first step a capture holds the clock until no shader is compiling and the camera's
-/// picture is the same [`SETTLE_SAME`] frames in a row (the render target exists, nothing pops
-/// in)...
-/// ...or this many frames have passed (then it starts with a warning).
+/// Before its first step a capture holds the clock until a snapshot of its camera has settled
+/// ([`TakeSnapshot`]: no shader compiling, the picture the same three frames in a row, so the
+/// render target exists and nothing pops in)... or this many frames have passed (then it starts
+/// with a warning).
 const WARM_UP_MAX_FRAMES: u32 = 300;
 
 /// Records the camera it is on as a dataset; see the [module](self) documentation. The camera's
@@ -237,8 +237,8 @@ enum Phase {
     EpisodeStart,
     /// The game resets for the new episode in this frame; its first step comes next frame.
     Resetting,
-    /// Before the first step: the clock stands still until the picture settles.
-    WarmUp { frames: u32, same: u32 },
+    /// Before the first step: the clock stands still until the camera's snapshot settles.
+    WarmUp { frames: u32 },
     /// The clock advanced one frame; the step's input applies.
     Step,
     /// The step's frame is on its way back from the GPU; the clock stands still.
@@ -258,10 +258,8 @@ struct CaptureRun {
     steps: u64,
     /// The step waiting for its frame.
     pending: Option<PendingStep>,
-    /// Whether the picture has settled (see [`SETTLE_SAME`]).
+    /// Whether the picture has settled (see [`WARM_UP_MAX_FRAMES`]).
     warmed: bool,
-    /// The warm-up's readback entity and the last picture it brought.
-    warm_up: Option<(Entity, Vec<u8>)>,
 }
 
 /// What a step used, kept until its frame arrives.
@@ -270,12 +268,6 @@ struct PendingStep {
     controls: Vec<f32>,
     audio: Vec<f32>,
     pose: [f32; 5],
-}
-
-/// The warm-up's readback request (a picture every frame until the picture settles).
-#[derive(Component)]
-struct WarmUpReadback {
-    camera: Entity,
 }
 
 /// One readback request: the capture and the step it belongs to. Despawned when its first
@@ -381,7 +373,6 @@ fn start_captures(
                 steps: 0,
                 pending: None,
                 warmed: false,
-                warm_up: None,
             },
         ));
     }
@@ -458,7 +449,9 @@ fn record(
         &GlobalTransform,
     )>,
     mut finished: MessageWriter<CaptureFinished>,
+    mut snapshots: MessageReader<SnapshotTaken>,
 ) {
+    let settled: Vec<Entity> = snapshots.read().map(|s| s.camera).collect();
     for (camera, mut run, mut status, action, mut controls, mut audio, transform) in &mut runs {
         match run.phase {
             Phase::Step => {
@@ -495,65 +488,32 @@ fn record(
             }
             Phase::Resetting if run.warmed => run.phase = Phase::Step,
             Phase::Resetting => {
-                let readback = commands
-                    .spawn((
-                        WarmUpReadback { camera },
-                        Readback::texture(run.image.clone()),
-                    ))
-                    .id();
-                run.warm_up = Some((readback, Vec::new()));
-                run.phase = Phase::WarmUp { frames: 0, same: 0 };
+                commands.entity(camera).insert(TakeSnapshot);
+                run.phase = Phase::WarmUp { frames: 0 };
             }
-            Phase::WarmUp { frames, .. } if frames >= WARM_UP_MAX_FRAMES => {
+            Phase::WarmUp { .. } if settled.contains(&camera) => {
+                end_warm_up(&mut commands, camera, &mut run);
+            }
+            Phase::WarmUp { frames } if frames >= WARM_UP_MAX_FRAMES => {
                 warn!(
                     "bevy_nacre capture: the camera's picture did not settle in \
                      {WARM_UP_MAX_FRAMES} frames (something moves by the wall clock?); \
                      capturing anyway"
                 );
-                end_warm_up(&mut commands, &mut run);
+                end_warm_up(&mut commands, camera, &mut run);
             }
-            Phase::WarmUp { frames, same } => {
-                run.phase = Phase::WarmUp {
-                    frames: frames + 1,
-                    same,
-                }
-            }
+            Phase::WarmUp { frames } => run.phase = Phase::WarmUp { frames: frames + 1 },
             Phase::EpisodeStart | Phase::Done => {}
         }
     }
 }
 
 /// The warm-up is over: the first step comes next frame.
-fn end_warm_up(commands: &mut Commands, run: &mut CaptureRun) {
-    if let Some((readback, _)) = run.warm_up.take() {
-        commands.entity(readback).despawn();
-    }
+fn end_warm_up(commands: &mut Commands, camera: Entity, run: &mut CaptureRun) {
+    // Gone already when the snapshot settled; still reading back after a timeout.
+    commands.entity(camera).remove::<TakeSnapshot>();
     run.warmed = true;
     run.phase = Phase::Step;
-}
-
-/// Compares a warm-up picture with the one before; ends the warm-up once they stay the same
-/// while no shader compiles (`settled_renders` in a row, counted past the readback's latency).
-fn warm_up_picture(
-    commands: &mut Commands,
-    run: &mut CaptureRun,
-    picture: &[u8],
-    settled_renders: u32,
-) {
-    let Phase::WarmUp { frames, same } = run.phase else {
-        return;
-    };
-    let Some((_, last)) = run.warm_up.as_mut() else {
-        return;
-    };
-    // An untouched render target is all zeros (a rendered picture has opaque alpha).
-    let settled = settled_picture(last, picture, settled_renders);
-    let same = if settled { same + 1 } else { 0 };
-    *last = picture.to_vec();
-    run.phase = Phase::WarmUp { frames, same };
-    if same >= SETTLE_SAME {
-        end_warm_up(commands, run);
-    }
 }
 
 /// Writes a step once its frame is back from the GPU.
@@ -561,18 +521,9 @@ fn receive_frame(
     event: On<ReadbackComplete>,
     mut commands: Commands,
     readbacks: Query<&StepReadback>,
-    warm_ups: Query<&WarmUpReadback>,
     mut runs: Query<(&Capture, &mut CaptureRun, &mut CaptureStatus)>,
     mut finished: MessageWriter<CaptureFinished>,
-    settled: Res<SettledRenders>,
 ) {
-    if let Ok(warm_up) = warm_ups.get(event.entity) {
-        if let Ok((_, mut run, _)) = runs.get_mut(warm_up.camera) {
-            let settled_renders = settled.get();
-            warm_up_picture(&mut commands, &mut run, &event.data, settled_renders);
-        }
-        return;
-    }
     let Ok(readback) = readbacks.get(event.entity) else {
         return;
     };

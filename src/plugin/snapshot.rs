@@ -24,7 +24,7 @@ use crate::frame::Frame;
 
 /// A picture counts as settled when it is the same this many frames in a row while no shader
 /// compiles (captures wait for it before their first step too).
-pub(crate) const SETTLE_SAME: u32 = 3;
+const SETTLE_SAME: u32 = 3;
 /// Frames a snapshot waits for the picture to settle before it takes it as it is.
 pub const SNAPSHOT_MAX_FRAMES: u32 = 300;
 
@@ -53,7 +53,8 @@ pub fn readable_target(width: u32, height: u32) -> Image {
 /// then the message is sent and the component removed. Hold the scene still meanwhile (hold the
 /// clock with `TimeUpdateStrategy::ManualDuration(Duration::ZERO)`, say): a picture that keeps
 /// changing is taken as it is after [`SNAPSHOT_MAX_FRAMES`], with a warning. Needs
-/// [`CapturePlugin`](super::CapturePlugin).
+/// [`CapturePlugin`](super::CapturePlugin), whose captures take one of their camera before their
+/// first step (a game reading [`SnapshotTaken`] should look at its `camera`).
 #[derive(Component, Clone, Copy, Debug, Default)]
 pub struct TakeSnapshot;
 
@@ -88,7 +89,7 @@ pub(crate) struct SnapshotReadback {
 pub(crate) struct SettledRenders(pub(crate) Arc<AtomicU32>);
 
 impl SettledRenders {
-    pub(crate) fn get(&self) -> u32 {
+    fn get(&self) -> u32 {
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -105,7 +106,7 @@ pub(crate) fn count_settled_renders(cache: Res<PipelineCache>, settled: Res<Sett
 /// Whether `picture` continues a settled run: no shader compiled for a while (counted past the
 /// readback's latency), something was drawn (an untouched render target is all zeros; a
 /// rendered picture has opaque alpha), and it equals the picture before.
-pub(crate) fn settled_picture(last: &[u8], picture: &[u8], settled_renders: u32) -> bool {
+fn settled_picture(last: &[u8], picture: &[u8], settled_renders: u32) -> bool {
     settled_renders > 2 * SETTLE_SAME && picture.iter().any(|&b| b != 0) && last == picture
 }
 
