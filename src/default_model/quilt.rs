@@ -6,9 +6,13 @@
 //! When turning brings in world columns the [place memory](super::memory::PlaceMemory) does not
 //! hold, the next run of [`QuiltConfig::segment`] columns, from the edge outward, is copied from
 //! the same rows some distance back along the turn. Of a few candidate distances (drawn from a
-//! hash of the run's world position, so a saved session continues bit for bit), the one whose
-//! column before the copied run best matches the column before the new run wins, so the seam
-//! continues the horizon and the sky's colour. The copy is written into the memory, from where
+//! hash of the run's world position, so a saved session continues bit for bit), the one that
+//! best fits wins: its column before the copied run should match the column before the new run,
+//! so the seam continues the horizon and the sky's colour, and the copied run should have the
+//! coarse picture (the mean colour of each band of rows) that the network predicts there, its
+//! *guide*. The guide keeps the network in charge of light and layout: matching the seam alone
+//! prefers dark runs at night (black matches black best), and a view made of copies then sinks
+//! to black, run after run. The copy is written into the memory, from where
 //! the view recalls it as it turns, like anything seen: it stays put when the player turns back
 //! and is forgotten by walking.
 //!
@@ -69,15 +73,21 @@ impl QuiltConfig {
 /// Share of a column's view rows that must be remembered for it to serve as a seam or a source.
 const USABLE: f32 = 0.9;
 
+/// Rows per band of the guide's coarse picture: one token's height.
+const GUIDE_BAND: usize = 8;
+
 /// Fills the world columns of the view (`w`×`h`) that the memory does not hold, run by run from
 /// the remembered side (see the module docs). Columns with nothing remembered beside them, or
-/// with no usable place to copy from, are left for the network.
+/// with no usable place to copy from, are left for the network. `guide`: the network's
+/// prediction of the view, the linear decode of its latent (`3 × h × w`, channel-major, −1..1,
+/// at the memory's view position), which the copied runs should look like from afar.
 pub fn continue_view(
     memory: &mut PlaceMemory,
     cfg: &QuiltConfig,
     w: usize,
     h: usize,
     forget_after: f32,
+    guide: Option<&[f32]>,
 ) {
     let (vx, _) = memory.view();
     let columns: Vec<i64> = (vx..vx + w as i64).collect();
@@ -88,7 +98,7 @@ pub fn continue_view(
         for x in order {
             let share = |x| remembered_share(memory, x, h, forget_after);
             if share(x) < USABLE && share(x - direction) >= USABLE {
-                copy_run(memory, cfg, x, direction, h, forget_after);
+                copy_run(memory, cfg, x, direction, (w, h), forget_after, guide);
             }
         }
     }
@@ -110,11 +120,12 @@ fn copy_run(
     cfg: &QuiltConfig,
     start: i64,
     direction: i64,
-    h: usize,
+    (w, h): (usize, usize),
     forget_after: f32,
+    guide: Option<&[f32]>,
 ) {
     let seg = cfg.segment as i64;
-    let Some(shift) = best_shift(memory, cfg, start, direction, h, forget_after) else {
+    let Some(shift) = best_shift(memory, cfg, start, direction, (w, h), forget_after, guide) else {
         return;
     };
     // Only the view's rows: rows above and below it hold only what was really seen, so that
@@ -135,14 +146,17 @@ fn copy_run(
 
 /// Of the run's candidate distances whose source columns are usable, the one whose column
 /// before the source best matches the column before `start` (summed squared difference over
-/// the view's rows).
+/// the view's rows), plus, with a guide, how far the source's band means lie from the guide's
+/// over the run's columns in view (summed squared difference per pixel, per column: the same
+/// scale as the seam's one column).
 fn best_shift(
     memory: &PlaceMemory,
     cfg: &QuiltConfig,
     start: i64,
     direction: i64,
-    h: usize,
+    (w, h): (usize, usize),
     forget_after: f32,
+    guide: Option<&[f32]>,
 ) -> Option<i64> {
     let seg = cfg.segment as i64;
     let seam = start - direction;
@@ -197,11 +211,77 @@ fn best_shift(
                 .map(|(&a, b)| (a as i64 - b as i64).pow(2) as u64)
                 .sum::<u64>();
         }
+        if let Some(guide) = guide {
+            score += guide_distance(
+                memory,
+                cfg,
+                start,
+                direction,
+                shift,
+                (w, h),
+                forget_after,
+                guide,
+            );
+        }
         if best.is_none_or(|(s, _)| score < s) {
             best = Some((score, shift));
         }
     }
     best.map(|(_, shift)| shift)
+}
+
+/// How far the coarse picture of the run copied from `shift` back lies from the guide's, over
+/// the run's columns that are in view and not remembered: per band of [`GUIDE_BAND`] rows and
+/// colour channel, the squared difference of the two means times the band's pixels, summed and
+/// divided by the columns compared. 0 when no column of the run is in view.
+#[allow(clippy::too_many_arguments)]
+fn guide_distance(
+    memory: &PlaceMemory,
+    cfg: &QuiltConfig,
+    start: i64,
+    direction: i64,
+    shift: i64,
+    (w, h): (usize, usize),
+    forget_after: f32,
+    guide: &[f32],
+) -> u64 {
+    let (vx, vy) = memory.view();
+    let columns: Vec<i64> = (0..cfg.segment as i64)
+        .map(|i| start + direction * i)
+        .filter(|&x| (vx..vx + w as i64).contains(&x))
+        .collect();
+    if columns.is_empty() {
+        return 0;
+    }
+    let mut total = 0.0f64;
+    for band in (0..h).step_by(GUIDE_BAND) {
+        let mut sums = [[0.0f64; 3]; 2];
+        let mut n = 0.0f64;
+        for y in band..(band + GUIDE_BAND).min(h) {
+            let wy = vy + y as i64;
+            for &x in &columns {
+                if memory.remembered(x, wy, forget_after).is_some() {
+                    continue;
+                }
+                let Some(source) = memory.remembered(x - direction * shift, wy, forget_after)
+                else {
+                    continue;
+                };
+                let col = (x - vx) as usize;
+                for c in 0..3 {
+                    sums[0][c] += source[c] as f64;
+                    sums[1][c] += (guide[(c * h + y) * w + col] as f64 + 1.0) * 127.5;
+                }
+                n += 1.0;
+            }
+        }
+        if n > 0.0 {
+            total += (0..3)
+                .map(|c| (sums[0][c] / n - sums[1][c] / n).powi(2) * n)
+                .sum::<f64>();
+        }
+    }
+    (total / columns.len() as f64).round() as u64
 }
 
 #[cfg(test)]
@@ -272,7 +352,14 @@ mod tests {
             // The warp also lowers the view by a pixel now and then while turning, so the
             // columns already continued miss a row: that must not start runs of their own.
             m.advance((-5, -((i % 6 == 5) as i64)), 0.0, w, h);
-            continue_view(&mut m, &QuiltConfig::default(), w, h, cfg.forget_after);
+            continue_view(
+                &mut m,
+                &QuiltConfig::default(),
+                w,
+                h,
+                cfg.forget_after,
+                None,
+            );
         }
         let column = |x: i64| {
             m.remembered(x, 64, cfg.forget_after)
@@ -298,7 +385,7 @@ mod tests {
         let (mut m, cfg) = memory(w, h);
         // Turn right by 6 pixels: columns 16..22 are new.
         m.advance((-6, 0), 0.0, w, h);
-        continue_view(&mut m, &small(), w, h, cfg.forget_after);
+        continue_view(&mut m, &small(), w, h, cfg.forget_after, None);
         let (values, valid) = m.recall(w, h, cfg.forget_after);
         assert!(
             valid.iter().all(|&v| v == 1.0),
@@ -327,9 +414,9 @@ mod tests {
         let run = || {
             let (mut m, cfg) = memory(w, h);
             m.advance((-5, 0), 0.0, w, h);
-            continue_view(&mut m, &small(), w, h, cfg.forget_after);
+            continue_view(&mut m, &small(), w, h, cfg.forget_after, None);
             m.advance((3, 0), 0.0, w, h);
-            continue_view(&mut m, &small(), w, h, cfg.forget_after);
+            continue_view(&mut m, &small(), w, h, cfg.forget_after, None);
             m
         };
         let (a, b) = (run(), run());
@@ -343,6 +430,51 @@ mod tests {
         }
     }
 
+    /// Where the seam fits every candidate alike, the guide decides: a dark prediction brings
+    /// in a dark run of what was seen, and without a guide the nearest run (a bright one) wins.
+    #[test]
+    fn the_network_guide_picks_runs_of_its_brightness() {
+        let (w, h) = (16, 8);
+        let colour = |x: usize| if x < 8 { 40.0 } else { 200.0 };
+        let view: Vec<f32> = (0..3 * h * w)
+            .map(|i| colour(i % w) / 127.5 - 1.0)
+            .collect();
+        let cfg = MemoryConfig {
+            width: 96,
+            height: h,
+            forget_after: 0.3,
+            quilt: None,
+            turn_from_memory: false,
+        };
+        let quilt = QuiltConfig {
+            segment: 4,
+            min_shift: 8,
+            max_shift: 12,
+            candidates: 6,
+        };
+        let dark_guide = vec![40.0 / 127.5 - 1.0; 3 * h * w];
+        let new_colour = |guide: Option<&[f32]>| {
+            let mut m = PlaceMemory::new(&cfg, w, h);
+            m.write_view(&view, w, h);
+            // Turn right by 4 pixels: columns 16..20 are new.
+            m.advance((-4, 0), 0.0, w, h);
+            continue_view(&mut m, &quilt, w, h, cfg.forget_after, guide);
+            (16..20)
+                .map(|x| m.remembered(x, 4, cfg.forget_after).map(|p| p[0]))
+                .collect::<Vec<_>>()
+        };
+        let q = |c: f32| Some(quantised(c));
+        assert_eq!(new_colour(None), vec![q(200.0); 4]);
+        assert_eq!(new_colour(Some(&dark_guide)), vec![q(40.0); 4]);
+    }
+
+    /// The byte the memory stores for a colour of 0..255.
+    fn quantised(c: f32) -> u8 {
+        let mut m = PlaceMemory::new(&MemoryConfig::default(), 1, 1);
+        m.write_view(&[c / 127.5 - 1.0; 3], 1, 1);
+        m.remembered(0, 0, 1.0).unwrap()[0]
+    }
+
     #[test]
     fn with_nothing_far_enough_back_the_edge_is_left_to_the_network() {
         let (w, h) = (16, 4);
@@ -353,7 +485,7 @@ mod tests {
             max_shift: 60,
             ..small()
         };
-        continue_view(&mut m, &far, w, h, cfg.forget_after);
+        continue_view(&mut m, &far, w, h, cfg.forget_after, None);
         let (_, valid) = m.recall(w, h, cfg.forget_after);
         assert!(valid[..w].iter().skip(10).all(|&v| v == 0.0));
     }

@@ -1,6 +1,7 @@
 //! A step's texture transport and the place memory's part in it: planning the step's
-//! whole-pixel motion, moving each session's memory with it, recalling (or quilting, or
-//! outpainting) what comes into view, carrying the latent over, and writing the new view back.
+//! whole-pixel motion, moving each session's memory with it, recalling (or outpainting) what
+//! comes into view, quilting what it never held once the network has predicted the view,
+//! carrying the latent over, and writing the new view back.
 
 use candle_core::Tensor;
 
@@ -101,6 +102,47 @@ impl<'a> Transport<'a> {
 }
 
 impl Transport<'_> {
+    /// With [`MemoryConfig::quilt`], continues each turning session's memory beyond what it
+    /// holds by copying runs of what was seen, guided by `predicted`, the network's next latent
+    /// (see [`quilt`]), and recalls the views again. Walking changes what lies around the
+    /// player: what is new then stays the network's.
+    pub(super) fn quilt(
+        &mut self,
+        shared: &Shared,
+        sessions: &mut [&mut DefaultSession],
+        predicted: &Tensor,
+    ) -> Result<()> {
+        let Some(cfg) = &shared.generation.memory else {
+            return Ok(());
+        };
+        let Some(quilt_cfg) = &cfg.quilt else {
+            return Ok(());
+        };
+        let (w, h) = (shared.cfg.width, shared.cfg.height);
+        let zooms = self.step.log_zooms()?;
+        if zooms.iter().all(|&z| z >= MAX_TURN_LOG_ZOOM) {
+            return Ok(());
+        }
+        let guide: Vec<f32> = self
+            .warp
+            .decode_pixels(predicted)?
+            .flatten_all()?
+            .to_vec1()?;
+        for ((s, zoom), guide) in sessions
+            .iter_mut()
+            .zip(zooms)
+            .zip(guide.chunks_exact(3 * w * h))
+        {
+            if zoom >= MAX_TURN_LOG_ZOOM {
+                continue;
+            }
+            let memory = s.memory.as_mut().expect("made by `recall`");
+            quilt::continue_view(memory, quilt_cfg, w, h, cfg.forget_after, Some(guide));
+        }
+        self.remembered = Some(recall_views(shared, sessions, cfg)?);
+        Ok(())
+    }
+
     /// 1 for the sessions whose view this step draws from memory, `(batch, 1, 1, 1)`; `None`
     /// when there are none.
     fn held(&self, dev: &candle_core::Device) -> candle_core::Result<Option<Tensor>> {
@@ -130,7 +172,6 @@ fn recall(
 ) -> Result<(Tensor, Tensor)> {
     let (w, h) = (shared.cfg.width, shared.cfg.height);
     let (shifts, zooms) = (step.shifts()?, step.log_zooms()?);
-    let (mut values, mut valid) = (Vec::new(), Vec::new());
     for ((s, shift), zoom) in sessions.iter_mut().zip(shifts).zip(zooms) {
         let old_view = s
             .memory
@@ -142,14 +183,22 @@ fn recall(
             && zoom < MAX_OUTPAINT_LOG_ZOOM
         {
             draw_ahead(shared, outpainter, s, old_view, shift, cfg)?;
-        } else if let Some(quilt_cfg) = &cfg.quilt
-            && zoom < MAX_TURN_LOG_ZOOM
-        {
-            // Walking changes what lies around the player: what is new then is the network's.
-            let memory = s.memory.as_mut().expect("made above");
-            quilt::continue_view(memory, quilt_cfg, w, h, cfg.forget_after);
         }
-        let memory = s.memory.as_ref().expect("made above");
+    }
+    recall_views(shared, sessions, cfg)
+}
+
+/// What each session's place memory holds at its view: values `(batch, 3, H, W)` and 1 where
+/// valid `(batch, 1, H, W)`.
+fn recall_views(
+    shared: &Shared,
+    sessions: &[&mut DefaultSession],
+    cfg: &MemoryConfig,
+) -> Result<(Tensor, Tensor)> {
+    let (w, h) = (shared.cfg.width, shared.cfg.height);
+    let (mut values, mut valid) = (Vec::new(), Vec::new());
+    for s in sessions {
+        let memory = s.memory.as_ref().expect("a memory");
         let (v, m) = memory.recall(w, h, cfg.forget_after);
         values.extend(v);
         valid.extend(m);

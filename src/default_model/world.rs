@@ -391,7 +391,7 @@ fn step_sessions(
     let began = Instant::now();
     let (context_t, condition_t) = gather_inputs(shared, sessions, inputs)?;
     let prediction = shared.nets.dynamics.forward(&context_t, &condition_t)?;
-    let transport = Transport::plan(shared, sessions, &condition_t)?;
+    let mut transport = Transport::plan(shared, sessions, &condition_t)?;
     let next = match &shared.nets.sampler {
         Some(sampler) => {
             let only_new = match &transport {
@@ -404,6 +404,9 @@ fn step_sessions(
         }
         None => prediction.mean.clone(),
     };
+    if let Some(t) = &mut transport {
+        t.quilt(shared, sessions, &next)?;
+    }
     let next = match &transport {
         Some(t) => t.carry(&next, &last_latents(shared, sessions)?)?,
         None => next,

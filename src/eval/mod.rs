@@ -21,7 +21,9 @@
 //! - **stability**: frame statistics over a long rollout stay inside the reference's range (no
 //!   collapse to grey, to noise, to a frozen picture, or into a mosaic of blocks: the block-edge
 //!   ratio of [`metrics::block_edges`], since a patch-based model can keep brightness, contrast
-//!   and detail in range while its picture falls apart along the patch grid).
+//!   and detail in range while its picture falls apart along the patch grid), and no stretch of
+//!   more than [`MAX_OUTSIDE_RUN`] frames in a row leaves that range (a view that goes black for
+//!   seconds and then recovers barely moves the share of frames inside it).
 //!
 //! It also writes `contact_sheet.png` (reference rows above generated rows; the last pair is
 //! standing still, at frames 1 to 200), `scripted_sheet.png` (the scripted turning, walking and
@@ -170,6 +172,24 @@ pub struct Stability {
     /// Fraction of generated frames whose statistics lie inside the reference range (with a
     /// 25 % margin).
     pub inside_reference_range: f64,
+    /// The most frames in a row outside that range: a stretch of black or grey that the
+    /// player sees for seconds and that a high [`Self::inside_reference_range`] can hide.
+    #[serde(default)]
+    pub longest_outside_run: usize,
+}
+
+/// The most frames in a row a rollout may spend outside the reference's range of statistics
+/// before it counts as unstable: 5 s at 20 frames/s.
+pub const MAX_OUTSIDE_RUN: usize = 100;
+
+/// The length of the longest run of `true` in `flags`.
+fn longest_run(flags: impl IntoIterator<Item = bool>) -> usize {
+    let (mut best, mut run) = (0, 0);
+    for f in flags {
+        run = if f { run + 1 } else { 0 };
+        best = best.max(run);
+    }
+    best
 }
 
 /// The player stands still.
@@ -823,6 +843,13 @@ fn stability(
             inside_fraction * 100.0
         ));
     }
+    let longest_outside_run = longest_run(gen_stats.iter().map(|s| !inside(s)));
+    if longest_outside_run > MAX_OUTSIDE_RUN {
+        problems.push(format!(
+            "{longest_outside_run} frames in a row outside the reference range (at most \
+             {MAX_OUTSIDE_RUN})"
+        ));
+    }
     Ok((
         Stability {
             frames: opts.stability_frames,
@@ -831,6 +858,7 @@ fn stability(
             reference_range,
             generated_range,
             inside_reference_range: inside_fraction,
+            longest_outside_run,
         },
         gif,
     ))
@@ -896,4 +924,20 @@ fn save_gif(path: &Path, pairs: &[(Frame, Frame)], fps: f32) -> Result<()> {
         }
     }
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::longest_run;
+
+    #[test]
+    fn longest_run_counts_the_longest_stretch_in_a_row() {
+        assert_eq!(longest_run([]), 0);
+        assert_eq!(longest_run([false, false]), 0);
+        assert_eq!(
+            longest_run([true, true, false, true, true, true, false, true]),
+            3
+        );
+        assert_eq!(longest_run([false, true, true]), 2);
+    }
 }
