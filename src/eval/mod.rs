@@ -21,9 +21,11 @@
 //! - **stability**: frame statistics over a long rollout stay inside the reference's range (no
 //!   collapse to grey, to noise, to a frozen picture, or into a mosaic of blocks: the block-edge
 //!   ratio of [`metrics::block_edges`], since a patch-based model can keep brightness, contrast
-//!   and detail in range while its picture falls apart along the patch grid), and no stretch of
-//!   more than [`MAX_OUTSIDE_RUN`] frames in a row leaves that range (a view that goes black for
-//!   seconds and then recovers barely moves the share of frames inside it).
+//!   and detail in range while its picture falls apart along the patch grid), no stretch of
+//!   more than [`MAX_OUTSIDE_RUN`] frames in a row leaves that range, and the view does not go
+//!   black for more than [`MAX_DARK_RUN`] frames in a row (a view that goes black for seconds
+//!   and then recovers barely moves the share of frames inside the range); also reported, not
+//!   judged: the share of frames whose brightness follows the reference's at the same step.
 //!
 //! It also writes `contact_sheet.png` (reference rows above generated rows; the last pair is
 //! standing still, at frames 1 to 200), `scripted_sheet.png` (the scripted turning, walking and
@@ -172,15 +174,29 @@ pub struct Stability {
     /// Fraction of generated frames whose statistics lie inside the reference range (with a
     /// 25 % margin).
     pub inside_reference_range: f64,
-    /// The most frames in a row outside that range: a stretch of black or grey that the
-    /// player sees for seconds and that a high [`Self::inside_reference_range`] can hide.
+    /// The most frames in a row outside that range: a stretch that the player sees for
+    /// seconds and that a high [`Self::inside_reference_range`] can hide.
     #[serde(default)]
     pub longest_outside_run: usize,
+    /// The most frames in a row darker than half the reference's darkest frame. The range's
+    /// margin lets a black frame through (the reference's darkest night is within a quarter of
+    /// its range of black), so going black is counted on its own.
+    #[serde(default)]
+    pub longest_dark_run: usize,
+    /// Share of frames whose brightness lies within 1.5× of the reference frame's at the same
+    /// step (same world seed, player and director): whether the light follows the time of day
+    /// and the weather over a long session, not only the frames' spread.
+    #[serde(default)]
+    pub brightness_follows: f64,
 }
 
 /// The most frames in a row a rollout may spend outside the reference's range of statistics
 /// before it counts as unstable: 5 s at 20 frames/s.
 pub const MAX_OUTSIDE_RUN: usize = 100;
+
+/// The most frames in a row a rollout may be darker than half the reference's darkest frame
+/// before it counts as unstable: 1 s at 20 frames/s, a black screen any player notices.
+pub const MAX_DARK_RUN: usize = 20;
 
 /// The length of the longest run of `true` in `flags`.
 fn longest_run(flags: impl IntoIterator<Item = bool>) -> usize {
@@ -850,6 +866,23 @@ fn stability(
              {MAX_OUTSIDE_RUN})"
         ));
     }
+    let dark = reference_range[0].0 * 0.5;
+    let longest_dark_run = longest_run(gen_stats.iter().map(|s| s.brightness < dark));
+    if longest_dark_run > MAX_DARK_RUN {
+        problems.push(format!(
+            "went black: {longest_dark_run} frames in a row darker than half the reference's \
+             darkest frame (brightness {dark:.1} of 255; at most {MAX_DARK_RUN})"
+        ));
+    }
+    let brightness_follows = gen_stats
+        .iter()
+        .zip(&ref_stats)
+        .filter(|(g, r)| {
+            let ratio = (g.brightness + 1.0) / (r.brightness + 1.0);
+            (1.0 / 1.5..=1.5).contains(&ratio)
+        })
+        .count() as f64
+        / gen_stats.len().max(1) as f64;
     Ok((
         Stability {
             frames: opts.stability_frames,
@@ -859,6 +892,8 @@ fn stability(
             generated_range,
             inside_reference_range: inside_fraction,
             longest_outside_run,
+            longest_dark_run,
+            brightness_follows,
         },
         gif,
     ))
