@@ -303,14 +303,19 @@ mod tests {
         v
     }
 
-    fn memory(w: usize, h: usize) -> (PlaceMemory, MemoryConfig) {
-        let cfg = MemoryConfig {
+    /// A small memory's settings, `h` rows high.
+    fn small_memory(h: usize) -> MemoryConfig {
+        MemoryConfig {
             width: 96,
             height: h,
             forget_after: 0.3,
             quilt: None,
             turn_from_memory: false,
-        };
+        }
+    }
+
+    fn memory(w: usize, h: usize) -> (PlaceMemory, MemoryConfig) {
+        let cfg = small_memory(h);
         let mut m = PlaceMemory::new(&cfg, w, h);
         m.write_view(&striped_view(w, h), w, h);
         (m, cfg)
@@ -439,13 +444,7 @@ mod tests {
         let view: Vec<f32> = (0..3 * h * w)
             .map(|i| colour(i % w) / 127.5 - 1.0)
             .collect();
-        let cfg = MemoryConfig {
-            width: 96,
-            height: h,
-            forget_after: 0.3,
-            quilt: None,
-            turn_from_memory: false,
-        };
+        let cfg = small_memory(h);
         let quilt = QuiltConfig {
             segment: 4,
             min_shift: 8,
