@@ -29,7 +29,10 @@
 //!
 //! It also writes `contact_sheet.png` (reference rows above generated rows; the last pair is
 //! standing still, at frames 1 to 200), `scripted_sheet.png` (the scripted turning, walking and
-//! both, reference above generated) and `rollout.gif` (reference and generated side by side).
+//! both, reference above generated), `stability_sheet.png` (the long rollout, one frame pair
+//! every [`STABILITY_SHEET_PAIRS`]th of it, ten to a row: a collapse that recovers, or a
+//! picture that keeps its statistics but not the reference's light, shows there) and
+//! `rollout.gif` (reference and generated side by side).
 
 pub mod director;
 pub mod metrics;
@@ -456,7 +459,8 @@ impl SoundProbe {
 }
 
 /// Runs the measures `opts` asks for (all by default) and writes `metrics.json`,
-/// `contact_sheet.png`, `scripted_sheet.png` and `rollout.gif` into `out`.
+/// `contact_sheet.png`, `scripted_sheet.png`, `stability_sheet.png` and `rollout.gif` into
+/// `out`.
 pub fn evaluate(
     model: &dyn WorldModel,
     data: &Path,
@@ -509,15 +513,16 @@ pub fn evaluate(
         report.standing_still = still;
         sheet_rows.push(still_row);
     }
-    let mut gif_frames = Vec::new();
+    let (mut gif_frames, mut stability_rows) = (Vec::new(), Vec::new());
     if wants(Measure::Stability) {
         progress("stability rollout");
-        (report.stability, gif_frames) = stability(model, opts)?;
+        (report.stability, gif_frames, stability_rows) = stability(model, opts)?;
     }
     report.seconds = started.elapsed().as_secs_f64();
     write_atomic(&out.join("metrics.json"), report.to_json().as_bytes())?;
     save_sheet(&out.join("contact_sheet.png"), &sheet_rows)?;
     save_sheet(&out.join("scripted_sheet.png"), &scripted_rows)?;
+    save_sheet(&out.join("stability_sheet.png"), &stability_rows)?;
     save_gif(&out.join("rollout.gif"), &gif_frames, spec.fps)?;
     Ok(report)
 }
@@ -744,13 +749,17 @@ fn standing_still(model: &dyn WorldModel, seed: u64) -> Result<(StandingStill, S
     Ok((report, row))
 }
 
+/// Frame pairs of the long rollout in `stability_sheet.png`.
+pub const STABILITY_SHEET_PAIRS: usize = 50;
+
 /// Drives the model and the reference world with the same player-like trajectory for
 /// `stability_frames` frames and compares their frame statistics. Returns the first 200 frame
-/// pairs for the GIF.
+/// pairs for the GIF and [`STABILITY_SHEET_PAIRS`] pairs spread over the rollout, in rows of
+/// ten, for the sheet.
 fn stability(
     model: &dyn WorldModel,
     opts: &EvalOptions,
-) -> Result<(Stability, Vec<(Frame, Frame)>)> {
+) -> Result<(Stability, Vec<(Frame, Frame)>, Vec<SheetRow>)> {
     let spec = model.spec().clone();
     let k = spec.context_frames.max(1);
     let world = ReferenceWorld::new(spec.width, spec.height);
@@ -779,6 +788,8 @@ fn stability(
     let mut frozen_run = 0usize;
     let mut problems = Vec::new();
     let mut prev: Option<Frame> = None;
+    let every = (opts.stability_frames / STABILITY_SHEET_PAIRS).max(1);
+    let mut sheet: Vec<SheetRow> = Vec::new();
     for i in 0..opts.stability_frames {
         let input = trajectory.next(&mut reference);
         let r = reference.step_world(&input)?.frame;
@@ -801,6 +812,14 @@ fn stability(
             }
         }
         prev = Some(g.clone());
+        if i % every == 0 {
+            if sheet.last().is_none_or(|(row, _)| row.len() == 10) {
+                sheet.push((Vec::new(), Vec::new()));
+            }
+            let (rr, gr) = sheet.last_mut().expect("pushed above");
+            rr.push(r.clone());
+            gr.push(g.clone());
+        }
         if gif.len() < 200 {
             gif.push((r, g));
         }
@@ -896,6 +915,7 @@ fn stability(
             brightness_follows,
         },
         gif,
+        sheet,
     ))
 }
 
