@@ -752,14 +752,14 @@ fn standing_still(model: &dyn WorldModel, seed: u64) -> Result<(StandingStill, S
 /// Frame pairs of the long rollout in `stability_sheet.png`.
 pub const STABILITY_SHEET_PAIRS: usize = 50;
 
+/// What [`stability`] gives: the report, the first frame pairs for the GIF and the sheet's rows.
+type StabilityRun = (Stability, Vec<(Frame, Frame)>, Vec<SheetRow>);
+
 /// Drives the model and the reference world with the same player-like trajectory for
 /// `stability_frames` frames and compares their frame statistics. Returns the first 200 frame
 /// pairs for the GIF and [`STABILITY_SHEET_PAIRS`] pairs spread over the rollout, in rows of
 /// ten, for the sheet.
-fn stability(
-    model: &dyn WorldModel,
-    opts: &EvalOptions,
-) -> Result<(Stability, Vec<(Frame, Frame)>, Vec<SheetRow>)> {
+fn stability(model: &dyn WorldModel, opts: &EvalOptions) -> Result<StabilityRun> {
     let spec = model.spec().clone();
     let k = spec.context_frames.max(1);
     let world = ReferenceWorld::new(spec.width, spec.height);
