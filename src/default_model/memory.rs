@@ -66,7 +66,7 @@ impl Default for MemoryConfig {
 }
 
 /// Pixel values of the linear decode (about -1 to 1) to bytes and back.
-fn quantise(v: f32) -> u8 {
+pub(super) fn quantise(v: f32) -> u8 {
     ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8
 }
 

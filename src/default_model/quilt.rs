@@ -287,7 +287,7 @@ fn guide_distance(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::default_model::memory::MemoryConfig;
+    use crate::default_model::memory::{MemoryConfig, quantise};
 
     /// A view of `w`×`h` whose column `x` has the colour `x * 8` in every channel and row, as the
     /// linear decode's −1..1 planes.
@@ -462,16 +462,10 @@ mod tests {
                 .map(|x| m.remembered(x, 4, cfg.forget_after).map(|p| p[0]))
                 .collect::<Vec<_>>()
         };
-        let q = |c: f32| Some(quantised(c));
+        // The byte the memory stores for a colour of 0..255.
+        let q = |c: f32| Some(quantise(c / 127.5 - 1.0));
         assert_eq!(new_colour(None), vec![q(200.0); 4]);
         assert_eq!(new_colour(Some(&dark_guide)), vec![q(40.0); 4]);
-    }
-
-    /// The byte the memory stores for a colour of 0..255.
-    fn quantised(c: f32) -> u8 {
-        let mut m = PlaceMemory::new(&MemoryConfig::default(), 1, 1);
-        m.write_view(&[c / 127.5 - 1.0; 3], 1, 1);
-        m.remembered(0, 0, 1.0).unwrap()[0]
     }
 
     #[test]
