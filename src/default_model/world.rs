@@ -45,6 +45,8 @@ pub struct Shared {
     /// The device the networks live on.
     pub device: Device,
     spectrum: BandSpectrum,
+    /// The token-grid smoothing of [`GenerationConfig::coarse_from_network`], `(tokens, tokens)`.
+    pub(super) coarse_smoothing: Option<Tensor>,
 }
 
 /// The default world model.
@@ -87,6 +89,13 @@ impl DefaultModel {
             cfg.audio_subframes,
             cfg.audio_bands,
         );
+        let coarse_smoothing = generation
+            .coarse_from_network
+            .map(|sigma| {
+                let grid = (cfg.width / cfg.patch, cfg.height / cfg.patch);
+                super::transport::grid_smoothing(grid, sigma, &device)
+            })
+            .transpose()?;
         Ok(Self {
             shared: Arc::new(Shared {
                 cfg,
@@ -96,6 +105,7 @@ impl DefaultModel {
                 nets,
                 device,
                 spectrum,
+                coarse_smoothing,
             }),
             start_frames: None,
         })
@@ -408,7 +418,11 @@ fn step_sessions(
         t.quilt(shared, sessions, &next)?;
     }
     let next = match &transport {
-        Some(t) => t.carry(&next, &last_latents(shared, sessions)?)?,
+        Some(t) => t.carry(
+            &next,
+            &last_latents(shared, sessions)?,
+            shared.coarse_smoothing.as_ref(),
+        )?,
         None => next,
     };
     let video_began = Instant::now();

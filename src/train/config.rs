@@ -81,6 +81,12 @@ pub struct TrainConfig {
     /// window alike.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub director_share: f64,
+    /// Share of dynamics samples whose context frames are shown in a wrong light (a random
+    /// gain, tint and haze, the same on each context frame; see `train::light`) while the
+    /// targets stay the true frames, so the model learns to bring its light back to what the
+    /// controls and the scene say rather than copy its context's. 0 shows true context only.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub light_shift_share: f64,
     /// Start from this trained model's weights (a folder with `config.json` and
     /// `model.safetensors`, relative to where `nacre train` runs) instead of from scratch: for
     /// fine-tuning. Its config must build the same networks as `model`. The initialisations
@@ -150,6 +156,7 @@ impl TrainConfig {
             free_run: 0,
             still_share: 0.0,
             director_share: 0.0,
+            light_shift_share: 0.0,
             init_from: None,
             latent_weighting: 1.0,
             context_noise_max: None,
@@ -225,6 +232,12 @@ impl TrainConfig {
             return Err(Error::Other(format!(
                 "director_share {} is outside 0 to 1, or with still_share {} above 1",
                 self.director_share, self.still_share
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.light_shift_share) {
+            return Err(Error::Other(format!(
+                "light_shift_share {} is outside 0 to 1",
+                self.light_shift_share
             )));
         }
         if !(0.0..=1.0).contains(&self.still_share) {

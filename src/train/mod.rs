@@ -7,8 +7,9 @@
 //!    (given to the network as an input), and the loss is taken over `unroll` steps in which the
 //!    model's own predictions become its context: both keep long rollouts from drifting. It may
 //!    first run free on its own predictions ([`TrainConfig::free_run`]), and part of each batch
-//!    may come from standing still ([`TrainConfig::still_share`]). The latent loss weighs each
-//!    channel by its pixel cost ([`TrainConfig::latent_weighting`]);
+//!    may come from standing still ([`TrainConfig::still_share`]) or show its context in a wrong
+//!    light ([`TrainConfig::light_shift_share`]). The latent loss weighs each channel by its
+//!    pixel cost ([`TrainConfig::latent_weighting`]);
 //! 3. **decoder**: the decoder is fine-tuned to turn the dynamics' predicted latents (rather
 //!    than only encoded ones) into the true frames;
 //! 4. **outpainter** (when the model has one): it learns to draw the line of tokens beyond a
@@ -17,12 +18,13 @@
 //!
 //! The files: `config` (what to train), `init` (where it starts), `run` and `losses` (the
 //! steps), `checkpoint` (stop and `resume`), `log` and `plot` (the CSV log and loss curve),
-//! `data`, `motion` and `pca` (what is read from the dataset), `optim` (AdamW).
+//! `light` (the wrong light of `light_shift_share`), `data`, `motion` and `pca` (what is read from the dataset), `optim` (AdamW).
 
 pub(crate) mod checkpoint;
 pub(crate) mod config;
 pub(crate) mod data;
 pub(crate) mod init;
+pub(crate) mod light;
 pub(crate) mod log;
 pub(crate) mod losses;
 pub(crate) mod motion;

@@ -6,6 +6,7 @@ use candle_nn::VarMap;
 
 use super::config::TrainConfig;
 use super::data::TrainingData;
+use super::light::LightShift;
 use super::losses::{context_noise_levels, mse, weighted_mse};
 use crate::default_model::config::GenerationConfig;
 use crate::default_model::network::{DTYPE, Networks, Prediction};
@@ -138,6 +139,9 @@ impl Run<'_> {
                 self.latents_at(&rows)
             })
             .collect::<Result<_>>()?;
+        if grad && self.cfg.light_shift_share > 0.0 {
+            self.shift_light(&mut context, &starts)?;
+        }
         let sigma_t = Tensor::from_vec(sigma.to_vec(), (batch, 1, 1, 1), &self.device)?;
         let relative: Vec<f32> = sigma.iter().map(|s| s / m.train_noise_max).collect();
         let mut steps = Vec::with_capacity(unroll);
@@ -226,6 +230,42 @@ impl Run<'_> {
             parts.push(("sampler", sampler.to_scalar::<f32>()? as f64));
         }
         Ok((loss, parts))
+    }
+
+    /// Shows a random [`light_shift_share`](TrainConfig::light_shift_share) of the samples
+    /// their context frames (`context[j]` holds row `starts[i] + j` of sample `i`) in a wrong
+    /// light: the frames' pixels shifted by one [`LightShift`] per sample and encoded again.
+    fn shift_light(&mut self, context: &mut [Tensor], starts: &[usize]) -> Result<()> {
+        let share = self.cfg.light_shift_share as f32;
+        let mut shifted = Vec::new();
+        for i in 0..starts.len() {
+            if self.rng.uniform() < share {
+                shifted.push((i, LightShift::draw(&mut self.rng)));
+            }
+        }
+        if shifted.is_empty() {
+            return Ok(());
+        }
+        for (j, frames) in context.iter_mut().enumerate() {
+            let rows: Vec<usize> = shifted.iter().map(|(i, _)| starts[*i] + j).collect();
+            let pixels = self.data.pixels(&rows, &self.device)?;
+            let dims = pixels.dims().to_vec();
+            let mut values: Vec<f32> = pixels.flatten_all()?.to_vec1()?;
+            let per_frame = values.len() / rows.len();
+            for ((_, shift), frame) in shifted.iter().zip(values.chunks_exact_mut(per_frame)) {
+                shift.apply(frame);
+            }
+            let pixels = Tensor::from_vec(values, dims, &self.device)?;
+            let encoded = self.nets.encoder.forward(&pixels)?.detach();
+            let mut samples: Vec<Tensor> = (0..starts.len())
+                .map(|i| frames.narrow(0, i, 1))
+                .collect::<candle_core::Result<_>>()?;
+            for (n, (i, _)) in shifted.iter().enumerate() {
+                samples[*i] = encoded.narrow(0, n, 1)?;
+            }
+            *frames = Tensor::cat(&samples, 0)?;
+        }
+        Ok(())
     }
 
     /// The sampler's flow-matching loss for one step: its condition is detached, so the
