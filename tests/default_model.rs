@@ -223,9 +223,20 @@ fn fine_tuning_starts_from_a_trained_model() {
         hash.len() == 8 && hash.chars().all(|c| c.is_ascii_hexdigit()),
         "{version}"
     );
+    // Another config, which also shows context in a wrong light and keeps the motion head.
     cfg.still_share = 0.25;
+    cfg.light_shift_share = 0.5;
+    cfg.freeze_motion = true;
     let other_tuned = tmp.join("other-tuned");
     train_uninterrupted(&data, &cfg, &other_tuned, false).unwrap();
+    let frozen = weights(&other_tuned);
+    let motion = "dynamics.motion.weight";
+    assert!(!same(motion), "fine-tuning trains the motion head");
+    assert_eq!(values(&before[motion]), values(&frozen[motion]), "frozen");
+    assert_ne!(
+        values(&before["dynamics.out.weight"]),
+        values(&frozen["dynamics.out.weight"])
+    );
     let other_version = Config::load(&other_tuned.join("config.json"))
         .unwrap()
         .0

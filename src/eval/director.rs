@@ -9,6 +9,12 @@
 //! `Σ ⟨Δmodel, Δreference⟩ / Σ |Δreference|²` over the seeds. 1 is the reference's change, 0 none
 //! (or one at right angles to it), and a change the wrong way is negative. A switch counts as
 //! visible at a strength of at least 0.5.
+//!
+//! The reference world eases into a change (the time of day in about a second, the weather in
+//! three), so 15 frames show how fast a model follows as much as how far. The runs go on to
+//! [`SETTLED`] frames, and the **settled strength** is the same measure there: a model that
+//! changes faster than the reference scores above 1 at 15 frames and near 1 when settled; one
+//! that goes too far or the wrong way shows it in both.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +30,9 @@ pub const DIRECTOR_SEEDS: u64 = 4;
 pub const VISIBLE_STRENGTH: f64 = 0.5;
 /// Frames after the switch.
 const AFTER: usize = 15;
+/// Frames after the switch when the change counts as settled (5 s: the weather's easing is
+/// four fifths of the way).
+pub const SETTLED: usize = 100;
 /// Frames of walking before it.
 const BEFORE: usize = 12;
 
@@ -45,6 +54,15 @@ pub struct DirectorCase {
     pub generated_colour_change: [f32; 3],
     /// `strength` ≥ [`VISIBLE_STRENGTH`].
     pub visible_within_15_frames: bool,
+    /// The strength [`SETTLED`] frames after the switch.
+    #[serde(default)]
+    pub settled_strength: f64,
+    /// Reference brightness change [`SETTLED`] frames after the switch; mean over seeds.
+    #[serde(default)]
+    pub settled_reference_brightness_change: f32,
+    /// Generated brightness change, likewise.
+    #[serde(default)]
+    pub settled_generated_brightness_change: f32,
 }
 
 /// The four switches: name, control and value.
@@ -96,21 +114,26 @@ fn projection(reference: &[f64], generated: &[f64]) -> (f64, f64) {
 /// Continues a session from its saved bytes.
 type Restore<'a> = &'a dyn Fn(&[u8]) -> Result<Box<dyn Session>>;
 
-/// The last frames of a run with and without the switch: `(without, with)`.
+/// The frames of a run without and with the switch, `AFTER` and [`SETTLED`] frames after it:
+/// `[(without, with); 2]`.
 fn runs(
     mut session: Box<dyn Session>,
     restore: Restore,
     walk: &StepInput,
     switched: &StepInput,
-) -> Result<(Frame, Frame)> {
+) -> Result<[(Frame, Frame); 2]> {
     let saved = session.save()?;
     let mut other = restore(&saved)?;
-    let (mut plain, mut changed) = (None, None);
-    for _ in 0..AFTER {
-        plain = Some(session.step(walk)?.frame);
-        changed = Some(other.step(switched)?.frame);
+    let mut at = Vec::with_capacity(2);
+    for i in 1..=SETTLED {
+        let plain = session.step(walk)?.frame;
+        let changed = other.step(switched)?.frame;
+        if i == AFTER || i == SETTLED {
+            at.push((plain, changed));
+        }
     }
-    Ok((plain.expect("frames"), changed.expect("frames")))
+    let [early, settled]: [(Frame, Frame); 2] = at.try_into().expect("two frames");
+    Ok([early, settled])
 }
 
 /// Measures every switch the model's spec has a control for.
@@ -133,7 +156,9 @@ pub fn director_cases(model: &dyn WorldModel, seed: u64) -> Result<Vec<DirectorC
         let mut switched = walk.clone();
         switched.controls.values[ci] = value;
         let (mut dot, mut norm) = (0.0, 0.0);
+        let (mut settled_dot, mut settled_norm) = (0.0, 0.0);
         let (mut rb, mut gb) = (0.0f32, 0.0f32);
+        let (mut settled_rb, mut settled_gb) = (0.0f32, 0.0f32);
         let (mut rc, mut gc) = ([0.0f32; 3], [0.0f32; 3]);
         for s in 0..DIRECTOR_SEEDS {
             let mut reference = world.start_session(&Prompt {
@@ -153,11 +178,17 @@ pub fn director_cases(model: &dyn WorldModel, seed: u64) -> Result<Vec<DirectorC
             let restore_ref =
                 |b: &[u8]| -> Result<Box<dyn Session>> { Ok(Box::new(world.restore_session(b)?)) };
             let restore_gen = |b: &[u8]| model.restore(b);
-            let (r0, r1) = runs(Box::new(reference), &restore_ref, &walk, &switched)?;
-            let (g0, g1) = runs(generated, &restore_gen, &walk, &switched)?;
+            let [(r0, r1), (r0_late, r1_late)] =
+                runs(Box::new(reference), &restore_ref, &walk, &switched)?;
+            let [(g0, g1), (g0_late, g1_late)] = runs(generated, &restore_gen, &walk, &switched)?;
             let (d, n) = projection(&change(&r0, &r1), &change(&g0, &g1));
             dot += d;
             norm += n;
+            let (d, n) = projection(&change(&r0_late, &r1_late), &change(&g0_late, &g1_late));
+            settled_dot += d;
+            settled_norm += n;
+            settled_rb += FrameStats::of(&r1_late).brightness - FrameStats::of(&r0_late).brightness;
+            settled_gb += FrameStats::of(&g1_late).brightness - FrameStats::of(&g0_late).brightness;
             rb += FrameStats::of(&r1).brightness - FrameStats::of(&r0).brightness;
             gb += FrameStats::of(&g1).brightness - FrameStats::of(&g0).brightness;
             let (a, b, c, d) = (
@@ -181,6 +212,9 @@ pub fn director_cases(model: &dyn WorldModel, seed: u64) -> Result<Vec<DirectorC
             reference_colour_change: rc.map(|v| v / n),
             generated_colour_change: gc.map(|v| v / n),
             visible_within_15_frames: strength >= VISIBLE_STRENGTH,
+            settled_strength: settled_dot / settled_norm.max(1e-9),
+            settled_reference_brightness_change: settled_rb / n,
+            settled_generated_brightness_change: settled_gb / n,
         });
     }
     Ok(cases)

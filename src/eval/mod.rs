@@ -7,7 +7,7 @@
 //! - **action response**: whether the generated view moves the same way as the reference view
 //!   (sign of the horizontal shift while turning, zoom in or out while walking);
 //! - **director response**: how much of the reference world's change a switch of the time of day
-//!   or the weather makes within 15 frames ([`director`]);
+//!   or the weather makes within 15 frames, and once settled ([`director`]);
 //! - **moving realism and revisit**: scripted turning and walking from held-out starts, scored by
 //!   a calibrated Fréchet distance (0 = the reference world, 1 = the reference blurred), the
 //!   sharpness and colour-count ratios, and whether turning 180° and back brings the first view

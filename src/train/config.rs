@@ -87,6 +87,12 @@ pub struct TrainConfig {
     /// controls and the scene say rather than copy its context's. 0 shows true context only.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub light_shift_share: f64,
+    /// Keep the motion warp's head (`dynamics.motion.weight`, how far each action moves and
+    /// zooms the picture) as the model it fine-tunes has it. Fine-tuning on other aims can
+    /// otherwise teach a turn a little zoom, which brings new rows in at the top and bottom of
+    /// every turning frame and makes the place memory count a turn as walking.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub freeze_motion: bool,
     /// Start from this trained model's weights (a folder with `config.json` and
     /// `model.safetensors`, relative to where `nacre train` runs) instead of from scratch: for
     /// fine-tuning. Its config must build the same networks as `model`. The initialisations
@@ -157,6 +163,7 @@ impl TrainConfig {
             still_share: 0.0,
             director_share: 0.0,
             light_shift_share: 0.0,
+            freeze_motion: false,
             init_from: None,
             latent_weighting: 1.0,
             context_noise_max: None,
