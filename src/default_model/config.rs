@@ -138,15 +138,6 @@ pub struct GenerationConfig {
     /// remembers nothing beyond the context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryConfig>,
-    /// With texture transport, the carried channels still take the network's *coarse* change:
-    /// the difference between its prediction and what is carried, smoothed over the token grid
-    /// by a Gaussian of this width (in tokens), is added to them. Why: a change of light or
-    /// weather moves the colour of the whole view, which lives in the carried channels as much as
-    /// in the first; carried unchanged, night and sunset show only in brightness. The smoothing
-    /// keeps the fine detail carried (a prediction's faded detail averages out over a few
-    /// tokens). `None` carries the channels unchanged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub coarse_from_network: Option<f32>,
 }
 
 fn default_sampler_steps() -> usize {
@@ -171,7 +162,6 @@ impl Default for GenerationConfig {
             outpaint_passes: default_outpaint_passes(),
             outpaint_temperature: default_sampler_temperature(),
             memory: None,
-            coarse_from_network: None,
         }
     }
 }
@@ -420,18 +410,6 @@ impl Config {
                 ));
             }
         }
-        if let Some(sigma) = g.coarse_from_network {
-            if g.texture_transport_from.is_none() {
-                return bad(
-                    "coarse_from_network needs texture transport (texture_transport_from)".into(),
-                );
-            }
-            if !(sigma.is_finite() && sigma > 0.0) {
-                return bad(format!(
-                    "coarse_from_network {sigma} is not a width of more than 0 tokens"
-                ));
-            }
-        }
         if let Some(first) = g.texture_transport_from {
             if !self.motion_warp {
                 return bad(
@@ -553,18 +531,6 @@ mod tests {
         };
         assert!(refusal(transport(3), &no_warp).contains("motion_warp"));
         assert!(refusal(transport(8), &cfg).contains("no channel"));
-        let coarse = |first, sigma| GenerationConfig {
-            coarse_from_network: Some(sigma),
-            ..transport(first)
-        };
-        assert!(cfg.validate_generation(&coarse(3, 2.0)).is_ok());
-        assert!(refusal(coarse(3, 0.0), &cfg).contains("coarse_from_network"));
-        assert!(refusal(coarse(3, f32::NAN), &cfg).contains("coarse_from_network"));
-        let untransported = GenerationConfig {
-            coarse_from_network: Some(2.0),
-            ..GenerationConfig::default()
-        };
-        assert!(refusal(untransported, &cfg).contains("texture transport"));
     }
 
     #[test]

@@ -365,14 +365,10 @@ pub fn flops_per_frame(cfg: &Config, generation: &GenerationConfig) -> u64 {
     };
     let warp = if cfg.motion_warp { one_warp } else { 0 };
     // Texture transport warps the clean last latent once more.
-    let transport = match generation.texture_transport_from {
-        // The coarse change is one product of the token grid's smoothing with the carried
-        // channels.
-        Some(first) if generation.coarse_from_network.is_some() => {
-            one_warp + 2 * t * t * (c - first as u64)
-        }
-        Some(_) => one_warp,
-        None => 0,
+    let transport = if generation.texture_transport_from.is_some() {
+        one_warp
+    } else {
+        0
     };
     let inputs = cfg.context as u64 + u64::from(cfg.motion_warp);
     let dynamics = warp

@@ -77,25 +77,14 @@ impl<'a> Transport<'a> {
     /// The next latent: channels from `first` on carried over from `last` (what comes in from
     /// beyond the edge recalled from memory or else taken from `predicted`), the others from
     /// `predicted`, except in tokens mostly recalled from memory, which are carried whole (the
-    /// network, which has not seen what the memory holds, would draw them anew). With
-    /// `smoothing` ([`grid_smoothing`]), the carried channels also take the network's coarse
-    /// change ([`GenerationConfig::coarse_from_network`](super::config::GenerationConfig::coarse_from_network)).
-    pub(super) fn carry(
-        &self,
-        predicted: &Tensor,
-        last: &Tensor,
-        smoothing: Option<&Tensor>,
-    ) -> candle_core::Result<Tensor> {
+    /// network, which has not seen what the memory holds, would draw them anew).
+    pub(super) fn carry(&self, predicted: &Tensor, last: &Tensor) -> candle_core::Result<Tensor> {
         let c = predicted.dim(2)?;
         let remembered = self.remembered.as_ref().map(|(v, m)| (v, m));
         let held = self.held(last.device())?;
-        let mut carried =
+        let carried =
             self.warp
                 .transport(last, predicted, &self.step, remembered, held.as_ref())?;
-        if let Some(smoothing) = smoothing {
-            let coarse = smoothing.broadcast_matmul(&(predicted - &carried)?)?;
-            carried = (carried + coarse)?;
-        }
         let next = Tensor::cat(
             &[
                 &predicted.narrow(2, 0, self.first)?,
@@ -166,29 +155,6 @@ impl Transport<'_> {
             .to_dtype(DTYPE)
             .map(Some)
     }
-}
-
-/// A `(tokens, tokens)` matrix that smooths a row-major `grid` (width, height) of tokens with a
-/// Gaussian of `sigma` tokens, each row summing to 1 (near the edges it averages what lies
-/// inside).
-pub(super) fn grid_smoothing(
-    grid: (usize, usize),
-    sigma: f32,
-    dev: &candle_core::Device,
-) -> candle_core::Result<Tensor> {
-    let (w, h) = grid;
-    let n = w * h;
-    let mut m = vec![0f32; n * n];
-    for (i, row) in m.chunks_exact_mut(n).enumerate() {
-        let (xi, yi) = ((i % w) as f32, (i / w) as f32);
-        for (j, v) in row.iter_mut().enumerate() {
-            let (dx, dy) = ((j % w) as f32 - xi, (j / w) as f32 - yi);
-            *v = (-(dx * dx + dy * dy) / (2.0 * sigma * sigma)).exp();
-        }
-        let sum: f32 = row.iter().sum();
-        row.iter_mut().for_each(|v| *v /= sum);
-    }
-    Tensor::from_vec(m, (n, n), dev)?.to_dtype(DTYPE)
 }
 
 /// The most a step may walk (summed |log zoom|) and still count as turning for
@@ -358,40 +324,4 @@ pub(super) fn remember(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use candle_core::Device;
-
-    use super::*;
-
-    #[test]
-    fn grid_smoothing_keeps_what_is_even_and_averages_out_a_checkerboard() -> candle_core::Result<()>
-    {
-        let (w, h) = (8, 6);
-        let smoothing = grid_smoothing((w, h), 2.0, &Device::Cpu)?;
-        // Rows sum to 1, so an even field (a change of light over the whole view) passes whole.
-        let even = Tensor::full(0.7f32, (w * h, 1), &Device::Cpu)?;
-        let kept: Vec<f32> = smoothing.matmul(&even)?.flatten_all()?.to_vec1()?;
-        assert!(kept.iter().all(|v| (v - 0.7).abs() < 1e-5), "{kept:?}");
-        // Detail from token to token (what the carried channels keep) is mostly averaged out.
-        let checker: Vec<f32> = (0..w * h)
-            .map(|i| if (i % w + i / w) % 2 == 0 { 1.0 } else { -1.0 })
-            .collect();
-        let checker = Tensor::from_vec(checker, (w * h, 1), &Device::Cpu)?;
-        let left: Vec<f32> = smoothing.matmul(&checker)?.flatten_all()?.to_vec1()?;
-        let interior = (2..h - 2).flat_map(|y| (2..w - 2).map(move |x| y * w + x));
-        for i in interior {
-            assert!(left[i].abs() < 0.05, "token {i}: {}", left[i]);
-        }
-        // A change over half the view (a band of fog) keeps its sides.
-        let half: Vec<f32> = (0..w * h)
-            .map(|i| if i / w < h / 2 { 1.0 } else { 0.0 })
-            .collect();
-        let half = Tensor::from_vec(half, (w * h, 1), &Device::Cpu)?;
-        let kept: Vec<f32> = smoothing.matmul(&half)?.flatten_all()?.to_vec1()?;
-        assert!(kept[0] > 0.75 && kept[(h - 1) * w] < 0.25, "{kept:?}");
-        Ok(())
-    }
 }

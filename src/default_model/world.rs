@@ -45,8 +45,6 @@ pub struct Shared {
     /// The device the networks live on.
     pub device: Device,
     spectrum: BandSpectrum,
-    /// The token-grid smoothing of [`GenerationConfig::coarse_from_network`], `(tokens, tokens)`.
-    pub(super) coarse_smoothing: Option<Tensor>,
 }
 
 /// The default world model.
@@ -89,13 +87,6 @@ impl DefaultModel {
             cfg.audio_subframes,
             cfg.audio_bands,
         );
-        let coarse_smoothing = generation
-            .coarse_from_network
-            .map(|sigma| {
-                let grid = (cfg.width / cfg.patch, cfg.height / cfg.patch);
-                super::transport::grid_smoothing(grid, sigma, &device)
-            })
-            .transpose()?;
         Ok(Self {
             shared: Arc::new(Shared {
                 cfg,
@@ -105,7 +96,6 @@ impl DefaultModel {
                 nets,
                 device,
                 spectrum,
-                coarse_smoothing,
             }),
             start_frames: None,
         })
@@ -418,11 +408,7 @@ fn step_sessions(
         t.quilt(shared, sessions, &next)?;
     }
     let next = match &transport {
-        Some(t) => t.carry(
-            &next,
-            &last_latents(shared, sessions)?,
-            shared.coarse_smoothing.as_ref(),
-        )?,
+        Some(t) => t.carry(&next, &last_latents(shared, sessions)?)?,
         None => next,
     };
     let video_began = Instant::now();
