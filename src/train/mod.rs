@@ -18,7 +18,8 @@
 //!
 //! The files: `config` (what to train), `init` (where it starts), `run` and `losses` (the
 //! steps), `checkpoint` (stop and `resume`), `log` and `plot` (the CSV log and loss curve),
-//! `light` (the wrong light of `light_shift_share`), `data`, `motion` and `pca` (what is read from the dataset), `optim` (AdamW).
+//! `light` (the wrong light of `light_shift_share`), `data`, `motion` and `pca` (what is read
+//! from the dataset), `optim` (AdamW).
 
 pub(crate) mod checkpoint;
 pub(crate) mod config;
