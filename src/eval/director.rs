@@ -132,8 +132,32 @@ fn runs(
             at.push((plain, changed));
         }
     }
-    let [early, settled]: [(Frame, Frame); 2] = at.try_into().expect("two frames");
-    Ok([early, settled])
+    Ok(at.try_into().expect("two frames"))
+}
+
+/// A switch's change at one moment, summed over the seeds: the projection of the generated
+/// change on the reference's and the brightness changes.
+#[derive(Default)]
+struct Sums {
+    dot: f64,
+    norm: f64,
+    reference_brightness: f32,
+    generated_brightness: f32,
+}
+
+impl Sums {
+    /// Adds one seed's `(without, with)` frames of the reference world and of the model.
+    fn add(&mut self, (r0, r1): &(Frame, Frame), (g0, g1): &(Frame, Frame)) {
+        let (d, n) = projection(&change(r0, r1), &change(g0, g1));
+        self.dot += d;
+        self.norm += n;
+        self.reference_brightness += FrameStats::of(r1).brightness - FrameStats::of(r0).brightness;
+        self.generated_brightness += FrameStats::of(g1).brightness - FrameStats::of(g0).brightness;
+    }
+
+    fn strength(&self) -> f64 {
+        self.dot / self.norm.max(1e-9)
+    }
 }
 
 /// Measures every switch the model's spec has a control for.
@@ -155,10 +179,7 @@ pub fn director_cases(model: &dyn WorldModel, seed: u64) -> Result<Vec<DirectorC
         };
         let mut switched = walk.clone();
         switched.controls.values[ci] = value;
-        let (mut dot, mut norm) = (0.0, 0.0);
-        let (mut settled_dot, mut settled_norm) = (0.0, 0.0);
-        let (mut rb, mut gb) = (0.0f32, 0.0f32);
-        let (mut settled_rb, mut settled_gb) = (0.0f32, 0.0f32);
+        let (mut early, mut settled) = (Sums::default(), Sums::default());
         let (mut rc, mut gc) = ([0.0f32; 3], [0.0f32; 3]);
         for s in 0..DIRECTOR_SEEDS {
             let mut reference = world.start_session(&Prompt {
@@ -178,24 +199,18 @@ pub fn director_cases(model: &dyn WorldModel, seed: u64) -> Result<Vec<DirectorC
             let restore_ref =
                 |b: &[u8]| -> Result<Box<dyn Session>> { Ok(Box::new(world.restore_session(b)?)) };
             let restore_gen = |b: &[u8]| model.restore(b);
-            let [(r0, r1), (r0_late, r1_late)] =
+            let [reference_early, reference_late] =
                 runs(Box::new(reference), &restore_ref, &walk, &switched)?;
-            let [(g0, g1), (g0_late, g1_late)] = runs(generated, &restore_gen, &walk, &switched)?;
-            let (d, n) = projection(&change(&r0, &r1), &change(&g0, &g1));
-            dot += d;
-            norm += n;
-            let (d, n) = projection(&change(&r0_late, &r1_late), &change(&g0_late, &g1_late));
-            settled_dot += d;
-            settled_norm += n;
-            settled_rb += FrameStats::of(&r1_late).brightness - FrameStats::of(&r0_late).brightness;
-            settled_gb += FrameStats::of(&g1_late).brightness - FrameStats::of(&g0_late).brightness;
-            rb += FrameStats::of(&r1).brightness - FrameStats::of(&r0).brightness;
-            gb += FrameStats::of(&g1).brightness - FrameStats::of(&g0).brightness;
+            let [generated_early, generated_late] =
+                runs(generated, &restore_gen, &walk, &switched)?;
+            early.add(&reference_early, &generated_early);
+            settled.add(&reference_late, &generated_late);
+            let ((r0, r1), (g0, g1)) = (&reference_early, &generated_early);
             let (a, b, c, d) = (
-                mean_colour(&r0),
-                mean_colour(&r1),
-                mean_colour(&g0),
-                mean_colour(&g1),
+                mean_colour(r0),
+                mean_colour(r1),
+                mean_colour(g0),
+                mean_colour(g1),
             );
             for ch in 0..3 {
                 rc[ch] += b[ch] - a[ch];
@@ -203,18 +218,18 @@ pub fn director_cases(model: &dyn WorldModel, seed: u64) -> Result<Vec<DirectorC
             }
         }
         let n = DIRECTOR_SEEDS as f32;
-        let strength = dot / norm.max(1e-9);
+        let strength = early.strength();
         cases.push(DirectorCase {
             name: name.to_string(),
             strength,
-            reference_brightness_change: rb / n,
-            generated_brightness_change: gb / n,
+            reference_brightness_change: early.reference_brightness / n,
+            generated_brightness_change: early.generated_brightness / n,
             reference_colour_change: rc.map(|v| v / n),
             generated_colour_change: gc.map(|v| v / n),
             visible_within_15_frames: strength >= VISIBLE_STRENGTH,
-            settled_strength: settled_dot / settled_norm.max(1e-9),
-            settled_reference_brightness_change: settled_rb / n,
-            settled_generated_brightness_change: settled_gb / n,
+            settled_strength: settled.strength(),
+            settled_reference_brightness_change: settled.reference_brightness / n,
+            settled_generated_brightness_change: settled.generated_brightness / n,
         });
     }
     Ok(cases)

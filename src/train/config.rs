@@ -143,6 +143,9 @@ pub struct TrainConfig {
     pub log_every: u64,
 }
 
+/// The motion warp's head, which [`TrainConfig::freeze_motion`] keeps as it is.
+const MOTION_HEAD: &str = "dynamics.motion.weight";
+
 impl TrainConfig {
     /// A configuration that trains [`Config::tiny`] for a handful of steps (for tests).
     pub fn tiny() -> Self {
@@ -317,12 +320,13 @@ impl Stage {
         }
     }
 
-    /// Whether this stage trains variable `var` (`sampler_only`: see
-    /// [`TrainConfig::sampler_only`]).
-    pub(crate) fn trains(self, var: &str, sampler_only: bool) -> bool {
+    /// Whether this stage of a run of `cfg` trains variable `var` (see
+    /// [`TrainConfig::sampler_only`] and [`TrainConfig::freeze_motion`]).
+    pub(crate) fn trains(self, var: &str, cfg: &TrainConfig) -> bool {
         match self {
             Stage::Autoencoder => var.starts_with("encoder.") || var.starts_with("decoder."),
-            Stage::Dynamics if sampler_only => var.starts_with("sampler."),
+            Stage::Dynamics if cfg.sampler_only => var.starts_with("sampler."),
+            Stage::Dynamics if cfg.freeze_motion && var == MOTION_HEAD => false,
             Stage::Dynamics => {
                 var.starts_with("dynamics.")
                     || var.starts_with("audio.")

@@ -307,9 +307,6 @@ fn prepare_stage(run: &mut Run, stage: Stage, state: &TrainState) -> Result<()> 
     Ok(())
 }
 
-/// The motion warp's head, which [`TrainConfig::freeze_motion`] keeps as it is.
-const MOTION_HEAD: &str = "dynamics.motion.weight";
-
 /// An optimizer over the variables `stage` trains, continuing from a checkpoint's moments.
 fn optimizer_for(run: &Run, stage: Stage, saved: Option<HashMap<String, Tensor>>) -> Result<AdamW> {
     let vars: Vec<(String, Var)> = run
@@ -318,8 +315,7 @@ fn optimizer_for(run: &Run, stage: Stage, saved: Option<HashMap<String, Tensor>>
         .lock()
         .expect("varmap lock")
         .iter()
-        .filter(|(k, _)| stage.trains(k, run.cfg.sampler_only))
-        .filter(|(k, _)| !(run.cfg.freeze_motion && k.as_str() == MOTION_HEAD))
+        .filter(|(k, _)| stage.trains(k, run.cfg))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let mut opt = AdamW::new(
