@@ -146,6 +146,17 @@ pub struct ActionResponse {
     pub walking_agreement: f64,
     /// Walking steps measured.
     pub walking_cases: usize,
+    /// Fraction of walking steps where the zoom goes the way the reference camera truly moved
+    /// (in when its pose stepped forward, out when back). The image-based reference direction
+    /// above is an estimate that falling snow, rain streaks and the near-plane fade can turn
+    /// round; this one takes the reference's direction from the recorded pose instead, and
+    /// still estimates the model's zoom from its frames.
+    #[serde(default)]
+    pub walking_agreement_by_pose: f64,
+    /// Walking steps measured against the pose (the camera moved at least
+    /// [`POSE_STEP_MIN`] metres along its heading).
+    #[serde(default)]
+    pub walking_cases_by_pose: usize,
     /// Both together.
     pub agreement: f64,
 }
@@ -312,6 +323,18 @@ impl Measure {
 
 const HORIZONS: [usize; 3] = [1, 8, 32];
 
+/// The least distance (metres) the reference camera must move along its heading in one step for
+/// the step to count in [`ActionResponse::walking_agreement_by_pose`]; a walking step covers
+/// about 0.1 m, a player held by a slope or a tree much less.
+pub const POSE_STEP_MIN: f32 = 0.02;
+
+/// How far (metres) the camera moved along the heading it had before the step: positive
+/// forward. Poses are `x, y, z, yaw, pitch`, and a yaw of 0 looks along +z.
+fn forward_step(before: &[f32], after: &[f32]) -> f32 {
+    let (fx, fz) = (before[3].sin(), before[3].cos());
+    (after[0] - before[0]) * fx + (after[2] - before[2]) * fz
+}
+
 fn all_measures() -> Vec<Measure> {
     Measure::ALL.to_vec()
 }
@@ -321,6 +344,8 @@ struct EpisodeRows {
     frames: Vec<Frame>,
     inputs: Vec<StepInput>,
     audio: Vec<Vec<f32>>,
+    /// The camera after each step, `x, y, z, yaw, pitch`.
+    pose: Vec<[f32; 5]>,
 }
 
 fn load_episodes(ds: &Dataset, spec: &ModelSpec, limit: usize) -> Result<Vec<EpisodeRows>> {
@@ -381,6 +406,12 @@ fn load_episodes(ds: &Dataset, spec: &ModelSpec, limit: usize) -> Result<Vec<Epi
                 .chunks_exact(d.audio_samples.max(1))
                 .take(if d.audio_samples == 0 { 0 } else { n })
                 .map(|c| c.iter().map(|&s| s as f32 / 32768.0).collect())
+                .collect(),
+            pose: e
+                .pose
+                .chunks_exact(d.pose.max(1))
+                .filter(|p| p.len() >= 5)
+                .map(|p| [p[0], p[1], p[2], p[3], p[4]])
                 .collect(),
         });
     }
@@ -593,6 +624,7 @@ struct Rollouts {
     sums: [(f64, f64, usize); HORIZONS.len()],
     turning: (usize, usize),
     walking_steps: (usize, usize),
+    walking_by_pose: (usize, usize),
     walking: Vec<f32>,
     gen_low: Vec<f32>,
     ref_low: Vec<f32>,
@@ -665,6 +697,13 @@ impl Rollouts {
                 self.walking_steps.1 += 1;
                 self.walking_steps.0 += usize::from(r.signum() == g.signum());
             }
+            if let (Some(before), Some(after)) = (ep.pose.get(t - 1), ep.pose.get(t)) {
+                let moved = forward_step(before, after);
+                if moved.abs() >= POSE_STEP_MIN {
+                    self.walking_by_pose.1 += 1;
+                    self.walking_by_pose.0 += usize::from(moved.signum() == g.signum());
+                }
+            }
         }
         if let (Some(probe), Some(truth_audio)) = (sound, ep.audio.get(t)) {
             self.walking.push(is_walking(input));
@@ -693,11 +732,14 @@ impl Rollouts {
 
     fn response(&self) -> ActionResponse {
         let ((turn_ok, turns), (walk_ok, walks)) = (self.turning, self.walking_steps);
+        let (pose_ok, pose_walks) = self.walking_by_pose;
         ActionResponse {
             turning_agreement: turn_ok as f64 / turns.max(1) as f64,
             turning_cases: turns,
             walking_agreement: walk_ok as f64 / walks.max(1) as f64,
             walking_cases: walks,
+            walking_agreement_by_pose: pose_ok as f64 / pose_walks.max(1) as f64,
+            walking_cases_by_pose: pose_walks,
             agreement: (turn_ok + walk_ok) as f64 / (turns + walks).max(1) as f64,
         }
     }
@@ -984,6 +1026,21 @@ fn save_gif(path: &Path, pairs: &[(Frame, Frame)], fps: f32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::longest_run;
+
+    #[test]
+    fn forward_step_follows_the_heading() {
+        // Yaw 0 looks along +z; a quarter turn right looks along +x.
+        assert!(
+            (forward_step(&[0.0, 0.0, 0.0, 0.0, 0.0], &[0.0, 0.5, 0.1, 0.0, 0.0]) - 0.1).abs()
+                < 1e-6
+        );
+        let q = std::f32::consts::FRAC_PI_2;
+        assert!(
+            (forward_step(&[1.0, 0.0, 1.0, q, 0.0], &[0.9, 0.0, 1.0, q, 0.0]) + 0.1).abs() < 1e-6
+        );
+        // A sideways step is no step forward.
+        assert!(forward_step(&[0.0, 0.0, 0.0, 0.0, 0.0], &[0.3, 0.0, 0.0, 0.0, 0.0]).abs() < 1e-6);
+    }
 
     #[test]
     fn longest_run_counts_the_longest_stretch_in_a_row() {
