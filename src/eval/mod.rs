@@ -150,13 +150,19 @@ pub struct ActionResponse {
     /// (in when its pose stepped forward, out when back). The image-based reference direction
     /// above is an estimate that falling snow, rain streaks and the near-plane fade can turn
     /// round; this one takes the reference's direction from the recorded pose instead, and
-    /// still estimates the model's zoom from its frames.
+    /// still estimates the model's zoom from its frames. A step with no measurable zoom counts
+    /// as a miss here (above, a zoom of exactly 1 counts as zooming in).
     #[serde(default)]
     pub walking_agreement_by_pose: f64,
     /// Walking steps measured against the pose (the camera moved at least
     /// [`POSE_STEP_MIN`] metres along its heading).
     #[serde(default)]
     pub walking_cases_by_pose: usize,
+    /// The same count for the reference's own frames (their estimated zoom against their
+    /// pose): how often the zoom estimate itself gets a true step right, the ceiling of the
+    /// figure above.
+    #[serde(default)]
+    pub reference_walking_agreement_by_pose: f64,
     /// Both together.
     pub agreement: f64,
 }
@@ -625,6 +631,7 @@ struct Rollouts {
     turning: (usize, usize),
     walking_steps: (usize, usize),
     walking_by_pose: (usize, usize),
+    reference_walking_by_pose: usize,
     walking: Vec<f32>,
     gen_low: Vec<f32>,
     ref_low: Vec<f32>,
@@ -701,7 +708,8 @@ impl Rollouts {
                 let moved = forward_step(before, after);
                 if moved.abs() >= POSE_STEP_MIN {
                     self.walking_by_pose.1 += 1;
-                    self.walking_by_pose.0 += usize::from(moved.signum() == g.signum());
+                    self.walking_by_pose.0 += usize::from(moved * g > 0.0);
+                    self.reference_walking_by_pose += usize::from(moved * r > 0.0);
                 }
             }
         }
@@ -740,6 +748,8 @@ impl Rollouts {
             walking_cases: walks,
             walking_agreement_by_pose: pose_ok as f64 / pose_walks.max(1) as f64,
             walking_cases_by_pose: pose_walks,
+            reference_walking_agreement_by_pose: self.reference_walking_by_pose as f64
+                / pose_walks.max(1) as f64,
             agreement: (turn_ok + walk_ok) as f64 / (turns + walks).max(1) as f64,
         }
     }
