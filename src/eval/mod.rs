@@ -146,23 +146,21 @@ pub struct ActionResponse {
     pub walking_agreement: f64,
     /// Walking steps measured.
     pub walking_cases: usize,
-    /// Fraction of walking steps where the zoom goes the way the reference camera truly moved
-    /// (in when its pose stepped forward, out when back). The image-based reference direction
-    /// above is an estimate that falling snow, rain streaks and the near-plane fade can turn
-    /// round; this one takes the reference's direction from the recorded pose instead, and
-    /// still estimates the model's zoom from its frames. A step with no measurable zoom counts
-    /// as a miss here (above, a zoom of exactly 1 counts as zooming in).
+    /// The walking steps above again, with the reference's direction taken from its recorded
+    /// pose (in when the camera stepped forward, out when back) instead of estimated from its
+    /// frames; the model's zoom is estimated from its frames as above. Falling snow, rain
+    /// streaks and the near-plane fade can turn the image estimate round, and this says how
+    /// much of the figure above that costs. As above, a zoom of exactly 1 counts as zooming in.
     #[serde(default)]
     pub walking_agreement_by_pose: f64,
-    /// Walking steps measured against the pose (the camera moved at least
-    /// [`POSE_STEP_MIN`] metres along its heading).
+    /// Walking steps measured against the pose: those above whose camera moved at least
+    /// [`POSE_STEP_MIN`] metres along its heading.
     #[serde(default)]
     pub walking_cases_by_pose: usize,
-    /// The same count for the reference's own frames (their estimated zoom against their
-    /// pose): how often the zoom estimate itself gets a true step right, the ceiling of the
-    /// figure above.
+    /// Of those, the steps whose reference zoom estimate goes against the camera's recorded
+    /// motion: errors of the measurement, not of the model.
     #[serde(default)]
-    pub reference_walking_agreement_by_pose: f64,
+    pub reference_zoom_against_pose: usize,
     /// Both together.
     pub agreement: f64,
 }
@@ -631,7 +629,7 @@ struct Rollouts {
     turning: (usize, usize),
     walking_steps: (usize, usize),
     walking_by_pose: (usize, usize),
-    reference_walking_by_pose: usize,
+    reference_against_pose: usize,
     walking: Vec<f32>,
     gen_low: Vec<f32>,
     ref_low: Vec<f32>,
@@ -703,13 +701,14 @@ impl Rollouts {
             if r.abs() > 0.005 {
                 self.walking_steps.1 += 1;
                 self.walking_steps.0 += usize::from(r.signum() == g.signum());
-            }
-            if let (Some(before), Some(after)) = (ep.pose.get(t - 1), ep.pose.get(t)) {
-                let moved = forward_step(before, after);
+                let moved = match (ep.pose.get(t - 1), ep.pose.get(t)) {
+                    (Some(before), Some(after)) => forward_step(before, after),
+                    _ => 0.0,
+                };
                 if moved.abs() >= POSE_STEP_MIN {
                     self.walking_by_pose.1 += 1;
-                    self.walking_by_pose.0 += usize::from(moved * g > 0.0);
-                    self.reference_walking_by_pose += usize::from(moved * r > 0.0);
+                    self.walking_by_pose.0 += usize::from(moved.signum() == g.signum());
+                    self.reference_against_pose += usize::from(moved.signum() != r.signum());
                 }
             }
         }
@@ -748,8 +747,7 @@ impl Rollouts {
             walking_cases: walks,
             walking_agreement_by_pose: pose_ok as f64 / pose_walks.max(1) as f64,
             walking_cases_by_pose: pose_walks,
-            reference_walking_agreement_by_pose: self.reference_walking_by_pose as f64
-                / pose_walks.max(1) as f64,
+            reference_zoom_against_pose: self.reference_against_pose,
             agreement: (turn_ok + walk_ok) as f64 / (turns + walks).max(1) as f64,
         }
     }
