@@ -184,7 +184,7 @@ fn export_replays_a_recording_bit_for_bit_and_its_check_needs_frames_to_compare(
     assert!(output.status.success(), "without --check it exports");
 }
 
-/// The shipped default model (with its place memory and quilting) replays a recording of
+/// The shipped default model (with its place memory, turning drawn from it) replays a recording of
 /// itself bit for bit through `nacre export`.
 #[test]
 fn export_replays_a_recording_of_the_default_model_bit_for_bit() {
