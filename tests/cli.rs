@@ -184,8 +184,8 @@ fn export_replays_a_recording_bit_for_bit_and_its_check_needs_frames_to_compare(
     assert!(output.status.success(), "without --check it exports");
 }
 
-/// The shipped default model (with its place memory, turning drawn from it) replays a recording of
-/// itself bit for bit through `nacre export`.
+/// The shipped default model (with its place memory, turns drawn from it) replays a recording
+/// of itself bit for bit through `nacre export`.
 #[test]
 fn export_replays_a_recording_of_the_default_model_bit_for_bit() {
     let tmp = TempDir::new("cli-test", "export-default");

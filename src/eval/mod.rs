@@ -1033,7 +1033,7 @@ fn save_gif(path: &Path, pairs: &[(Frame, Frame)], fps: f32) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::longest_run;
+    use super::{forward_step, longest_run};
 
     #[test]
     fn forward_step_follows_the_heading() {
