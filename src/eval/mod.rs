@@ -334,7 +334,7 @@ pub const POSE_STEP_MIN: f32 = 0.02;
 
 /// How far (metres) the camera moved along the heading it had before the step: positive
 /// forward. Poses are `x, y, z, yaw, pitch`, and a yaw of 0 looks along +z.
-fn forward_step(before: &[f32], after: &[f32]) -> f32 {
+fn forward_step(before: &[f32; 5], after: &[f32; 5]) -> f32 {
     let (fx, fz) = (before[3].sin(), before[3].cos());
     (after[0] - before[0]) * fx + (after[2] - before[2]) * fz
 }
@@ -414,8 +414,7 @@ fn load_episodes(ds: &Dataset, spec: &ModelSpec, limit: usize) -> Result<Vec<Epi
             pose: e
                 .pose
                 .chunks_exact(d.pose.max(1))
-                .filter(|p| p.len() >= 5)
-                .map(|p| [p[0], p[1], p[2], p[3], p[4]])
+                .filter_map(|p| p.first_chunk().copied())
                 .collect(),
         });
     }
