@@ -66,6 +66,21 @@ fn first_and_last_loss(log: &Path, stage: &str) -> (f64, f64) {
     (mean(&losses[..5]), mean(&losses[losses.len() - 5..]))
 }
 
+/// The values of loss part `part` (`name=value` in the log's `parts` column) over `stage`.
+fn logged_part(log: &Path, stage: &str, part: &str) -> Vec<f64> {
+    let text = std::fs::read_to_string(log).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f[1] == stage)
+        .filter_map(|f| {
+            f[4].split(';')
+                .find_map(|p| p.strip_prefix(part)?.strip_prefix('='))
+                .map(|v| v.parse().unwrap())
+        })
+        .collect()
+}
+
 #[test]
 fn tiny_model_trains_saves_loads_and_rolls_out() {
     let tmp = tempdir("train");
@@ -242,6 +257,27 @@ fn fine_tuning_starts_from_a_trained_model() {
         .0
         .version;
     assert!(other_version.starts_with(&prefix) && other_version != version);
+
+    // Held to the base model's prediction on the samples in their true light: the run logs
+    // how far it moved from it, which starts at 0 (the student starts as the teacher).
+    cfg.distill_weight = 1.0;
+    let distilled = tmp.join("distilled");
+    train_uninterrupted(&data, &cfg, &distilled, false).unwrap();
+    let distill = logged_part(&distilled.join(LOG_FILE), "dynamics", "distill");
+    assert_eq!(distill.len(), cfg.dynamics.steps as usize, "{distill:?}");
+    assert!(
+        distill[0] < 1e-9,
+        "the first step predicts as the base: {distill:?}"
+    );
+    assert!(distill.iter().all(|d| d.is_finite() && *d >= 0.0));
+    assert!(distill.iter().any(|d| *d > 0.0), "it moves: {distill:?}");
+    // Without a model to be held to, it is refused.
+    let mut orphan = TrainConfig::tiny();
+    orphan.distill_weight = 1.0;
+    let err = train_uninterrupted(&data, &orphan, &tmp.join("orphan"), false)
+        .expect_err("no teacher")
+        .to_string();
+    assert!(err.contains("init_from"), "{err}");
 
     // A base model that builds other networks is refused, naming the file.
     let mut other = TrainConfig::tiny();

@@ -93,6 +93,14 @@ pub struct TrainConfig {
     /// every turning frame and makes the place memory count a turn as walking.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub freeze_motion: bool,
+    /// Weight of a loss that keeps the dynamics' prediction, on the samples whose context is
+    /// shown in its true light, where the model named by `init_from` (the teacher, kept
+    /// frozen) puts it for the same input. Light-shift fine-tuning alone makes the model trust
+    /// its context less everywhere and costs next-frame accuracy; this holds the plain
+    /// prediction while the shifted samples teach the light. 0 (the default) turns it off;
+    /// above 0 it needs `init_from`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub distill_weight: f64,
     /// Start from this trained model's weights (a folder with `config.json` and
     /// `model.safetensors`, relative to where `nacre train` runs) instead of from scratch: for
     /// fine-tuning. Its config must build the same networks as `model`. The initialisations
@@ -167,6 +175,7 @@ impl TrainConfig {
             director_share: 0.0,
             light_shift_share: 0.0,
             freeze_motion: false,
+            distill_weight: 0.0,
             init_from: None,
             latent_weighting: 1.0,
             context_noise_max: None,
@@ -249,6 +258,19 @@ impl TrainConfig {
                 "light_shift_share {} is outside 0 to 1",
                 self.light_shift_share
             )));
+        }
+        if !(self.distill_weight.is_finite() && self.distill_weight >= 0.0) {
+            return Err(Error::Other(format!(
+                "distill_weight {} is not a number of 0 or more",
+                self.distill_weight
+            )));
+        }
+        if self.distill_weight > 0.0 && self.init_from.is_none() {
+            return Err(Error::Other(
+                "distill_weight keeps the prediction of the model fine-tuned from, but the \
+                 config has no `init_from`"
+                    .into(),
+            ));
         }
         if !(0.0..=1.0).contains(&self.still_share) {
             return Err(Error::Other(format!(

@@ -42,6 +42,23 @@ pub(crate) fn weighted_mse(
     (a - b)?.sqr()?.broadcast_mul(weights)?.mean_all()
 }
 
+/// [`weighted_mse`] over the samples whose `mask` `(B, 1, 1)` is 1 only: their mean of
+/// `weights · (a − b)²`; 0 when no sample is masked in.
+pub(crate) fn masked_weighted_mse(
+    a: &Tensor,
+    b: &Tensor,
+    weights: &Tensor,
+    mask: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let per_sample = (a - b)?
+        .sqr()?
+        .broadcast_mul(weights)?
+        .mean_keepdim(2)?
+        .mean_keepdim(1)?;
+    let count = mask.sum_all()?.to_scalar::<f32>()?;
+    (per_sample * mask)?.sum_all()? / f64::from(count.max(1.0))
+}
+
 /// The context-noise level of each dynamics sample: a quarter exactly at the level used when
 /// generating (`generating`), the rest uniform up to `train_noise_max` (or the lower
 /// `context_noise_max`).
@@ -66,7 +83,7 @@ pub(crate) fn context_noise_levels(
 
 #[cfg(test)]
 mod tests {
-    use candle_core::Device;
+    use candle_core::{DType, Device};
 
     use super::*;
 
@@ -97,6 +114,26 @@ mod tests {
             (pixel / latent - 10.0 / 3.0).abs() < 1e-5,
             "{pixel} / {latent}"
         );
+        Ok(())
+    }
+
+    /// Only the masked-in samples count, each by its own mean, and a mask of none gives 0.
+    #[test]
+    fn masked_loss_averages_the_masked_in_samples() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::new(&[[[2f32, 0.0]]], &dev)?;
+        // Three samples of one token and two channels; only channel 0 counts (weight 2).
+        let a = Tensor::new(&[[[1f32, 5.0]], [[3.0, 5.0]], [[0.0, 9.0]]], &dev)?;
+        let b = Tensor::zeros((3, 1, 2), DType::F32, &dev)?;
+        let mask = |m: [f32; 3]| Tensor::new(&m, &dev)?.reshape((3, 1, 1));
+        let loss = |m| -> candle_core::Result<f32> {
+            masked_weighted_mse(&a, &b, &w, &mask(m)?)?.to_scalar::<f32>()
+        };
+        // Per sample: 2·1²/2 = 1, 2·3²/2 = 9, 0.
+        assert_eq!(loss([1.0, 1.0, 1.0])?, 10.0 / 3.0);
+        assert_eq!(loss([1.0, 1.0, 0.0])?, 5.0);
+        assert_eq!(loss([0.0, 1.0, 0.0])?, 9.0);
+        assert_eq!(loss([0.0, 0.0, 0.0])?, 0.0);
         Ok(())
     }
 

@@ -157,6 +157,7 @@ fn train_in_pool(
         initialise(cfg, &varmap, &data, &device)?;
         (TrainState::new(), None)
     };
+    let teacher = teacher_for(cfg, &device)?;
     let mut run = Run {
         cfg,
         generation,
@@ -168,6 +169,7 @@ fn train_in_pool(
         channel_weights: None,
         rng: Gaussian::new(cfg.seed),
         switches: None,
+        teacher,
     };
     let done_before: u64 = Stage::ALL
         .iter()
@@ -219,6 +221,18 @@ fn train_in_pool(
     log::plot_curves(out, &log.curves)?;
     write_model(out, user_cfg, cfg, &run)?;
     Ok(Outcome::Finished)
+}
+
+/// The frozen model that [`TrainConfig::distill_weight`] holds the fine-tuned dynamics to: the
+/// `init_from` model, in networks of its own that no optimizer sees.
+fn teacher_for(cfg: &TrainConfig, device: &Device) -> Result<Option<Networks>> {
+    let Some(dir) = cfg.init_from.as_ref().filter(|_| cfg.distill_weight > 0.0) else {
+        return Ok(None);
+    };
+    let varmap = VarMap::new();
+    let nets = Networks::new(&cfg.model, VarBuilder::from_varmap(&varmap, DTYPE, device))?;
+    init::start_from_trained(&varmap, dir, &cfg.model, cfg.seed)?;
+    Ok(Some(nets))
 }
 
 /// `cfg` with the data's action and control layout as the model's `spec`: the networks'
@@ -422,11 +436,21 @@ struct LogLine<'a> {
     samples_per_s: f64,
 }
 
+/// A loss part for the log: five decimals, or three significant digits when smaller than that
+/// shows (a distillation loss starts near 0).
+fn part_value(v: f64) -> String {
+    if v == 0.0 || v.abs() >= 1e-3 {
+        format!("{v:.5}")
+    } else {
+        format!("{v:.3e}")
+    }
+}
+
 fn write_log_line(out: &Path, log: &mut Log, clock: &Clock, line: &LogLine) -> Result<()> {
     let parts = line
         .parts
         .iter()
-        .map(|(n, v)| format!("{n}={v:.5}"))
+        .map(|(n, v)| format!("{n}={}", part_value(*v)))
         .collect::<Vec<_>>()
         .join(";");
     writeln!(

@@ -7,7 +7,7 @@ use candle_nn::VarMap;
 use super::config::TrainConfig;
 use super::data::TrainingData;
 use super::light::LightShift;
-use super::losses::{context_noise_levels, mse, weighted_mse};
+use super::losses::{context_noise_levels, masked_weighted_mse, mse, weighted_mse};
 use crate::default_model::config::GenerationConfig;
 use crate::default_model::network::{DTYPE, Networks, Prediction};
 use crate::default_model::outpaint::{Side, window};
@@ -25,6 +25,8 @@ pub(crate) struct RolloutStep {
     audio: Tensor,
     /// Everything the dynamics computed.
     prediction: Prediction,
+    /// The teacher's mean for the same input (see [`TrainConfig::distill_weight`]), detached.
+    teacher: Option<Tensor>,
 }
 
 /// A training run in progress: the data, the networks being trained and the random stream of
@@ -44,6 +46,8 @@ pub(crate) struct Run<'a> {
     pub(crate) rng: Gaussian,
     /// Rows where a director control changes, listed when first needed.
     pub(crate) switches: Option<Vec<usize>>,
+    /// The frozen model fine-tuned from, when [`TrainConfig::distill_weight`] is above 0.
+    pub(crate) teacher: Option<Networks>,
 }
 
 impl Run<'_> {
@@ -99,7 +103,14 @@ impl Run<'_> {
     /// then `unroll` steps. Steps without gradients continue from the model's output as it
     /// generates (the mean plus a sample of the sampler, when it has one); steps with gradients
     /// from the mean, through which the latent loss of later steps reaches earlier ones.
-    fn rollout(&mut self, batch: usize, sigma: &[f32], grad: bool) -> Result<Vec<RolloutStep>> {
+    ///
+    /// Also returns, per sample, whether its context was shown in a wrong light.
+    fn rollout(
+        &mut self,
+        batch: usize,
+        sigma: &[f32],
+        grad: bool,
+    ) -> Result<(Vec<RolloutStep>, Vec<bool>)> {
         let m = &self.cfg.model;
         let (k, unroll) = (m.context, self.cfg.unroll.max(1));
         let free = if self.cfg.free_run > 0 {
@@ -139,9 +150,11 @@ impl Run<'_> {
                 self.latents_at(&rows)
             })
             .collect::<Result<_>>()?;
-        if grad && self.cfg.light_shift_share > 0.0 {
-            self.shift_light(&mut context, &starts)?;
-        }
+        let shifted = if grad && self.cfg.light_shift_share > 0.0 {
+            self.shift_light(&mut context, &starts)?
+        } else {
+            vec![false; batch]
+        };
         let sigma_t = Tensor::from_vec(sigma.to_vec(), (batch, 1, 1, 1), &self.device)?;
         let relative: Vec<f32> = sigma.iter().map(|s| s / m.train_noise_max).collect();
         let mut steps = Vec::with_capacity(unroll);
@@ -152,6 +165,16 @@ impl Run<'_> {
             let noisy = (stacked + noise.broadcast_mul(&sigma_t)?)?;
             let cond = self.data.conditions(&rows, &relative, &self.device)?;
             let prediction = self.nets.dynamics.forward(&noisy, &cond)?;
+            let teacher = match &self.teacher {
+                Some(teacher) if grad && r >= free => Some(
+                    teacher
+                        .dynamics
+                        .forward(&noisy.detach(), &cond)?
+                        .mean
+                        .detach(),
+                ),
+                _ => None,
+            };
             let audio = self
                 .nets
                 .audio
@@ -182,10 +205,11 @@ impl Run<'_> {
                     next,
                     audio,
                     prediction,
+                    teacher,
                 });
             }
         }
-        Ok(steps)
+        Ok((steps, shifted))
     }
 
     pub(crate) fn dynamics_loss(
@@ -198,17 +222,24 @@ impl Run<'_> {
             batch,
             &mut self.rng,
         );
-        let steps = self.rollout(batch, &sigma, true)?;
+        let (steps, shifted) = self.rollout(batch, &sigma, true)?;
         let weights = self
             .channel_weights
             .clone()
             .expect("channel weights set with the latents");
+        let true_light: Vec<f32> = shifted.iter().map(|&s| f32::from(u8::from(!s))).collect();
+        let true_light = Tensor::from_vec(true_light, (batch, 1, 1), &self.device)?;
         let zero = Tensor::zeros((), DTYPE, &self.device)?;
-        let (mut latent, mut audio, mut sampler) = (zero.clone(), zero.clone(), zero);
+        let (mut latent, mut audio, mut sampler) = (zero.clone(), zero.clone(), zero.clone());
+        let mut distill = zero;
         let head = self.nets.sampler.clone();
         for step in &steps {
             let truth = self.latents_at(&step.rows)?;
             latent = (latent + weighted_mse(&step.next, &truth, &weights)?)?;
+            if let Some(teacher) = &step.teacher {
+                distill =
+                    (distill + masked_weighted_mse(&step.next, teacher, &weights, &true_light)?)?;
+            }
             let target = self.data.audio_targets(&step.rows, &self.device)?;
             audio = (audio + mse(&step.audio, &target)?)?;
             if let Some(head) = &head {
@@ -217,15 +248,20 @@ impl Run<'_> {
         }
         let n = steps.len() as f64;
         let (latent, audio, sampler) = ((latent / n)?, (audio / n)?, (sampler / n)?);
+        let distill = (distill / n)?;
         let loss = if self.cfg.sampler_only {
             sampler.clone()
         } else {
-            ((&latent + (&audio * self.cfg.audio_weight)?)? + &sampler)?
+            (((&latent + (&audio * self.cfg.audio_weight)?)? + &sampler)?
+                + (&distill * self.cfg.distill_weight)?)?
         };
         let mut parts = vec![
             ("latent", latent.to_scalar::<f32>()? as f64),
             ("audio", audio.to_scalar::<f32>()? as f64),
         ];
+        if self.teacher.is_some() {
+            parts.push(("distill", distill.to_scalar::<f32>()? as f64));
+        }
         if head.is_some() {
             parts.push(("sampler", sampler.to_scalar::<f32>()? as f64));
         }
@@ -235,7 +271,8 @@ impl Run<'_> {
     /// Shows a random [`light_shift_share`](TrainConfig::light_shift_share) of the samples
     /// their context frames (`context[j]` holds row `starts[i] + j` of sample `i`) in a wrong
     /// light: the frames' pixels shifted by one [`LightShift`] per sample and encoded again.
-    fn shift_light(&mut self, context: &mut [Tensor], starts: &[usize]) -> Result<()> {
+    /// Returns, per sample, whether it was shifted.
+    fn shift_light(&mut self, context: &mut [Tensor], starts: &[usize]) -> Result<Vec<bool>> {
         let share = self.cfg.light_shift_share as f32;
         let mut shifted = Vec::new();
         for i in 0..starts.len() {
@@ -243,8 +280,12 @@ impl Run<'_> {
                 shifted.push((i, LightShift::draw(&mut self.rng)));
             }
         }
+        let mut is_shifted = vec![false; starts.len()];
+        for (i, _) in &shifted {
+            is_shifted[*i] = true;
+        }
         if shifted.is_empty() {
-            return Ok(());
+            return Ok(is_shifted);
         }
         for (j, frames) in context.iter_mut().enumerate() {
             let rows: Vec<usize> = shifted.iter().map(|(i, _)| starts[*i] + j).collect();
@@ -265,7 +306,7 @@ impl Run<'_> {
             }
             *frames = Tensor::cat(&samples, 0)?;
         }
-        Ok(())
+        Ok(is_shifted)
     }
 
     /// The sampler's flow-matching loss for one step: its condition is detached, so the
@@ -299,7 +340,7 @@ impl Run<'_> {
         batch: usize,
     ) -> Result<(Tensor, Vec<(&'static str, f64)>)> {
         let sigma = vec![self.generation.inference_noise; batch];
-        let steps = self.rollout(batch, &sigma, false)?;
+        let (steps, _) = self.rollout(batch, &sigma, false)?;
         let RolloutStep {
             rows,
             next: predicted,
