@@ -10,8 +10,9 @@
 //!   or the weather makes within 15 frames, and once settled ([`director`]);
 //! - **moving realism and revisit**: scripted turning and walking from held-out starts, scored by
 //!   a calibrated Fréchet distance (0 = the reference world, 1 = the reference blurred), the
-//!   sharpness and colour-count ratios, and whether turning 180° and back brings the first view
-//!   back ([`scripted`], [`realism`]);
+//!   sharpness and colour-count ratios, the detail along rows and down columns apart (a view
+//!   smeared sideways into streaks keeps its sharpness but loses the first), and whether turning
+//!   180° and back brings the first view back ([`scripted`], [`realism`]);
 //! - **sound**: log-spectral distance of each frame's sound from the reference's, and how
 //!   strongly low-band sound energy follows walking (footsteps), for both;
 //! - **standing still**: with no action for 200 frames the reference view barely changes

@@ -64,6 +64,31 @@ pub fn sharpness(f: &Frame) -> f64 {
     g.iter().map(|&v| v as f64).sum::<f64>() / g.len().max(1) as f64
 }
 
+/// Mean absolute luminance difference between horizontal neighbours (`across`, along a row) and
+/// between vertical neighbours (`down`, along a column). A picture smeared sideways into
+/// horizontal streaks keeps its `down` detail and loses its `across` detail, while its
+/// [`sharpness`] (both together) can look normal.
+pub fn directional_detail(f: &Frame) -> (f64, f64) {
+    let (w, h) = (f.width as usize, f.height as usize);
+    let l = luminance(f);
+    let (mut across, mut down) = (0.0f64, 0.0f64);
+    for y in 0..h {
+        for x in 0..w {
+            let i = y * w + x;
+            if x + 1 < w {
+                across += (l[i + 1] - l[i]).abs() as f64;
+            }
+            if y + 1 < h {
+                down += (l[i + w] - l[i]).abs() as f64;
+            }
+        }
+    }
+    (
+        across / (w.saturating_sub(1) * h).max(1) as f64,
+        down / (w * h.saturating_sub(1)).max(1) as f64,
+    )
+}
+
 /// Distinct colours at 5 bits per channel.
 pub fn colour_count(f: &Frame) -> usize {
     let mut seen = vec![false; 1 << 15];
@@ -404,6 +429,35 @@ mod tests {
         assert_eq!(features(&f).len(), FEATURES);
         let set: Vec<Vec<f64>> = (0..30).map(|i| features(&scene(i))).collect();
         assert!(frechet_distance(&set, &set) < 1e-6);
+    }
+
+    /// Horizontal streaks have detail down a column and none along a row; vertical ones the
+    /// opposite; both count alike in the plain sharpness.
+    #[test]
+    fn directional_detail_tells_horizontal_streaks_from_vertical_ones() {
+        let stripes = |horizontal: bool| {
+            let mut rgb = Vec::new();
+            for y in 0..16u32 {
+                for x in 0..16u32 {
+                    let v = if (if horizontal { y } else { x }) % 2 == 0 {
+                        200
+                    } else {
+                        40
+                    };
+                    rgb.extend_from_slice(&[v, v, v]);
+                }
+            }
+            Frame::from_rgb(16, 16, &rgb)
+        };
+        let (across, down) = directional_detail(&stripes(true));
+        assert_eq!(across, 0.0);
+        assert!((down - 160.0).abs() < 0.01, "{down}");
+        let (across, down) = directional_detail(&stripes(false));
+        assert!(
+            (across - 160.0).abs() < 0.01 && down == 0.0,
+            "{across} {down}"
+        );
+        assert!((sharpness(&stripes(true)) - sharpness(&stripes(false))).abs() < 1e-9);
     }
 
     #[test]

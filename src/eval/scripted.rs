@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::metrics::psnr;
-use super::realism::{colour_count, realism_score, sharpness};
+use super::realism::{colour_count, directional_detail, realism_score, sharpness};
 use crate::error::Result;
 use crate::frame::Frame;
 use crate::reference::ReferenceWorld;
@@ -71,6 +71,11 @@ pub struct ScriptScore {
     pub frechet: [f64; 3],
     /// Mean gradient magnitude of the model's frames ÷ the reference's.
     pub sharpness_ratio: f64,
+    /// The model's detail along rows ÷ the reference's, and the same down columns (see
+    /// [`directional_detail`]): a view smeared sideways into streaks while turning keeps a
+    /// normal `sharpness_ratio` but a low first figure. Absent in reports written before it.
+    #[serde(default)]
+    pub detail_across_down_ratio: [f64; 2],
     /// Distinct colours (5 bits per channel) per model frame ÷ per reference frame.
     pub colour_ratio: f64,
 }
@@ -206,12 +211,18 @@ fn score(name: &str, generated: &[Frame], reference: &[Frame], other: &[Frame]) 
         frames.iter().map(f).sum::<f64>() / frames.len().max(1) as f64
     };
     let colours = |f: &Frame| colour_count(f) as f64;
+    let across = |f: &Frame| directional_detail(f).0;
+    let down = |f: &Frame| directional_detail(f).1;
     ScriptScore {
         name: name.into(),
         frames: generated.len(),
         realism,
         frechet,
         sharpness_ratio: mean(generated, &sharpness) / mean(reference, &sharpness).max(1e-9),
+        detail_across_down_ratio: [
+            mean(generated, &across) / mean(reference, &across).max(1e-9),
+            mean(generated, &down) / mean(reference, &down).max(1e-9),
+        ],
         colour_ratio: mean(generated, &colours) / mean(reference, &colours).max(1e-9),
     }
 }
