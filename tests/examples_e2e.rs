@@ -633,6 +633,26 @@ fn sharpness(img: &image::RgbImage, r: Region) -> f32 {
     (sum / ((r.w - 1) * (r.h - 1)) as f64) as f32
 }
 
+/// Mean absolute luminance difference between neighbours along rows and down columns of a
+/// region: [`sharpness`] split by direction, as `nacre eval`'s `detail_across_down_ratio`. A view
+/// smeared sideways into horizontal streaks keeps its detail down the columns only.
+fn detail_across_down(img: &image::RgbImage, r: Region) -> (f32, f32) {
+    let luma = |x, y| {
+        let p = img.get_pixel(x, y).0;
+        0.2126 * p[0] as f32 + 0.7152 * p[1] as f32 + 0.0722 * p[2] as f32
+    };
+    let (mut across, mut down) = (0.0f64, 0.0f64);
+    for y in r.y..r.y + r.h - 1 {
+        for x in r.x..r.x + r.w - 1 {
+            let l = luma(x, y);
+            across += (luma(x + 1, y) - l).abs() as f64;
+            down += (luma(x, y + 1) - l).abs() as f64;
+        }
+    }
+    let n = ((r.w - 1) * (r.h - 1)) as f64;
+    ((across / n) as f32, (down / n) as f32)
+}
+
 /// The square 128×128 view in the middle of the 1280×720 window, below the HUD.
 const SQUARE_VIEW: Region = Region {
     x: 300,
@@ -655,8 +675,11 @@ fn psnr(a: &image::RgbImage, b: &image::RgbImage, r: Region) -> f32 {
 /// the view after returning matches the view before at least 6 dB better (a quarter of the
 /// squared error) than the same weights without it, in the same script from the same seed.
 /// Half way round, the view keeps 0.8–1.25 of the reference world's detail there (mean
-/// gradient ratio, issue 18's sharpness target while turning; 0.83 measured). Prints the
-/// figures and the reference world's own (its clouds move).
+/// gradient ratio, issue 18's sharpness target while turning; 0.82 measured). Prints the
+/// figures and the reference world's own (its clouds move), and the detail ratio split by
+/// direction: the shipped model's 0.82 is 1.09 down the columns and 0.56 along the rows, the
+/// sideways streaks it draws where the reference has trees (printed, not asserted: drawing
+/// trees there is issue 18's open work).
 #[test]
 fn wander_remembers_the_view_after_a_half_turn_and_back() {
     let script = "20 screenshot before.png; 21 press ArrowRight; 61 release ArrowRight; \
@@ -733,13 +756,20 @@ fn wander_remembers_the_view_after_a_half_turn_and_back() {
     );
     let detail = sharpness(&half, SQUARE_VIEW) / sharpness(&ref_half, SQUARE_VIEW);
     let f_detail = sharpness(&f_half, SQUARE_VIEW) / sharpness(&ref_half, SQUARE_VIEW);
+    let ((across, down), (ref_across, ref_down)) = (
+        detail_across_down(&half, SQUARE_VIEW),
+        detail_across_down(&ref_half, SQUARE_VIEW),
+    );
     let kept = psnr(&before, &back, SQUARE_VIEW);
     let without = psnr(&f_before, &f_back, SQUARE_VIEW);
     let reference_kept = psnr(&ref_before, &ref_back, SQUARE_VIEW);
     eprintln!(
         "after a half turn and back: {kept:.1} dB with the place memory, {without:.1} dB \
          without (reference world {reference_kept:.1} dB); detail half way round, default \
-         model ÷ reference world: {detail:.2} ({f_detail:.2} without the place memory)"
+         model ÷ reference world: {detail:.2} ({f_detail:.2} without the place memory), \
+         along rows {:.2} and down columns {:.2}",
+        across / ref_across,
+        down / ref_down
     );
     assert!(
         kept >= without + 6.0,
