@@ -8,7 +8,8 @@
 //!    model's own predictions become its context: both keep long rollouts from drifting. It may
 //!    first run free on its own predictions ([`TrainConfig::free_run`]), and part of each batch
 //!    may come from standing still ([`TrainConfig::still_share`]) or show its context in a wrong
-//!    light ([`TrainConfig::light_shift_share`]). The latent loss weighs each channel by its
+//!    light ([`TrainConfig::light_shift_share`]), and a fine-tune may be held to the model it
+//!    starts from ([`TrainConfig::distill_weight`]). The latent loss weighs each channel by its
 //!    pixel cost ([`TrainConfig::latent_weighting`]);
 //! 3. **decoder**: the decoder is fine-tuned to turn the dynamics' predicted latents (rather
 //!    than only encoded ones) into the true frames;
