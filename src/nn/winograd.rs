@@ -3,7 +3,7 @@
 //! `(m+2)²` independent matrix products, and transformed back (see the [`conv`] module for when
 //! each form is chosen and what it costs in rounding error).
 //!
-//! [`conv`]: super::conv
+//! [`conv`]: crate::nn::conv
 
 use rayon::prelude::*;
 

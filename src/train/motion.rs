@@ -1,4 +1,4 @@
-//! Starts the motion warp's head (see [`MotionWarp`](crate::default_model::network::MotionWarp))
+//! Starts the motion warp's head (see [`MotionWarp`](crate::default_model::warp::MotionWarp))
 //! at the global image motion measured in the training data.
 //!
 //! Learned from the prediction loss alone, the head hardly moves: the loss's gradient with respect
