@@ -619,18 +619,8 @@ fn twin_starts_from_the_garden_and_turns_with_it() {
 /// Mean gradient magnitude of the luminance in a region (horizontal plus vertical neighbour
 /// differences): how much detail a view shows, the sharpness measure of `nacre eval`.
 fn sharpness(img: &image::RgbImage, r: Region) -> f32 {
-    let luma = |x, y| {
-        let p = img.get_pixel(x, y).0;
-        0.2126 * p[0] as f32 + 0.7152 * p[1] as f32 + 0.0722 * p[2] as f32
-    };
-    let mut sum = 0.0f64;
-    for y in r.y..r.y + r.h - 1 {
-        for x in r.x..r.x + r.w - 1 {
-            let l = luma(x, y);
-            sum += ((luma(x + 1, y) - l).abs() + (luma(x, y + 1) - l).abs()) as f64;
-        }
-    }
-    (sum / ((r.w - 1) * (r.h - 1)) as f64) as f32
+    let (across, down) = detail_across_down(img, r);
+    across + down
 }
 
 /// Mean absolute luminance difference between neighbours along rows and down columns of a

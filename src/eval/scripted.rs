@@ -211,18 +211,24 @@ fn score(name: &str, generated: &[Frame], reference: &[Frame], other: &[Frame]) 
         frames.iter().map(f).sum::<f64>() / frames.len().max(1) as f64
     };
     let colours = |f: &Frame| colour_count(f) as f64;
-    let across = |f: &Frame| directional_detail(f).0;
-    let down = |f: &Frame| directional_detail(f).1;
+    // Each frame's detail both ways at once, then the mean of each direction.
+    let detail = |frames: &[Frame]| {
+        let sum = frames
+            .iter()
+            .map(directional_detail)
+            .fold((0.0, 0.0), |(a, d), (fa, fd)| (a + fa, d + fd));
+        let n = frames.len().max(1) as f64;
+        (sum.0 / n, sum.1 / n)
+    };
+    let (across, down) = detail(generated);
+    let (ref_across, ref_down) = detail(reference);
     ScriptScore {
         name: name.into(),
         frames: generated.len(),
         realism,
         frechet,
         sharpness_ratio: mean(generated, &sharpness) / mean(reference, &sharpness).max(1e-9),
-        detail_across_down_ratio: [
-            mean(generated, &across) / mean(reference, &across).max(1e-9),
-            mean(generated, &down) / mean(reference, &down).max(1e-9),
-        ],
+        detail_across_down_ratio: [across / ref_across.max(1e-9), down / ref_down.max(1e-9)],
         colour_ratio: mean(generated, &colours) / mean(reference, &colours).max(1e-9),
     }
 }
