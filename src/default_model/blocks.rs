@@ -4,7 +4,9 @@
 //! dynamics. Everything is matrix products, which candle runs near the CPU's peak.
 
 use candle_core::{D, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder, linear};
+use candle_nn::{Linear, VarBuilder};
+
+use crate::nn::{fused_attention, gelu, linear, softmax_last_dim};
 
 /// Multi-head self-attention over `(batch, tokens, dim)`.
 #[derive(Clone, Debug)]
@@ -18,8 +20,8 @@ impl Attention {
     /// Weights: `qkv` (dim → 3·dim) and `proj` (dim → dim).
     pub fn new(dim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            qkv: linear(dim, 3 * dim, vb.pp("qkv"))?,
-            proj: linear(dim, dim, vb.pp("proj"))?,
+            qkv: candle_nn::linear(dim, 3 * dim, vb.pp("qkv"))?,
+            proj: candle_nn::linear(dim, dim, vb.pp("proj"))?,
             heads,
         })
     }
@@ -30,9 +32,11 @@ impl Module for Attention {
         let (b, n, d) = x.dims3()?;
         let hd = d / self.heads;
         // (b, n, 3, heads, hd) -> (3, b, heads, n, hd)
-        let qkv = self
-            .qkv
-            .forward(x)?
+        let qkv = linear(&self.qkv, x)?;
+        if let Some(out) = fused_attention(&qkv, self.heads)? {
+            return linear(&self.proj, &out);
+        }
+        let qkv = qkv
             .reshape((b, n, 3, self.heads, hd))?
             .permute((2, 0, 3, 1, 4))?;
         let q = (qkv.get(0)? * (hd as f64).powf(-0.5))?.contiguous()?;
@@ -43,10 +47,10 @@ impl Module for Attention {
         let attn = if scores.track_op() {
             candle_nn::ops::softmax(&scores, D::Minus1)?
         } else {
-            candle_nn::ops::softmax_last_dim(&scores)?
+            softmax_last_dim(&scores)?
         };
         let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
-        self.proj.forward(&out)
+        linear(&self.proj, &out)
     }
 }
 
@@ -61,15 +65,15 @@ impl Mlp {
     /// Weights: `fc1` (dim → hidden), `fc2` (hidden → dim).
     pub fn new(dim: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            fc1: linear(dim, hidden, vb.pp("fc1"))?,
-            fc2: linear(hidden, dim, vb.pp("fc2"))?,
+            fc1: candle_nn::linear(dim, hidden, vb.pp("fc1"))?,
+            fc2: candle_nn::linear(hidden, dim, vb.pp("fc2"))?,
         })
     }
 }
 
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(x)?.gelu()?)
+        linear(&self.fc2, &gelu(&linear(&self.fc1, x)?)?)
     }
 }
 
@@ -128,7 +132,7 @@ impl Block {
             (Some(modulation), Some(cond)) => {
                 // (batch, 6, 1, dim): shift, scale, gate for attention, then for the MLP.
                 let (b, _, d) = x.dims3()?;
-                let m = modulation.forward(cond)?.reshape((b, 6, 1, d))?;
+                let m = linear(modulation, cond)?.reshape((b, 6, 1, d))?;
                 let part = |i: usize| m.narrow(1, i, 1)?.squeeze(1);
                 let (shift1, scale1, gate1) = (part(0)?, part(1)?, part(2)?);
                 let (shift2, scale2, gate2) = (part(3)?, part(4)?, part(5)?);
@@ -201,6 +205,64 @@ impl Module for Norm {
         match &self.affine {
             Some((w, b)) => y.broadcast_mul(w)?.broadcast_add(b),
             None => Ok(y),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+    use candle_nn::VarMap;
+
+    /// The inference kernels (`crate::nn`'s fused linear, attention, GELU) compute what the
+    /// composed, differentiable ops compute: a block run on a plain tensor and on one that
+    /// tracks gradients (which takes candle's ops) agree, with and without conditioning.
+    #[test]
+    fn inference_kernels_match_the_training_ops() {
+        let dev = Device::Cpu;
+        for cond_dim in [0, 6] {
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+            let block = Block::new(32, 4, 4, cond_dim, vb).unwrap();
+            // Zero-initialised modulation would hide the conditioned path: randomise it all.
+            for var in varmap.all_vars() {
+                let noise = Tensor::randn(0f32, 0.3, var.dims(), &dev).unwrap();
+                var.set(&noise).unwrap();
+            }
+            let x = Tensor::randn(0f32, 1.0, (2, 40, 32), &dev).unwrap();
+            let cond =
+                (cond_dim > 0).then(|| Tensor::randn(0f32, 1.0, (2, cond_dim), &dev).unwrap());
+            let tracked = Var::from_tensor(&x).unwrap();
+            let want = block.forward(tracked.as_tensor(), cond.as_ref()).unwrap();
+            assert!(want.track_op());
+            // The weights are variables too: run the plain input through a copy whose weights
+            // are plain tensors, as a loaded model's are.
+            let plain = VarBuilder::from_tensors(
+                varmap
+                    .data()
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+                    .collect(),
+                DType::F32,
+                &dev,
+            );
+            let fast = Block::new(32, 4, 4, cond_dim, plain).unwrap();
+            let got = fast.forward(&x, cond.as_ref()).unwrap();
+            assert!(!got.track_op());
+            let diff = (got - want.detach())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-4, "conditioned {}: {diff}", cond_dim > 0);
         }
     }
 }
