@@ -101,6 +101,14 @@ pub struct TrainConfig {
     /// above 0 it needs `init_from`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub distill_weight: f64,
+    /// Weight of a loss that draws the prediction for a sample shown in a wrong light (see
+    /// `light_shift_share`) toward the teacher's prediction for the same window in its *true*
+    /// light, the teacher rolling its own context forward over the unrolled steps. The light is
+    /// then taught from a target as smooth as the one `distill_weight` holds the other samples
+    /// to, instead of from the true frame's unpredictable detail. 0 (the default) turns it off;
+    /// above 0 it needs `init_from` and a `light_shift_share` above 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub distill_shifted_weight: f64,
     /// Start from this trained model's weights (a folder with `config.json` and
     /// `model.safetensors`, relative to where `nacre train` runs) instead of from scratch: for
     /// fine-tuning. Its config must build the same networks as `model`. The initialisations
@@ -176,6 +184,7 @@ impl TrainConfig {
             light_shift_share: 0.0,
             freeze_motion: false,
             distill_weight: 0.0,
+            distill_shifted_weight: 0.0,
             init_from: None,
             latent_weighting: 1.0,
             context_noise_max: None,
@@ -269,6 +278,22 @@ impl TrainConfig {
             return Err(Error::Other(
                 "distill_weight keeps the prediction of the model fine-tuned from, but the \
                  config has no `init_from`"
+                    .into(),
+            ));
+        }
+        if !(self.distill_shifted_weight.is_finite() && self.distill_shifted_weight >= 0.0) {
+            return Err(Error::Other(format!(
+                "distill_shifted_weight {} is not a number of 0 or more",
+                self.distill_shifted_weight
+            )));
+        }
+        if self.distill_shifted_weight > 0.0
+            && (self.init_from.is_none() || self.light_shift_share <= 0.0)
+        {
+            return Err(Error::Other(
+                "distill_shifted_weight draws the light-shifted samples toward the prediction \
+                 of the model fine-tuned from, so it needs `init_from` and a \
+                 `light_shift_share` above 0"
                     .into(),
             ));
         }

@@ -227,7 +227,11 @@ fn train_in_pool(
 /// The frozen model that [`TrainConfig::distill_weight`] holds the fine-tuned dynamics to: the
 /// `init_from` model, in networks of its own that no optimizer sees.
 fn teacher_for(cfg: &TrainConfig, device: &Device) -> Result<Option<Networks>> {
-    let Some(dir) = cfg.init_from.as_ref().filter(|_| cfg.distill_weight > 0.0) else {
+    let Some(dir) = cfg
+        .init_from
+        .as_ref()
+        .filter(|_| cfg.distill_weight > 0.0 || cfg.distill_shifted_weight > 0.0)
+    else {
         return Ok(None);
     };
     let varmap = VarMap::new();

@@ -150,11 +150,19 @@ impl Run<'_> {
                 self.latents_at(&rows)
             })
             .collect::<Result<_>>()?;
+        // The context in its true light, from which the teacher rolls the shifted samples on
+        // (see `TrainConfig::distill_shifted_weight`).
+        let mut teacher_context =
+            (grad && self.teacher.is_some() && self.cfg.distill_shifted_weight > 0.0)
+                .then(|| context.clone());
         let shifted = if grad && self.cfg.light_shift_share > 0.0 {
             self.shift_light(&mut context, &starts)?
         } else {
             vec![false; batch]
         };
+        let shifted_mask: Vec<f32> = shifted.iter().map(|&s| f32::from(u8::from(s))).collect();
+        let shifted_mask = Tensor::from_vec(shifted_mask, (batch, 1, 1), &self.device)?;
+        let true_mask = (1.0 - &shifted_mask)?;
         let sigma_t = Tensor::from_vec(sigma.to_vec(), (batch, 1, 1, 1), &self.device)?;
         let relative: Vec<f32> = sigma.iter().map(|s| s / m.train_noise_max).collect();
         let mut steps = Vec::with_capacity(unroll);
@@ -162,17 +170,18 @@ impl Run<'_> {
             let rows: Vec<usize> = starts.iter().map(|s| s + k + r).collect();
             let stacked = Tensor::stack(&context, 1)?;
             let noise = self.normal_tensor(stacked.dims())?;
-            let noisy = (stacked + noise.broadcast_mul(&sigma_t)?)?;
+            let scaled_noise = noise.broadcast_mul(&sigma_t)?;
+            let noisy = (stacked + &scaled_noise)?;
             let cond = self.data.conditions(&rows, &relative, &self.device)?;
             let prediction = self.nets.dynamics.forward(&noisy, &cond)?;
             let teacher = match &self.teacher {
-                Some(teacher) if grad && r >= free => Some(
-                    teacher
-                        .dynamics
-                        .forward(&noisy.detach(), &cond)?
-                        .mean
-                        .detach(),
-                ),
+                Some(teacher) if grad && (r >= free || teacher_context.is_some()) => {
+                    let input = match &teacher_context {
+                        Some(own) => (Tensor::stack(own, 1)? + &scaled_noise)?,
+                        None => noisy.detach(),
+                    };
+                    Some(teacher.dynamics.forward(&input, &cond)?.mean.detach())
+                }
                 _ => None,
             };
             let audio = self
@@ -199,6 +208,15 @@ impl Run<'_> {
             };
             context.remove(0);
             context.push(next.clone());
+            if let (Some(own), Some(teacher)) = (teacher_context.as_mut(), teacher.as_ref()) {
+                // Shifted samples go on from the teacher's own prediction in the true light;
+                // the others see what the student sees, as without a teacher context.
+                own.remove(0);
+                own.push(
+                    (teacher.broadcast_mul(&shifted_mask)?
+                        + next.detach().broadcast_mul(&true_mask)?)?,
+                );
+            }
             if r >= free {
                 steps.push(RolloutStep {
                     rows,
@@ -227,11 +245,17 @@ impl Run<'_> {
             .channel_weights
             .clone()
             .expect("channel weights set with the latents");
-        let true_light: Vec<f32> = shifted.iter().map(|&s| f32::from(u8::from(!s))).collect();
-        let true_light = Tensor::from_vec(true_light, (batch, 1, 1), &self.device)?;
+        let mask = |wanted: bool| -> Result<Tensor> {
+            let m: Vec<f32> = shifted
+                .iter()
+                .map(|&s| f32::from(u8::from(s == wanted)))
+                .collect();
+            Ok(Tensor::from_vec(m, (batch, 1, 1), &self.device)?)
+        };
+        let (true_light, wrong_light) = (mask(false)?, mask(true)?);
         let zero = Tensor::zeros((), DTYPE, &self.device)?;
         let (mut latent, mut audio, mut sampler) = (zero.clone(), zero.clone(), zero.clone());
-        let mut distill = zero;
+        let (mut distill, mut distill_shifted) = (zero.clone(), zero);
         let head = self.nets.sampler.clone();
         for step in &steps {
             let truth = self.latents_at(&step.rows)?;
@@ -239,6 +263,10 @@ impl Run<'_> {
             if let Some(teacher) = &step.teacher {
                 distill =
                     (distill + masked_weighted_mse(&step.next, teacher, &weights, &true_light)?)?;
+                if self.cfg.distill_shifted_weight > 0.0 {
+                    distill_shifted = (distill_shifted
+                        + masked_weighted_mse(&step.next, teacher, &weights, &wrong_light)?)?;
+                }
             }
             let target = self.data.audio_targets(&step.rows, &self.device)?;
             audio = (audio + mse(&step.audio, &target)?)?;
@@ -248,12 +276,13 @@ impl Run<'_> {
         }
         let n = steps.len() as f64;
         let (latent, audio, sampler) = ((latent / n)?, (audio / n)?, (sampler / n)?);
-        let distill = (distill / n)?;
+        let (distill, distill_shifted) = ((distill / n)?, (distill_shifted / n)?);
         let loss = if self.cfg.sampler_only {
             sampler.clone()
         } else {
             (((&latent + (&audio * self.cfg.audio_weight)?)? + &sampler)?
-                + (&distill * self.cfg.distill_weight)?)?
+                + (&distill * self.cfg.distill_weight)?
+                + (&distill_shifted * self.cfg.distill_shifted_weight)?)?
         };
         let mut parts = vec![
             ("latent", latent.to_scalar::<f32>()? as f64),
@@ -261,6 +290,12 @@ impl Run<'_> {
         ];
         if self.teacher.is_some() {
             parts.push(("distill", distill.to_scalar::<f32>()? as f64));
+            if self.cfg.distill_shifted_weight > 0.0 {
+                parts.push((
+                    "distill_shifted",
+                    distill_shifted.to_scalar::<f32>()? as f64,
+                ));
+            }
         }
         if head.is_some() {
             parts.push(("sampler", sampler.to_scalar::<f32>()? as f64));
