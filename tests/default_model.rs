@@ -259,11 +259,16 @@ fn fine_tuning_starts_from_a_trained_model() {
     assert!(other_version.starts_with(&prefix) && other_version != version);
 
     // Held to the base model's prediction on the samples in their true light: the run logs
-    // how far it moved from it, which starts at 0 (the student starts as the teacher).
+    // how far it moved from it, which starts at 0 (the student starts as the teacher). The
+    // shifted samples are drawn toward the teacher's prediction in their true light, which
+    // differs from the start (the student sees the wrong light), while the teacher rolling
+    // those samples on from its own prediction leaves the others' input as the student's.
     cfg.distill_weight = 1.0;
+    cfg.distill_shifted_weight = 1.0;
     let distilled = tmp.join("distilled");
     train_uninterrupted(&data, &cfg, &distilled, false).unwrap();
-    let distill = logged_part(&distilled.join(LOG_FILE), "dynamics", "distill");
+    let log = distilled.join(LOG_FILE);
+    let distill = logged_part(&log, "dynamics", "distill");
     assert_eq!(distill.len(), cfg.dynamics.steps as usize, "{distill:?}");
     assert!(
         distill[0] < 1e-9,
@@ -271,6 +276,20 @@ fn fine_tuning_starts_from_a_trained_model() {
     );
     assert!(distill.iter().all(|d| d.is_finite() && *d >= 0.0));
     assert!(distill.iter().any(|d| *d > 0.0), "it moves: {distill:?}");
+    let shifted = logged_part(&log, "dynamics", "distill_shifted");
+    assert_eq!(shifted.len(), distill.len(), "{shifted:?}");
+    assert!(shifted.iter().all(|d| d.is_finite() && *d >= 0.0));
+    assert!(
+        shifted.iter().any(|d| *d > 1e-6),
+        "a wrong light predicts otherwise than the true one: {shifted:?}"
+    );
+    // Without light shift there is nothing for it to draw.
+    let mut unlit = cfg.clone();
+    unlit.light_shift_share = 0.0;
+    let err = train_uninterrupted(&data, &unlit, &tmp.join("unlit"), false)
+        .expect_err("nothing shifted")
+        .to_string();
+    assert!(err.contains("light_shift_share"), "{err}");
     // Without a model to be held to, it is refused.
     let mut orphan = TrainConfig::tiny();
     orphan.distill_weight = 1.0;

@@ -9,7 +9,8 @@
 //!    first run free on its own predictions ([`TrainConfig::free_run`]), and part of each batch
 //!    may come from standing still ([`TrainConfig::still_share`]) or show its context in a wrong
 //!    light ([`TrainConfig::light_shift_share`]), and a fine-tune may be held to the model it
-//!    starts from ([`TrainConfig::distill_weight`]). The latent loss weighs each channel by its
+//!    starts from ([`TrainConfig::distill_weight`], and on the shifted samples toward its
+//!    prediction in the true light, [`TrainConfig::distill_shifted_weight`]). The latent loss weighs each channel by its
 //!    pixel cost ([`TrainConfig::latent_weighting`]);
 //! 3. **decoder**: the decoder is fine-tuned to turn the dynamics' predicted latents (rather
 //!    than only encoded ones) into the true frames;
@@ -224,7 +225,8 @@ fn train_in_pool(
     Ok(Outcome::Finished)
 }
 
-/// The frozen model that [`TrainConfig::distill_weight`] holds the fine-tuned dynamics to: the
+/// The frozen model that [`TrainConfig::distill_weight`] (and
+/// [`TrainConfig::distill_shifted_weight`]) hold the fine-tuned dynamics to: the
 /// `init_from` model, in networks of its own that no optimizer sees.
 fn teacher_for(cfg: &TrainConfig, device: &Device) -> Result<Option<Networks>> {
     let Some(dir) = cfg
