@@ -75,11 +75,11 @@ impl Encoder {
     /// linear path as a whitened principal-component code, so latents are near unit variance.
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
         let patches = patchify(pixels, self.patch)?;
-        let mut x = self.embed.forward(&patches)?.broadcast_add(&self.pos)?;
+        let mut x = crate::nn::linear(&self.embed, &patches)?.broadcast_add(&self.pos)?;
         for block in &self.blocks {
             x = block.forward(&x, None)?;
         }
-        self.out.forward(&self.norm.forward(&x)?)? + self.skip.forward(&patches)?
+        crate::nn::linear(&self.out, &self.norm.forward(&x)?)? + crate::nn::linear(&self.skip, &patches)?
     }
 }
 
@@ -127,11 +127,11 @@ impl Decoder {
 
     /// `latent`: `(batch, tokens, C)`. Returns pixels `(batch, 3, H, W)`, roughly in [-1, 1].
     pub fn forward(&self, latent: &Tensor) -> Result<Tensor> {
-        let mut x = self.embed.forward(latent)?.broadcast_add(&self.pos)?;
+        let mut x = crate::nn::linear(&self.embed, latent)?.broadcast_add(&self.pos)?;
         for block in &self.blocks {
             x = block.forward(&x, None)?;
         }
-        let patches = (self.out.forward(&self.norm.forward(&x)?)? + self.skip.forward(latent)?)?;
+        let patches = (crate::nn::linear(&self.out, &self.norm.forward(&x)?)? + crate::nn::linear(&self.skip, latent)?)?;
         unpatchify(&patches, self.patch, self.height, self.width)
     }
 }
@@ -156,7 +156,7 @@ impl ConditionEmbedding {
 impl Module for ConditionEmbedding {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.fc2
-            .forward(&candle_nn::ops::silu(&self.fc1.forward(x)?)?)
+            .forward(&candle_nn::ops::silu(&crate::nn::linear(&self.fc1, x)?)?)
     }
 }
 
@@ -237,12 +237,12 @@ impl Dynamics {
             }
             None => (last, stacked),
         };
-        let mut x = self.embed.forward(&stacked)?.broadcast_add(&self.pos)?;
+        let mut x = crate::nn::linear(&self.embed, &stacked)?.broadcast_add(&self.pos)?;
         for block in &self.blocks {
             x = block.forward(&x, Some(&cond))?;
         }
         let hidden = self.norm.forward(&x)?;
-        let mean = (&base + self.out.forward(&hidden)?)?;
+        let mean = (&base + crate::nn::linear(&self.out, &hidden)?)?;
         Ok(Prediction {
             mean,
             base,
@@ -301,9 +301,9 @@ impl AudioHead {
     /// `hidden`, `cond`: `(batch, dim)`. Returns `(batch, subframes·bands)`.
     pub fn forward(&self, hidden: &Tensor, cond: &Tensor) -> Result<Tensor> {
         let x = Tensor::cat(&[hidden, cond], D::Minus1)?;
-        let x = candle_nn::ops::silu(&self.fc1.forward(&x)?)?;
-        let x = candle_nn::ops::silu(&self.fc2.forward(&x)?)?;
-        self.fc3.forward(&x)
+        let x = candle_nn::ops::silu(&crate::nn::linear(&self.fc1, &x)?)?;
+        let x = candle_nn::ops::silu(&crate::nn::linear(&self.fc2, &x)?)?;
+        crate::nn::linear(&self.fc3, &x)
     }
 }
 

@@ -16,7 +16,7 @@
 //! is sampled independently given the transformer's hidden state, so each step is a few
 //! matrix products over the token grid.
 
-use candle_core::{D, Module, Result, Tensor};
+use candle_core::{D, Result, Tensor};
 use candle_nn::{Linear, VarBuilder, linear};
 
 use super::config::SamplerSize;
@@ -81,9 +81,9 @@ impl Sampler {
             D::Minus1,
         )?;
         for layer in &self.layers {
-            x = candle_nn::ops::silu(&layer.forward(&x)?)?;
+            x = candle_nn::ops::silu(&crate::nn::linear(layer, &x)?)?;
         }
-        self.out.forward(&x)
+        crate::nn::linear(&self.out, &x)
     }
 
     /// The training loss: the mean squared error of the velocity at `z_τ` between `noise` and

@@ -3,7 +3,7 @@
 //! transport, which carries the picture's detail over by the same motion instead of predicting it
 //! ([`MotionWarp::transport`]).
 
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use candle_nn::{Linear, VarBuilder, linear};
 
 use super::config::Config;
@@ -131,7 +131,7 @@ impl MotionWarp {
     /// latent `(batch, tokens, C)`.
     pub fn forward(&self, last: &Tensor, condition: &Tensor) -> Result<Tensor> {
         let (_, moved) = self.decode_and_move(last, &self.motion(condition)?, Kernel::Linear)?;
-        self.encode.forward(&patchify(&moved, self.patch)?)
+        crate::nn::linear(&self.encode, &patchify(&moved, self.patch)?)
     }
 
     /// Moves `last` by the step's warp without the codec's round trip: `last + E·(P − D·last)`
@@ -231,7 +231,7 @@ impl MotionWarp {
     /// line of tokens beyond the view's edge) decoded to pixels `(batch, 3, height, width)` with
     /// the linear path.
     pub fn decode_area(&self, tokens: &Tensor, height: usize, width: usize) -> Result<Tensor> {
-        unpatchify(&self.decode.forward(tokens)?, self.patch, height, width)
+        unpatchify(&crate::nn::linear(&self.decode, tokens)?, self.patch, height, width)
     }
 
     /// 1 for the pixels whose source under `motion` lies beyond the frame's edge along either
