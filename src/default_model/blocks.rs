@@ -265,4 +265,53 @@ mod tests {
             assert!(diff < 1e-4, "conditioned {}: {diff}", cond_dim > 0);
         }
     }
+
+    /// The inference kernels split work by rows, so a frame does not depend on how many
+    /// threads computed it (a saved session continues bit for bit on another machine).
+    #[test]
+    fn inference_kernels_give_the_same_bits_on_any_thread_count() {
+        let dev = Device::Cpu;
+        let varmap = VarMap::new();
+        let _ = Block::new(
+            32,
+            4,
+            4,
+            6,
+            VarBuilder::from_varmap(&varmap, DType::F32, &dev),
+        )
+        .unwrap();
+        for var in varmap.all_vars() {
+            var.set(&Tensor::randn(0f32, 0.3, var.dims(), &dev).unwrap())
+                .unwrap();
+        }
+        let plain = VarBuilder::from_tensors(
+            varmap
+                .data()
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+                .collect(),
+            DType::F32,
+            &dev,
+        );
+        let block = Block::new(32, 4, 4, 6, plain).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (2, 300, 32), &dev).unwrap();
+        let cond = Tensor::randn(0f32, 1.0, (2, 6), &dev).unwrap();
+        let run = |threads: usize| -> Vec<f32> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| block.forward(&x, Some(&cond)))
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        let one = run(1);
+        assert!(one.iter().all(|v| v.is_finite()));
+        assert_eq!(one, run(3));
+    }
 }

@@ -79,7 +79,8 @@ impl Encoder {
         for block in &self.blocks {
             x = block.forward(&x, None)?;
         }
-        crate::nn::linear(&self.out, &self.norm.forward(&x)?)? + crate::nn::linear(&self.skip, &patches)?
+        crate::nn::linear(&self.out, &self.norm.forward(&x)?)?
+            + crate::nn::linear(&self.skip, &patches)?
     }
 }
 
@@ -131,7 +132,8 @@ impl Decoder {
         for block in &self.blocks {
             x = block.forward(&x, None)?;
         }
-        let patches = (crate::nn::linear(&self.out, &self.norm.forward(&x)?)? + crate::nn::linear(&self.skip, latent)?)?;
+        let patches = (crate::nn::linear(&self.out, &self.norm.forward(&x)?)?
+            + crate::nn::linear(&self.skip, latent)?)?;
         unpatchify(&patches, self.patch, self.height, self.width)
     }
 }

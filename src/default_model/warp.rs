@@ -231,7 +231,12 @@ impl MotionWarp {
     /// line of tokens beyond the view's edge) decoded to pixels `(batch, 3, height, width)` with
     /// the linear path.
     pub fn decode_area(&self, tokens: &Tensor, height: usize, width: usize) -> Result<Tensor> {
-        unpatchify(&crate::nn::linear(&self.decode, tokens)?, self.patch, height, width)
+        unpatchify(
+            &crate::nn::linear(&self.decode, tokens)?,
+            self.patch,
+            height,
+            width,
+        )
     }
 
     /// 1 for the pixels whose source under `motion` lies beyond the frame's edge along either

@@ -15,6 +15,9 @@ use super::activation::softmax_row;
 use super::cpu::{Scratch, is_cpu_f32, tensor_from_vec, with_f32, with_scratch};
 use super::gemm::{MatMut, MatRef, gemm};
 
+/// Query rows per parallel task: at 256 tokens, four tasks a sample.
+const QUERY_ROWS: usize = 64;
+
 /// `softmax(q·kᵀ / √head_dim)·v` for every head, from `qkv` `(batch, tokens, 3·dim)` laid out
 /// as `(3, heads, head_dim)` along its last dimension (queries, then keys, then values, each
 /// head's `head_dim` channels together). Returns `(batch, tokens, dim)` with each head's output
@@ -34,16 +37,28 @@ pub fn fused_attention(qkv: &Tensor, heads: usize) -> Result<Option<Tensor>> {
     let scale = (hd as f32).powf(-0.5);
     let mut out = vec![0.0f32; b * n * d];
     with_f32(qkv, |src| {
-        // One task per sample; within it, heads one after another (each writes its own
-        // `head_dim` columns of the sample's rows).
+        // One task per block of query rows of one sample (the block's output rows are its
+        // own); within it, heads one after another, each writing its `head_dim` columns.
         out.par_chunks_mut(n * d)
             .enumerate()
-            .for_each(|(sample, dst)| {
+            .flat_map(|(sample, rows)| {
+                rows.par_chunks_mut(QUERY_ROWS * d)
+                    .enumerate()
+                    .map(move |(block, dst)| (sample, block * QUERY_ROWS, dst))
+            })
+            .for_each(|(sample, first, dst)| {
+                let rows = dst.len() / d;
                 let base = sample * n * three_d;
-                with_scratch(Scratch::Task, n * n, |scores| {
+                with_scratch(Scratch::Task, rows * n, |scores| {
                     let mut weights = vec![0.0f32; n];
                     for h in 0..heads {
-                        let q = MatRef::row_major(src, base + h * hd, n, hd, three_d);
+                        let q = MatRef::row_major(
+                            src,
+                            base + first * three_d + h * hd,
+                            rows,
+                            hd,
+                            three_d,
+                        );
                         let k_t = MatRef {
                             data: src,
                             offset: base + d + h * hd,
@@ -55,7 +70,7 @@ pub fn fused_attention(qkv: &Tensor, heads: usize) -> Result<Option<Tensor>> {
                         let s = MatMut {
                             data: scores,
                             offset: 0,
-                            rows: n,
+                            rows,
                             cols: n,
                             row_stride: n,
                         };
@@ -64,12 +79,12 @@ pub fn fused_attention(qkv: &Tensor, heads: usize) -> Result<Option<Tensor>> {
                             softmax_row(row, &mut weights, scale);
                             row.copy_from_slice(&weights);
                         }
-                        let p = MatRef::row_major(scores, 0, n, n, n);
+                        let p = MatRef::row_major(scores, 0, rows, n, n);
                         let v = MatRef::row_major(src, base + 2 * d + h * hd, n, hd, three_d);
                         let o = MatMut {
                             data: dst,
                             offset: h * hd,
-                            rows: n,
+                            rows,
                             cols: hd,
                             row_stride: d,
                         };
@@ -114,7 +129,8 @@ mod tests {
 
     #[test]
     fn matches_composed_candle_ops() {
-        for (b, n, heads, hd) in [(2, 37, 4, 8), (1, 64, 2, 16), (3, 5, 1, 3)] {
+        // Sequences shorter than, equal to and longer than a task's block of query rows.
+        for (b, n, heads, hd) in [(2, 37, 4, 8), (1, 64, 2, 16), (3, 5, 1, 3), (2, 150, 2, 4)] {
             let qkv = Tensor::randn(0f32, 1.5, (b, n, 3 * heads * hd), &Device::Cpu).unwrap();
             let got = fused_attention(&qkv, heads).unwrap().expect("applies");
             let want = composed(&qkv, heads);
