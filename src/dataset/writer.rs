@@ -35,7 +35,7 @@ pub struct CapturedStep<'a> {
     pub pose: [f32; 5],
 }
 
-/// Writes a dataset frame by frame; see the [module](self) documentation.
+/// Writes a dataset frame by frame; see the `dataset::writer` module documentation.
 pub struct DatasetWriter {
     dir: PathBuf,
     manifest: Manifest,

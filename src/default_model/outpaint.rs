@@ -13,7 +13,7 @@
 //!
 //! - **codebook**: a categorical distribution over `size` latents, the k-means centres of the
 //!   training frames' tokens; a draw is always a token that occurs in the world;
-//! - **flow**: a per-token rectified-flow head (as the [`Sampler`](super::sampler::Sampler)) over
+//! - **flow**: a per-token rectified-flow head (as the [`Sampler`]) over
 //!   the continuous latent, given the transformer's hidden state.
 //!
 //! It learns from single frames: a frame's edge line is what lies beyond the rest of it, so any
