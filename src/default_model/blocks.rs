@@ -6,9 +6,7 @@
 use candle_core::{D, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use crate::nn::{
-    fused_attention, gated_residual, gelu, linear, modulated_layer_norm, softmax_last_dim,
-};
+use crate::nn::{fused_attention, gelu, linear, softmax_last_dim};
 
 /// Multi-head self-attention over `(batch, tokens, dim)`.
 #[derive(Clone, Debug)]
@@ -138,24 +136,24 @@ impl Block {
                 let part = |i: usize| m.narrow(1, i, 1)?.squeeze(1);
                 let (shift1, scale1, gate1) = (part(0)?, part(1)?, part(2)?);
                 let (shift2, scale2, gate2) = (part(3)?, part(4)?, part(5)?);
-                let h = self.norm1.modulated(x, &scale1, &shift1)?;
-                let x = gated(x, &self.attn.forward(&h)?, &gate1)?;
-                let h = self.norm2.modulated(&x, &scale2, &shift2)?;
-                gated(&x, &self.mlp.forward(&h)?, &gate2)
+                let h = self
+                    .norm1
+                    .forward(x)?
+                    .broadcast_mul(&(scale1 + 1.0)?)?
+                    .broadcast_add(&shift1)?;
+                let x = (x + self.attn.forward(&h)?.broadcast_mul(&gate1)?)?;
+                let h = self
+                    .norm2
+                    .forward(&x)?
+                    .broadcast_mul(&(scale2 + 1.0)?)?
+                    .broadcast_add(&shift2)?;
+                x + self.mlp.forward(&h)?.broadcast_mul(&gate2)?
             }
             _ => {
                 let x = (x + self.attn.forward(&self.norm1.forward(x)?)?)?;
                 &x + self.mlp.forward(&self.norm2.forward(&x)?)?
             }
         }
-    }
-}
-
-/// `x + y·gate`: one pass on the CPU at inference, candle's ops otherwise.
-fn gated(x: &Tensor, y: &Tensor, gate: &Tensor) -> Result<Tensor> {
-    match gated_residual(x, y, gate)? {
-        Some(out) => Ok(out),
-        None => x + y.broadcast_mul(gate)?,
     }
 }
 
@@ -195,21 +193,6 @@ impl Norm {
     /// A norm without scale and shift (adaptive layer norm supplies them).
     pub fn without_affine(eps: f64) -> Self {
         Self { affine: None, eps }
-    }
-}
-
-impl Norm {
-    /// `self.forward(x)·(1 + scale) + shift`, as adaptive layer norm modulates a norm without
-    /// affine parameters: one pass on the CPU at inference, composed ops otherwise.
-    fn modulated(&self, x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
-        if self.affine.is_none()
-            && let Some(out) = modulated_layer_norm(x, scale, shift, self.eps)?
-        {
-            return Ok(out);
-        }
-        self.forward(x)?
-            .broadcast_mul(&(scale + 1.0)?)?
-            .broadcast_add(shift)
     }
 }
 

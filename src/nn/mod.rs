@@ -1,9 +1,9 @@
 //! Reusable neural-network building blocks with fast CPU kernels, operating on candle tensors:
-//! a convolution without im2col (`conv`), fused group norm and SiLU (`norm`); for the default
-//! model's inference, GELU and softmax (`activation`), a linear layer with its bias fused
-//! (`linear`), attention read straight from the packed `qkv` (`attention`), and a modulated
-//! transformer block's norm and gated residual (`modulate`); and the safe strided matrix
-//! product they are built on (`gemm`). On GPU devices each falls back to candle's own ops.
+//! a convolution without im2col (`conv`), fused group norm and SiLU (`norm`), GELU and softmax
+//! for inference (`activation`), a linear layer with its bias fused (`linear`), attention read
+//! straight from the packed `qkv` (`attention`), and the safe
+//! strided matrix product they are built on (`gemm`). On GPU devices each falls back to
+//! candle's own ops.
 
 mod activation;
 mod attention;
@@ -12,7 +12,6 @@ pub(crate) mod cpu;
 pub(crate) mod gemm;
 mod geometry;
 mod linear;
-mod modulate;
 pub(crate) mod norm;
 /// The Winograd forms of [`conv`]'s 3×3 stride-1 convolutions.
 mod winograd;
@@ -21,7 +20,6 @@ pub use activation::{fast_gelu, gelu, softmax_last_dim};
 pub use attention::fused_attention;
 pub use conv::{ConvAlgorithm, FastConv2d, conv2d, conv2d_flops};
 pub use linear::linear;
-pub use modulate::{gated_residual, modulated_layer_norm};
 pub use norm::{
     Activation, ChannelMap, group_norm_affine, group_norm_map, group_norm_map_slices, silu,
 };
