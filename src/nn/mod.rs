@@ -1,7 +1,7 @@
 //! Reusable neural-network building blocks with fast CPU kernels, operating on candle tensors:
-//! a convolution without im2col (`conv`), fused group norm and SiLU (`norm`), GELU and softmax
-//! for inference (`activation`), a linear layer with its bias fused (`linear`), attention read
-//! straight from the packed `qkv` (`attention`), and the safe
+//! a convolution without im2col (`conv`), fused group norm and SiLU (`norm`); for the default
+//! model's inference, GELU and softmax (`activation`), a linear layer with its bias fused
+//! (`linear`) and attention read straight from the packed `qkv` (`attention`); and the safe
 //! strided matrix product they are built on (`gemm`). On GPU devices each falls back to
 //! candle's own ops.
 
