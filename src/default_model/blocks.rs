@@ -215,6 +215,21 @@ mod tests {
     use candle_core::{DType, Device, Var};
     use candle_nn::VarMap;
 
+    use crate::nn::max_abs_difference;
+
+    /// The weights of `varmap` as plain tensors, as a loaded model's are (variables track
+    /// gradients, which sends every op to candle's composed path).
+    fn plain_weights(varmap: &VarMap) -> VarBuilder<'static> {
+        let tensors = varmap
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+            .collect();
+        VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu)
+    }
+
     /// The inference kernels (`crate::nn`'s fused linear, attention, GELU) compute what the
     /// composed, differentiable ops compute: a block run on a plain tensor and on one that
     /// tracks gradients (which takes candle's ops) agree, with and without conditioning.
@@ -238,30 +253,11 @@ mod tests {
             assert!(want.track_op());
             // The weights are variables too: run the plain input through a copy whose weights
             // are plain tensors, as a loaded model's are.
-            let plain = VarBuilder::from_tensors(
-                varmap
-                    .data()
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-                    .collect(),
-                DType::F32,
-                &dev,
-            );
+            let plain = plain_weights(&varmap);
             let fast = Block::new(32, 4, 4, cond_dim, plain).unwrap();
             let got = fast.forward(&x, cond.as_ref()).unwrap();
             assert!(!got.track_op());
-            let diff = (got - want.detach())
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = max_abs_difference(&got, &want.detach());
             assert!(diff < 1e-4, "conditioned {}: {diff}", cond_dim > 0);
         }
     }
@@ -284,17 +280,7 @@ mod tests {
             var.set(&Tensor::randn(0f32, 0.3, var.dims(), &dev).unwrap())
                 .unwrap();
         }
-        let plain = VarBuilder::from_tensors(
-            varmap
-                .data()
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-                .collect(),
-            DType::F32,
-            &dev,
-        );
+        let plain = plain_weights(&varmap);
         let block = Block::new(32, 4, 4, 6, plain).unwrap();
         let x = Tensor::randn(0f32, 1.0, (2, 300, 32), &dev).unwrap();
         let cond = Tensor::randn(0f32, 1.0, (2, 6), &dev).unwrap();

@@ -135,20 +135,8 @@ impl Kernel for SoftmaxRow<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::max_abs_difference;
     use candle_core::{Device, Var};
-
-    fn max_abs_difference(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     #[test]
     fn gelu_matches_candles_tanh_form() {

@@ -99,6 +99,7 @@ pub fn fused_attention(qkv: &Tensor, heads: usize) -> Result<Option<Tensor>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::max_abs_difference;
     use candle_core::{D, Device};
 
     /// Attention composed from candle ops, the way the default model's blocks compose it.
@@ -134,16 +135,7 @@ mod tests {
             let qkv = Tensor::randn(0f32, 1.5, (b, n, 3 * heads * hd), &Device::Cpu).unwrap();
             let got = fused_attention(&qkv, heads).unwrap().expect("applies");
             let want = composed(&qkv, heads);
-            let diff = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = max_abs_difference(&got, &want);
             assert!(diff < 1e-5, "{b}×{n}, {heads} heads of {hd}: {diff}");
         }
     }

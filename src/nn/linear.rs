@@ -79,25 +79,13 @@ pub fn linear(layer: &Linear, x: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::max_abs_difference;
     use candle_core::{Device, Var};
 
     fn layer(inputs: usize, outputs: usize, bias: bool) -> Linear {
         let w = Tensor::randn(0f32, 0.5, (outputs, inputs), &Device::Cpu).unwrap();
         let b = bias.then(|| Tensor::randn(0f32, 0.5, outputs, &Device::Cpu).unwrap());
         Linear::new(w, b)
-    }
-
-    fn max_abs_difference(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     #[test]

@@ -23,3 +23,15 @@ pub use linear::linear;
 pub use norm::{
     Activation, ChannelMap, group_norm_affine, group_norm_map, group_norm_map_slices, silu,
 };
+
+/// The largest absolute difference between two tensors of one shape: how the kernels' tests
+/// compare against candle's ops.
+#[cfg(test)]
+pub(crate) fn max_abs_difference(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.flatten_all())
+        .and_then(|d| d.max(0))
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("two f32 tensors of one shape")
+}
