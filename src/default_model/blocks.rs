@@ -31,11 +31,11 @@ impl Module for Attention {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, n, d) = x.dims3()?;
         let hd = d / self.heads;
-        // (b, n, 3, heads, hd) -> (3, b, heads, n, hd)
         let qkv = linear(&self.qkv, x)?;
         if let Some(out) = fused_attention(&qkv, self.heads)? {
             return linear(&self.proj, &out);
         }
+        // (b, n, 3, heads, hd) -> (3, b, heads, n, hd)
         let qkv = qkv
             .reshape((b, n, 3, self.heads, hd))?
             .permute((2, 0, 3, 1, 4))?;
@@ -217,6 +217,21 @@ mod tests {
 
     use crate::nn::max_abs_difference;
 
+    /// A block of width 32 (4 heads, MLP ratio 4) with random weights, as variables in the
+    /// returned map. Zero-initialised modulation would hide the conditioned path, so every
+    /// weight is randomised.
+    fn random_block(cond_dim: usize) -> (Block, VarMap) {
+        let dev = Device::Cpu;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+        let block = Block::new(32, 4, 4, cond_dim, vb).unwrap();
+        for var in varmap.all_vars() {
+            var.set(&Tensor::randn(0f32, 0.3, var.dims(), &dev).unwrap())
+                .unwrap();
+        }
+        (block, varmap)
+    }
+
     /// The weights of `varmap` as plain tensors, as a loaded model's are (variables track
     /// gradients, which sends every op to candle's composed path).
     fn plain_weights(varmap: &VarMap) -> VarBuilder<'static> {
@@ -237,14 +252,7 @@ mod tests {
     fn inference_kernels_match_the_training_ops() {
         let dev = Device::Cpu;
         for cond_dim in [0, 6] {
-            let varmap = VarMap::new();
-            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-            let block = Block::new(32, 4, 4, cond_dim, vb).unwrap();
-            // Zero-initialised modulation would hide the conditioned path: randomise it all.
-            for var in varmap.all_vars() {
-                let noise = Tensor::randn(0f32, 0.3, var.dims(), &dev).unwrap();
-                var.set(&noise).unwrap();
-            }
+            let (block, varmap) = random_block(cond_dim);
             let x = Tensor::randn(0f32, 1.0, (2, 40, 32), &dev).unwrap();
             let cond =
                 (cond_dim > 0).then(|| Tensor::randn(0f32, 1.0, (2, cond_dim), &dev).unwrap());
@@ -267,19 +275,7 @@ mod tests {
     #[test]
     fn inference_kernels_give_the_same_bits_on_any_thread_count() {
         let dev = Device::Cpu;
-        let varmap = VarMap::new();
-        let _ = Block::new(
-            32,
-            4,
-            4,
-            6,
-            VarBuilder::from_varmap(&varmap, DType::F32, &dev),
-        )
-        .unwrap();
-        for var in varmap.all_vars() {
-            var.set(&Tensor::randn(0f32, 0.3, var.dims(), &dev).unwrap())
-                .unwrap();
-        }
+        let (_, varmap) = random_block(6);
         let plain = plain_weights(&varmap);
         let block = Block::new(32, 4, 4, 6, plain).unwrap();
         let x = Tensor::randn(0f32, 1.0, (2, 300, 32), &dev).unwrap();

@@ -157,8 +157,10 @@ impl ConditionEmbedding {
 
 impl Module for ConditionEmbedding {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2
-            .forward(&candle_nn::ops::silu(&crate::nn::linear(&self.fc1, x)?)?)
+        crate::nn::linear(
+            &self.fc2,
+            &candle_nn::ops::silu(&crate::nn::linear(&self.fc1, x)?)?,
+        )
     }
 }
 

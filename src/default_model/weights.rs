@@ -16,9 +16,10 @@ use crate::error::{Error, Result};
 
 /// Names and shapes of every tensor the networks of `cfg` need, sorted by name.
 ///
-/// The networks are built on a shape recorder (a `SimpleBackend`), which allocates nothing for their weights: a
-/// `config.json` may describe a network far larger than memory, and that must come back as a
-/// mismatch with the weights file, not abort the process while the expected list is made.
+/// The networks are built on a shape recorder (a `SimpleBackend`), which allocates nothing for
+/// their weights: a `config.json` may describe a network far larger than memory, and that must
+/// come back as a mismatch with the weights file, not abort the process while the expected list
+/// is made.
 pub fn expected_tensors(cfg: &Config) -> Result<Vec<(String, Vec<usize>)>> {
     let recorder = ShapeRecorder::default();
     let vb = VarBuilder::from_backend(Box::new(recorder.clone()), DTYPE, Device::Cpu);

@@ -5,8 +5,8 @@
 //! Composed from candle ops, attention permutes `qkv` into per-head copies, runs two batched
 //! matrix products through candle (which asks the operating system for the core count on every
 //! call) and transposes the result back: copies and calls that cost as much as the products at
-//! 256 tokens. Here each (sample, head) is two strided matrix products and a softmax over one
-//! row of scores at a time.
+//! 256 tokens. Here each head of each block of query rows is two strided matrix products and a
+//! softmax over one row of scores at a time.
 
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;

@@ -268,11 +268,15 @@ impl TrainConfig {
                 self.light_shift_share
             )));
         }
-        if !(self.distill_weight.is_finite() && self.distill_weight >= 0.0) {
-            return Err(Error::Other(format!(
-                "distill_weight {} is not a number of 0 or more",
-                self.distill_weight
-            )));
+        for (name, weight) in [
+            ("distill_weight", self.distill_weight),
+            ("distill_shifted_weight", self.distill_shifted_weight),
+        ] {
+            if !(weight.is_finite() && weight >= 0.0) {
+                return Err(Error::Other(format!(
+                    "{name} {weight} is not a number of 0 or more"
+                )));
+            }
         }
         if self.distill_weight > 0.0 && self.init_from.is_none() {
             return Err(Error::Other(
@@ -280,12 +284,6 @@ impl TrainConfig {
                  config has no `init_from`"
                     .into(),
             ));
-        }
-        if !(self.distill_shifted_weight.is_finite() && self.distill_shifted_weight >= 0.0) {
-            return Err(Error::Other(format!(
-                "distill_shifted_weight {} is not a number of 0 or more",
-                self.distill_shifted_weight
-            )));
         }
         if self.distill_shifted_weight > 0.0
             && (self.init_from.is_none() || self.light_shift_share <= 0.0)
